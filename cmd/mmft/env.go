@@ -1,7 +1,154 @@
 package main
 
-import "errors"
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
 
-func runEnv(c *cli, args []string) error { return errors.New("not built yet") }
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/mmft-go/mmft/compute"
+)
 
-func runBench(c *cli, args []string) error { return errors.New("not built yet") }
+// deviceFlags registers the flags that select a compute backend.
+func deviceFlags(fs *flag.FlagSet) *compute.Options {
+	o, err := compute.OptionsFromEnv()
+	if err != nil {
+		o = compute.Options{}
+	}
+	if o.Device == "" {
+		o.Device = compute.CPU
+	}
+	fs.StringVar(&o.Device, "device", o.Device, "compute device: cpu, gpu or auto (default from $"+compute.EnvDevice+")")
+	fs.StringVar(&o.PluginPath, "plugin", o.PluginPath, "PJRT CUDA plugin file for the GPU (default: $"+compute.EnvPlugin+", then a search)")
+	fs.IntVar(&o.CPUParallelism, "cpu-parallelism", o.CPUParallelism, "worker count of the pure-Go CPU backend (0: automatic, at least 4)")
+	return &o
+}
+
+func runEnv(c *cli, args []string) error {
+	fs := c.newFlags("env", "[--device cpu|gpu|auto] [--json]", `
+Prints the compute backend mmft would use, its devices (name, memory), the PJRT plugin path,
+and the versions of Go, GoMLX and go-xla. With --device gpu it fails with the list of places
+searched for a CUDA plugin when none is found.`)
+	opts := deviceFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if _, err := compute.OptionsFromEnv(); err != nil {
+		return err
+	}
+	b, err := compute.New(*opts)
+	if err != nil {
+		return err
+	}
+	defer b.Finalize()
+	info := b.Info()
+	if *asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(info)
+	}
+	fmt.Fprintf(c.stdout, "device:       %s\n", info.Device)
+	fmt.Fprintf(c.stdout, "backend:      %s\n", info.Description)
+	if info.PluginPath != "" {
+		fmt.Fprintf(c.stdout, "plugin:       %s (%s)\n", info.PluginPath, info.PluginSource)
+	}
+	if info.CPUParallelism > 0 {
+		fmt.Fprintf(c.stdout, "cpu workers:  %d\n", info.CPUParallelism)
+	}
+	for _, d := range info.Devices {
+		fmt.Fprintf(c.stdout, "device %d:     %s, %s", d.Index, d.Name, gib(d.MemoryBytes))
+		if d.Description != "" {
+			fmt.Fprintf(c.stdout, " [%s]", strings.TrimSpace(d.Description))
+		}
+		fmt.Fprintln(c.stdout)
+	}
+	for _, k := range sortedKeys(info.Versions) {
+		fmt.Fprintf(c.stdout, "%-13s %s\n", k+":", info.Versions[k])
+	}
+	return nil
+}
+
+func gib(n int64) string {
+	if n <= 0 {
+		return "memory unknown"
+	}
+	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+}
+
+func runBench(c *cli, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(c.stdout, "Usage: mmft bench matmul [flags]\n\n  matmul  dense matrix-product throughput (TFLOP/s) on the chosen device\n")
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	switch args[0] {
+	case "matmul":
+		return runBenchMatmul(c, args[1:])
+	}
+	return fmt.Errorf("unknown benchmark %q (have: matmul): %w", args[0], errUsage)
+}
+
+func runBenchMatmul(c *cli, args []string) error {
+	fs := c.newFlags("bench matmul", "[--device gpu] [--n 8192] [--chain 8] [--iters 10] [--dtype bf16]", `
+Times a chain of N×N×N matrix products on the device and prints TFLOP/s as JSON.`)
+	opts := deviceFlags(fs)
+	n := fs.Int("n", 0, "matrix size (default 8192 on the GPU, 512 on the CPU)")
+	chain := fs.Int("chain", 0, "matrix products per run (default 8 on the GPU, 1 on the CPU)")
+	iters := fs.Int("iters", 0, "timed runs after the warm-up (default 10 on the GPU, 3 on the CPU)")
+	dt := fs.String("dtype", "", "bf16, f16 or f32 (default bf16 on the GPU, f32 on the CPU)")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	b, err := compute.New(*opts)
+	if err != nil {
+		return err
+	}
+	defer b.Finalize()
+	gpu := b.Device == compute.GPU
+	pick := func(v *int, onGPU, onCPU int) {
+		if *v == 0 {
+			*v = onCPU
+			if gpu {
+				*v = onGPU
+			}
+		}
+	}
+	pick(n, 8192, 512)
+	pick(chain, 8, 1)
+	pick(iters, 10, 3)
+	if *dt == "" {
+		*dt = "f32"
+		if gpu {
+			*dt = "bf16"
+		}
+	}
+	var dtype dtypes.DType
+	switch strings.ToLower(*dt) {
+	case "bf16", "bfloat16":
+		dtype = dtypes.BFloat16
+	case "f16", "float16":
+		dtype = dtypes.Float16
+	case "f32", "float32":
+		dtype = dtypes.Float32
+	default:
+		return fmt.Errorf("--dtype %q: use bf16, f16 or f32", *dt)
+	}
+	res, err := compute.BenchMatmul(b, *n, *chain, *iters, dtype)
+	if err != nil {
+		return err
+	}
+	info := b.Info()
+	out := map[string]any{
+		"benchmark": "matmul", "date": time.Now().UTC().Format(time.RFC3339), "device": info.Device,
+		"card": info.Devices[0].Name, "n": res.N, "dtype": res.DType, "chain": res.Chain, "iterations": res.Iterations,
+		"seconds_per_iteration": res.PerIter.Seconds(), "tflops": res.TFLOPs,
+		"compile_and_first_run_seconds": res.Compile.Seconds(), "versions": info.Versions,
+	}
+	enc := json.NewEncoder(c.stdout)
+	return enc.Encode(out)
+}

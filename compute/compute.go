@@ -1,0 +1,159 @@
+// Package compute chooses and opens the GoMLX backend that every other mmft
+// package computes on: GoMLX's pure-Go backend on the CPU (tests, CI, the
+// embedded default), or GoMLX's XLA backend through a PJRT CUDA plugin on the GPU.
+//
+// The CPU backend is always created with an explicit worker count, because the
+// pure-Go backend's default pool (one worker per core) deadlocks on 2-core
+// machines. The GPU plugin is found on the machine, never downloaded: GoMLX's
+// auto-install is turned off.
+package compute
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/backends/simplego"
+	"github.com/gomlx/gomlx/backends/xla"
+)
+
+// Device names accepted by Options.Device.
+const (
+	// CPU is GoMLX's pure-Go backend.
+	CPU = "cpu"
+	// GPU is GoMLX's XLA backend on a PJRT CUDA plugin.
+	GPU = "gpu"
+	// Auto picks the GPU when a CUDA plugin is found and the CPU otherwise.
+	Auto = "auto"
+)
+
+// Environment variables read by OptionsFromEnv.
+const (
+	// EnvDevice selects the device: cpu, gpu or auto.
+	EnvDevice = "MMFT_DEVICE"
+	// EnvPlugin is the path of a PJRT CUDA plugin (.so) to use.
+	EnvPlugin = "MMFT_PJRT_PLUGIN"
+	// EnvCPUParallelism is the worker count of the pure-Go CPU backend.
+	EnvCPUParallelism = "MMFT_CPU_PARALLELISM"
+)
+
+// MinCPUParallelism is the smallest worker count the pure-Go backend is given:
+// below it, its worker pool can deadlock on small machines.
+const MinCPUParallelism = 4
+
+// Options selects a backend.
+type Options struct {
+	// Device is CPU, GPU or Auto; empty means CPU.
+	Device string
+	// PluginPath is an explicit PJRT plugin file; it wins over every search.
+	PluginPath string
+	// CPUParallelism is the pure-Go backend's worker count; values below
+	// MinCPUParallelism are raised to it. Zero means max(MinCPUParallelism, NumCPU).
+	CPUParallelism int
+}
+
+// OptionsFromEnv returns Options filled from $MMFT_DEVICE, $MMFT_PJRT_PLUGIN
+// and $MMFT_CPU_PARALLELISM, with the defaults where they are unset.
+func OptionsFromEnv() (Options, error) {
+	o := Options{Device: os.Getenv(EnvDevice), PluginPath: os.Getenv(EnvPlugin)}
+	if s := os.Getenv(EnvCPUParallelism); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("$%s=%q: want a positive integer worker count", EnvCPUParallelism, s)
+		}
+		o.CPUParallelism = n
+	}
+	return o, nil
+}
+
+// Backend is an opened GoMLX backend with what mmft knows about it.
+type Backend struct {
+	// Backend is the GoMLX backend to build and run graphs on.
+	backends.Backend
+	// Device is CPU or GPU.
+	Device string
+	// PluginPath is the PJRT plugin in use (GPU only).
+	PluginPath string
+	// PluginSource says how the plugin was found (GPU only).
+	PluginSource string
+	// CPUParallelism is the pure-Go backend's worker count (CPU only).
+	CPUParallelism int
+}
+
+// New opens the backend that o selects.
+func New(o Options) (*Backend, error) {
+	switch strings.ToLower(strings.TrimSpace(o.Device)) {
+	case "", CPU:
+		return newCPU(o.CPUParallelism)
+	case GPU, "cuda":
+		return newGPU(o.PluginPath)
+	case Auto:
+		if _, err := FindCUDAPlugin(o.PluginPath); err == nil {
+			return newGPU(o.PluginPath)
+		}
+		return newCPU(o.CPUParallelism)
+	default:
+		return nil, fmt.Errorf("unknown device %q: use cpu, gpu or auto", o.Device)
+	}
+}
+
+// NewCPU opens the pure-Go CPU backend with the default worker count.
+func NewCPU() (*Backend, error) { return newCPU(0) }
+
+// stdoutMu guards the swap of os.Stdout around simplego.New, which prints a
+// line about its parallelism to standard output (that would corrupt the JSON
+// output of commands such as `mmft tokenize`).
+var stdoutMu sync.Mutex
+
+func newCPU(parallelism int) (*Backend, error) {
+	if parallelism <= 0 {
+		parallelism = runtime.NumCPU()
+	}
+	parallelism = max(parallelism, MinCPUParallelism)
+	stdoutMu.Lock()
+	saved := os.Stdout
+	if devNull, err := os.Open(os.DevNull); err == nil {
+		os.Stdout = devNull
+		defer devNull.Close()
+	}
+	b, err := simplego.New("parallelism=" + strconv.Itoa(parallelism))
+	os.Stdout = saved
+	stdoutMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("opening GoMLX's pure-Go CPU backend: %w", err)
+	}
+	return &Backend{Backend: b, Device: CPU, CPUParallelism: parallelism}, nil
+}
+
+func newGPU(explicit string) (*Backend, error) {
+	found, err := FindCUDAPlugin(explicit)
+	if err != nil {
+		return nil, err
+	}
+	// Never download plugins at run time.
+	xla.EnableAutoInstall(false)
+	if os.Getenv("GOPJRT_CUDA_CHECKS") == "" && found.Source == SourcePython {
+		// The check looks for NVIDIA libraries in go-xla's own install folders;
+		// a JAX plugin brings its own through its Python packages.
+		os.Setenv("GOPJRT_CUDA_CHECKS", "0")
+	}
+	b, err := xla.New(found.Path)
+	if err != nil {
+		return nil, fmt.Errorf("loading the PJRT CUDA plugin %s (found via %s): %w\n"+
+			"Check that an NVIDIA driver is installed (nvidia-smi works) and that the plugin matches its CUDA version; "+
+			"or point $%s at another plugin", found.Path, found.Source, err, EnvPlugin)
+	}
+	if b.NumDevices() == 0 {
+		b.Finalize()
+		return nil, fmt.Errorf("the PJRT CUDA plugin %s sees no GPU", found.Path)
+	}
+	return &Backend{Backend: b, Device: GPU, PluginPath: found.Path, PluginSource: found.Source}, nil
+}
+
+// ErrNoPlugin is returned (wrapped) when no PJRT CUDA plugin is found.
+var ErrNoPlugin = errors.New("no PJRT CUDA plugin found")

@@ -1,0 +1,154 @@
+package compute
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gomlx/gomlx/backends"
+)
+
+// DeviceInfo describes one device of a backend.
+type DeviceInfo struct {
+	Index int    `json:"index"`
+	Name  string `json:"name"`
+	// MemoryBytes is the device's total memory (host RAM for the CPU), 0 when unknown.
+	MemoryBytes int64 `json:"memory_bytes"`
+	// Description is the backend's own description of the device.
+	Description string `json:"description,omitempty"`
+}
+
+// Info is what `mmft env` reports about a backend.
+type Info struct {
+	Device         string            `json:"device"`
+	Backend        string            `json:"backend"`
+	Description    string            `json:"description"`
+	PluginPath     string            `json:"plugin_path,omitempty"`
+	PluginSource   string            `json:"plugin_source,omitempty"`
+	CPUParallelism int               `json:"cpu_parallelism,omitempty"`
+	Devices        []DeviceInfo      `json:"devices"`
+	Versions       map[string]string `json:"versions"`
+}
+
+// Info describes b: its devices (names and memory) and the versions of Go,
+// GoMLX and go-xla it was built with.
+func (b *Backend) Info() Info {
+	info := Info{
+		Device:         b.Device,
+		Backend:        b.Name(),
+		Description:    b.Description(),
+		PluginPath:     b.PluginPath,
+		PluginSource:   b.PluginSource,
+		CPUParallelism: b.CPUParallelism,
+		Versions:       Versions(),
+	}
+	n := b.NumDevices()
+	if b.Device == GPU {
+		gpus := nvidiaSMI()
+		for i := 0; i < n; i++ {
+			d := DeviceInfo{Index: i, Description: b.DeviceDescription(backends.DeviceNum(i)), Name: "CUDA device"}
+			if i < len(gpus) {
+				d.Name, d.MemoryBytes = gpus[i].Name, gpus[i].MemoryBytes
+			}
+			info.Devices = append(info.Devices, d)
+		}
+		if len(gpus) > 0 && gpus[0].Driver != "" {
+			info.Versions["nvidia_driver"] = gpus[0].Driver
+		}
+	} else {
+		info.Devices = []DeviceInfo{{Index: 0, Name: cpuModel(), MemoryBytes: hostMemory(),
+			Description: strconv.Itoa(runtime.NumCPU()) + " cores"}}
+	}
+	return info
+}
+
+// Versions returns the Go, GoMLX and go-xla versions of this binary.
+func Versions() map[string]string {
+	v := map[string]string{"go": runtime.Version()}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range bi.Deps {
+			switch dep.Path {
+			case "github.com/gomlx/gomlx":
+				v["gomlx"] = dep.Version
+			case "github.com/gomlx/go-xla":
+				v["go-xla"] = dep.Version
+			}
+		}
+		if bi.Main.Version != "" {
+			v["mmft"] = bi.Main.Version
+		}
+	}
+	return v
+}
+
+type gpuRow struct {
+	Name        string
+	MemoryBytes int64
+	Driver      string
+}
+
+// nvidiaSMI asks nvidia-smi for the GPUs' names, memory and driver; nil when it is absent.
+func nvidiaSMI() []gpuRow {
+	path, err := exec.LookPath("nvidia-smi")
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader,nounits").Output()
+	if err != nil {
+		return nil
+	}
+	recs, err := csv.NewReader(strings.NewReader(string(out))).ReadAll()
+	if err != nil {
+		return nil
+	}
+	var rows []gpuRow
+	for _, r := range recs {
+		if len(r) < 3 {
+			continue
+		}
+		mib, _ := strconv.ParseInt(strings.TrimSpace(r[1]), 10, 64)
+		rows = append(rows, gpuRow{Name: strings.TrimSpace(r[0]), MemoryBytes: mib << 20, Driver: strings.TrimSpace(r[2])})
+	}
+	return rows
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH + " CPU"
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH + " CPU"
+}
+
+func hostMemory() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(fields[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

@@ -1,0 +1,90 @@
+package compute
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph code reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+)
+
+// MatmulResult is one matmul benchmark measurement.
+type MatmulResult struct {
+	N          int           `json:"n"`
+	DType      string        `json:"dtype"`
+	Chain      int           `json:"chain"`
+	Iterations int           `json:"iterations"`
+	PerIter    time.Duration `json:"per_iteration_ns"`
+	TFLOPs     float64       `json:"tflops"`
+	Compile    time.Duration `json:"compile_and_first_run_ns"`
+}
+
+// BenchMatmul times a chain of `chain` dense N×N×N matrix products in dtype on
+// b, run iters times after one warm-up (which includes compilation), and
+// reports the achieved TFLOP/s (2·N³·chain per iteration). Inputs are made and
+// kept on the device; each iteration reads back one scalar so that the timing
+// covers the whole computation.
+func BenchMatmul(b *Backend, n, chain, iters int, dtype dtypes.DType) (MatmulResult, error) {
+	if n < 1 || chain < 1 || iters < 1 {
+		return MatmulResult{}, fmt.Errorf("matmul benchmark: n, chain and iterations must be positive (got %d, %d, %d)", n, chain, iters)
+	}
+	res := MatmulResult{N: n, DType: dtype.String(), Chain: chain, Iterations: iters}
+	makeInputs, err := NewExec(b.Backend, func(g *Graph) (*Node, *Node) {
+		shape := shapes.Make(dtypes.Float32, n, n)
+		// Deterministic values of magnitude ~1/sqrt(n), so that long chains stay finite.
+		x := Sin(IotaFull(g, shape))
+		y := MulScalar(Cos(IotaFull(g, shape)), 1/float64(n))
+		return ConvertDType(x, dtype), ConvertDType(y, dtype)
+	})
+	if err != nil {
+		return res, err
+	}
+	defer makeInputs.Finalize()
+	ins, err := makeInputs.Exec()
+	if err != nil {
+		return res, fmt.Errorf("making matmul inputs: %w", err)
+	}
+	x, y := ins[0], ins[1]
+	defer x.FinalizeAll()
+	defer y.FinalizeAll()
+	chainExec, err := NewExec(b.Backend, func(x, y *Node) *Node {
+		for range chain {
+			x = MatMul(x, y)
+		}
+		return ReduceAllSum(ConvertDType(x, dtypes.Float32))
+	})
+	if err != nil {
+		return res, err
+	}
+	defer chainExec.Finalize()
+	run := func() error {
+		out, err := chainExec.Exec(x, y)
+		if err != nil {
+			return err
+		}
+		for _, t := range out {
+			if _, err := t.ValueSafe(); err != nil {
+				return err
+			}
+			t.FinalizeAll()
+		}
+		return nil
+	}
+	start := time.Now()
+	if err := run(); err != nil {
+		return res, fmt.Errorf("matmul benchmark warm-up: %w", err)
+	}
+	res.Compile = time.Since(start)
+	start = time.Now()
+	for range iters {
+		if err := run(); err != nil {
+			return res, err
+		}
+	}
+	elapsed := time.Since(start)
+	res.PerIter = elapsed / time.Duration(iters)
+	flops := 2 * float64(n) * float64(n) * float64(n) * float64(chain)
+	res.TFLOPs = flops / res.PerIter.Seconds() / 1e12
+	return res, nil
+}
