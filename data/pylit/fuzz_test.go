@@ -99,6 +99,9 @@ func (g *gen) value(depth int) any {
 		if g.byte()%2 == 0 {
 			n.Neg(n)
 		}
+		if n.IsInt64() { // Parse's canonical form for ints that fit
+			return n.Int64()
+		}
 		return n
 	case 4:
 		var bits uint64
