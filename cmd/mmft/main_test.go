@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/mmft-go/mmft/compute"
+)
+
+// runCLI runs one mmft command line in-process and returns its exit code and output.
+func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	c := &cli{ctx: context.Background(), stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb}
+	code := c.main(args)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpListsEveryCommand(t *testing.T) {
+	code, out, _ := runCLI(t, "", "help")
+	if code != 0 {
+		t.Fatalf("help exit %d", code)
+	}
+	for _, cmd := range commands() {
+		if !strings.Contains(out, "  "+cmd.name) {
+			t.Errorf("help does not list %q", cmd.name)
+		}
+	}
+}
+
+func TestEveryCommandHasHelp(t *testing.T) {
+	for _, cmd := range commands() {
+		if cmd.run == nil {
+			continue
+		}
+		code, out, errOut := runCLI(t, "", cmd.name, "--help")
+		if code != 0 || !strings.Contains(out, "Usage: mmft "+cmd.name) {
+			t.Errorf("mmft %s --help: exit %d, stdout %q, stderr %q", cmd.name, code, out, errOut)
+		}
+	}
+}
+
+func TestUnknownAndUnbuiltCommands(t *testing.T) {
+	if code, _, errOut := runCLI(t, "", "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("unknown command: exit %d, %q", code, errOut)
+	}
+	for _, cmd := range commands() {
+		if cmd.run != nil {
+			continue
+		}
+		code, _, errOut := runCLI(t, "", cmd.name)
+		if code != 1 || !strings.Contains(errOut, "not built yet") {
+			t.Errorf("mmft %s: exit %d, %q", cmd.name, code, errOut)
+		}
+	}
+	if code, _, errOut := runCLI(t, "", "env", "--no-such-flag"); code != 2 || !strings.Contains(errOut, "no-such-flag") {
+		t.Fatalf("bad flag: exit %d, %q", code, errOut)
+	}
+}
+
+func TestEnvCPU(t *testing.T) {
+	code, out, errOut := runCLI(t, "", "env", "--device", "cpu", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var info compute.Info
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("env --json is not JSON: %v\n%s", err, out)
+	}
+	if info.Device != "cpu" || len(info.Devices) != 1 || info.Versions["gomlx"] == "" {
+		t.Fatalf("unexpected env: %+v", info)
+	}
+}
+
+func TestEnvGPUWithoutPlugin(t *testing.T) {
+	if _, err := compute.FindCUDAPlugin(""); err == nil {
+		t.Skip("a CUDA plugin is installed here")
+	}
+	code, _, errOut := runCLI(t, "", "env", "--device", "gpu")
+	if code != 1 || !strings.Contains(errOut, "Looked in") || !strings.Contains(errOut, "Fix:") {
+		t.Fatalf("exit %d, %q", code, errOut)
+	}
+}
+
+func TestBenchMatmulCPU(t *testing.T) {
+	code, out, errOut := runCLI(t, "", "bench", "matmul", "--device", "cpu", "--n", "32", "--iters", "1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res["tflops"].(float64) <= 0 {
+		t.Fatalf("bad output %q: %v", out, err)
+	}
+	if code, _, _ := runCLI(t, "", "bench", "matmul", "--dtype", "int3"); code != 1 {
+		t.Fatalf("bad dtype accepted")
+	}
+}
