@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"math"
+	"strings"
+
+	"github.com/mmft-go/mmft/rewards"
+)
+
+// rewardLine is one input line of `mmft reward`.
+type rewardLine struct {
+	Completion    *string `json:"completion"`
+	Answer        string  `json:"answer"`
+	Question      string  `json:"question"`
+	Prefill       *string `json:"prefill"`
+	CompletionIDs []int   `json:"completion_ids"`
+}
+
+// rewardOut is one output line of `mmft reward`.
+type rewardOut struct {
+	Reward     float64            `json:"reward"`
+	Components map[string]float64 `json:"components,omitempty"`
+}
+
+func runReward(c *cli, args []string) error {
+	fs := c.newFlags("reward", "--name NAME|SET [--prefill S] [--tol T] < lines.jsonl", `
+Scores completions with a reward. Each stdin line is a JSON object
+  {"completion": "...", "answer": "...", "question": "...", "prefill": "...", "completion_ids": [...]}
+(only "completion" is required; "prefill" overrides --prefill for that line) and gives one stdout line
+  {"reward": x}
+NAME is a built-in reward: structural (the seed's, -1..2), format (strict, 0/1) or accuracy
+(the <answer> against the gold answer, 0/1). SET is a weighted sum such as "structural=0.5,accuracy=1";
+its output lines also hold the unweighted "components".`)
+	name := fs.String("name", "", "reward name, or a weighted set NAME=W,NAME=W (required)")
+	prefill := fs.String("prefill", "", `assistant prefill placed before each completion, e.g. "Let me solve this step by step.\n<think>" (escapes \n \t are read)`)
+	tol := fs.Float64("tol", rewards.DefaultRelTol, "relative tolerance of the accuracy reward for numbers")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(c.stderr, "mmft reward: unexpected argument %q; the completions come on stdin\n", fs.Arg(0))
+		return errUsage
+	}
+	if *name == "" {
+		fmt.Fprintln(c.stderr, "mmft reward: --name is required (structural, format, accuracy or a set such as structural=0.5,accuracy=1)")
+		return errUsage
+	}
+	if math.IsNaN(*tol) || *tol < 0 {
+		return fmt.Errorf("--tol %v: the tolerance must be a number ≥ 0 (0.01 is 1%%)", *tol)
+	}
+	reg := rewards.NewRegistry()
+	acc := rewards.Accuracy{RelTol: *tol}
+	if *tol == 0 {
+		acc.RelTol = -1 // exact
+	}
+	for _, r := range []struct {
+		name string
+		f    rewards.Func
+	}{{"structural", rewards.Structural}, {"format", rewards.Format}, {"accuracy", acc.Score}} {
+		if err := reg.Register(r.name, r.f); err != nil {
+			return err
+		}
+	}
+	var set rewards.Set
+	isSet := strings.ContainsAny(*name, ",=")
+	if isSet {
+		var err error
+		if set, err = reg.ParseSet(*name); err != nil {
+			return err
+		}
+	} else {
+		f, err := reg.Get(*name)
+		if err != nil {
+			return err
+		}
+		set = rewards.Set{Components: []rewards.Component{{Name: *name, Weight: 1, Func: f}}}
+	}
+	pre := unescapeFlag(*prefill)
+
+	out := bufio.NewWriter(c.stdout)
+	defer out.Flush()
+	sc := bufio.NewScanner(c.stdin)
+	sc.Buffer(make([]byte, 64*1024), 256<<20)
+	enc := json.NewEncoder(out)
+	enc.SetEscapeHTML(false)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var in rewardLine
+		dec := json.NewDecoder(bytes.NewReader(line))
+		if err := dec.Decode(&in); err != nil {
+			return fmt.Errorf("stdin line %d: not a JSON object {\"completion\": ..., \"answer\": ...}: %w", n, err)
+		}
+		if dec.More() {
+			return fmt.Errorf("stdin line %d: more than one JSON value; put one object per line", n)
+		}
+		if in.Completion == nil {
+			return fmt.Errorf("stdin line %d: no \"completion\" field; each line needs {\"completion\": ..., \"answer\": ...}", n)
+		}
+		ri := rewards.Input{Prefill: pre, Completion: *in.Completion, CompletionIDs: in.CompletionIDs, Answer: in.Answer, Question: in.Question}
+		if in.Prefill != nil {
+			ri.Prefill = *in.Prefill
+		}
+		res := set.Score(ri)
+		o := rewardOut{Reward: res.Total}
+		if isSet {
+			o.Components = res.Map()
+		}
+		if err := enc.Encode(o); err != nil {
+			return fmt.Errorf("writing the reward of line %d: %w", n, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("reading stdin: a line is longer than 256 MiB: %w", err)
+		}
+		return fmt.Errorf("reading stdin: %w", err)
+	}
+	return out.Flush()
+}
+
+// unescapeFlag turns the escapes \n, \t and \\ typed on a command line into characters.
+func unescapeFlag(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			switch s[i+1] {
+			case 'n':
+				b.WriteByte('\n')
+				i++
+				continue
+			case 't':
+				b.WriteByte('\t')
+				i++
+				continue
+			case '\\':
+				b.WriteByte('\\')
+				i++
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func runRewardCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := (&cli{ctx: context.Background(), stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb}).main(args)
+	return code, out.String(), errb.String()
+}
+
+func TestRewardCommand(t *testing.T) {
+	in := `{"completion": " 79</think><answer>$79M</answer>", "answer": "79 million dollars"}
+{"completion": " no tags", "answer": "$79M"}
+
+{"completion": "<think>a</think><answer>17.39%</answer>", "answer": "17.4%", "prefill": ""}
+`
+	code, out, errs := runRewardCLI(t, in, "reward", "--name", "structural=0.5,accuracy=1", "--prefill", `Let me solve this step by step.\n<think>`)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("got %d lines: %q", len(lines), out)
+	}
+	want := []struct{ total, structural, accuracy float64 }{{2, 2, 1}, {-0.25, -0.5, 0}, {2, 2, 1}}
+	for i, l := range lines {
+		var o struct {
+			Reward     float64            `json:"reward"`
+			Components map[string]float64 `json:"components"`
+		}
+		if err := json.Unmarshal([]byte(l), &o); err != nil {
+			t.Fatalf("line %d %q: %v", i, l, err)
+		}
+		if o.Reward != want[i].total || o.Components["structural"] != want[i].structural || o.Components["accuracy"] != want[i].accuracy {
+			t.Errorf("line %d = %s, want total %v structural %v accuracy %v", i, l, want[i].total, want[i].structural, want[i].accuracy)
+		}
+	}
+
+	code, out, _ = runRewardCLI(t, `{"completion": "<think>a</think><answer>x</answer>"}`+"\n", "reward", "--name", "format")
+	if code != 0 || strings.TrimSpace(out) != `{"reward":1}` {
+		t.Errorf("format: exit %d, out %q", code, out)
+	}
+	// Tolerance flag.
+	code, out, _ = runRewardCLI(t, `{"completion": "<answer>$82M</answer>", "answer": "$79M"}`+"\n", "reward", "--name", "accuracy", "--tol", "0.05")
+	if code != 0 || strings.TrimSpace(out) != `{"reward":1}` {
+		t.Errorf("--tol 0.05: exit %d, out %q", code, out)
+	}
+}
+
+func TestRewardCommandErrors(t *testing.T) {
+	good := `{"completion": "<answer>1</answer>", "answer": "1"}` + "\n"
+	for _, c := range []struct {
+		stdin  string
+		args   []string
+		code   int
+		inErr  string
+		outLen int // output lines written before the error
+	}{
+		{good + `{"completion": "x", "answer": ` + "\n", []string{"--name", "accuracy"}, 1, "stdin line 2", 1},
+		{good + good + `{"answer": "1"}` + "\n", []string{"--name", "accuracy"}, 1, "line 3: no \"completion\"", 2},
+		{good + `[1, 2]` + "\n", []string{"--name", "accuracy"}, 1, "stdin line 2", 1},
+		{good, []string{"--name", "acuracy"}, 1, "known: accuracy, format, structural", 0},
+		{good, []string{"--name", "accuracy=two"}, 1, "not a finite number", 0},
+		{good, []string{}, 2, "--name is required", 0},
+	} {
+		code, out, errs := runRewardCLI(t, c.stdin, append([]string{"reward"}, c.args...)...)
+		if code != c.code || !strings.Contains(errs, c.inErr) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", c.args, code, errs, c.code, c.inErr)
+		}
+		if n := len(strings.Fields(out)); n != c.outLen {
+			t.Errorf("%v: %d output lines before the error, want %d (%q)", c.args, n, c.outLen, out)
+		}
+	}
+}
