@@ -1,0 +1,504 @@
+package qwen2vl
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+)
+
+// Batch is one batch of model inputs as the processor and tokenizer give them.
+type Batch struct {
+	InputIDs      [][]int32 // [B][L], left-padded
+	AttentionMask [][]int32 // [B][L] 1 = token, 0 = padding; nil = all tokens
+	// PixelValues holds the flattened patches of every image of the batch in
+	// order, [patches × C·T·p·p] row-major (float32, as the image processor gives).
+	PixelValues []float32
+	Grids       []Grid // image_grid_thw, one per image in order
+}
+
+// ForwardOutput is the result of a full forward pass.
+type ForwardOutput struct {
+	Logits      *tensors.Tensor // [B, L, vocab] float32
+	ImageEmbeds *tensors.Tensor // [merged patches, hidden] (nil without images)
+	PositionIDs [3][][]int64    // M-RoPE positions [3][B][L]
+	RopeDeltas  []int64         // [B]
+}
+
+// prepared holds the host-side inputs of the text graph.
+type prepared struct {
+	b, l       int
+	ids        *tensors.Tensor // [B, L] int32
+	imgIdx     *tensors.Tensor // [B, L] int32 index into the image embeddings
+	isImg      *tensors.Tensor // [B, L] bool
+	imgEmb     *tensors.Tensor // [N, hidden]
+	cos, sin   *tensors.Tensor // [B, L, D] float32
+	mask       [][]int32
+	pos        [3][][]int64
+	deltas     []int64
+	imageEmbed *tensors.Tensor
+}
+
+func (m *Model) prepare(in Batch, lora *LoRA) (*prepared, error) {
+	if err := lora.Validate(m.Config); err != nil {
+		return nil, err
+	}
+	b := len(in.InputIDs)
+	if b == 0 || len(in.InputIDs[0]) == 0 {
+		return nil, fmt.Errorf("input_ids is empty")
+	}
+	l := len(in.InputIDs[0])
+	mask := in.AttentionMask
+	if mask == nil {
+		mask = make([][]int32, b)
+		for i := range mask {
+			mask[i] = make([]int32, l)
+			for j := range mask[i] {
+				mask[i][j] = 1
+			}
+		}
+	}
+	if len(mask) != b {
+		return nil, fmt.Errorf("attention_mask has %d rows, input_ids has %d", len(mask), b)
+	}
+	ids := make([]int32, 0, b*l)
+	for i, row := range in.InputIDs {
+		if len(row) != l {
+			return nil, fmt.Errorf("input_ids row %d has %d tokens, row 0 has %d (pad the batch)", i, len(row), l)
+		}
+		for j, id := range row {
+			if id < 0 || int(id) >= m.Config.Text.VocabSize {
+				return nil, fmt.Errorf("input_ids[%d][%d] = %d is outside the vocabulary [0, %d)", i, j, id, m.Config.Text.VocabSize)
+			}
+		}
+		ids = append(ids, row...)
+	}
+	p := &prepared{b: b, l: l, mask: mask}
+	var err error
+	p.pos, p.deltas, err = RopeIndex(m.Config, in.InputIDs, mask, in.Grids)
+	if err != nil {
+		return nil, err
+	}
+	// Image features replace the image tokens in order (row-major).
+	nImg := 0
+	idx := make([]int32, b*l)
+	isImg := make([]bool, b*l)
+	for k, id := range ids {
+		if id == int32(m.Config.ImageTokenID) {
+			idx[k], isImg[k] = int32(nImg), true
+			nImg++
+		}
+	}
+	hidden := m.Config.Text.HiddenSize
+	if len(in.Grids) > 0 {
+		p.imageEmbed, err = m.ImageEmbeds(in.PixelValues, in.Grids)
+		if err != nil {
+			return nil, err
+		}
+		if n := p.imageEmbed.Shape().Dimensions[0]; n != nImg {
+			return nil, fmt.Errorf("the images give %d features but input_ids hold %d image tokens (%d)", n, nImg, m.Config.ImageTokenID)
+		}
+		p.imgEmb = p.imageEmbed
+	} else {
+		if nImg > 0 {
+			return nil, fmt.Errorf("input_ids hold %d image tokens but no images were given", nImg)
+		}
+		p.imgEmb = tensors.FromShape(shapes.Make(m.DType, 1, hidden))
+	}
+	p.ids = tensors.FromFlatDataAndDimensions(ids, b, l)
+	p.imgIdx = tensors.FromFlatDataAndDimensions(idx, b, l)
+	p.isImg = tensors.FromFlatDataAndDimensions(isImg, b, l)
+	cos, sin := MRopeTables(m.Config.Text, p.pos)
+	d := m.Config.Text.HeadDim()
+	p.cos = tensors.FromFlatDataAndDimensions(cos, b, l, d)
+	p.sin = tensors.FromFlatDataAndDimensions(sin, b, l, d)
+	return p, nil
+}
+
+// causalMask returns [B, S, C]: query s (at cache slot start+s) may attend to
+// slot c when c ≤ start+s and the slot holds a real token.
+func causalMask(valid [][]bool, start, s int) *tensors.Tensor {
+	b, c := len(valid), len(valid[0])
+	out := make([]bool, b*s*c)
+	for i := range b {
+		for q := range s {
+			for k := 0; k <= start+q && k < c; k++ {
+				out[(i*s+q)*c+k] = valid[i][k]
+			}
+		}
+	}
+	return tensors.FromFlatDataAndDimensions(out, b, s, c)
+}
+
+func validSlots(mask [][]int32, capacity int) [][]bool {
+	out := make([][]bool, len(mask))
+	for i, row := range mask {
+		out[i] = make([]bool, capacity)
+		for j, v := range row {
+			out[i][j] = v != 0
+		}
+	}
+	return out
+}
+
+// embed builds the input embeddings: token embeddings with the image tokens
+// replaced by the image features in order.
+func (w *Weights) embed(ids, imgIdx, isImg, imgEmb *Node) *Node {
+	tok := Gather(w.param("model.embed_tokens.weight"), InsertAxes(ids, -1))
+	img := Gather(ConvertDType(imgEmb, w.DType), InsertAxes(imgIdx, -1))
+	return Where(isImg, img, tok)
+}
+
+// ImageEmbeds runs the vision tower and merger over the images of a batch:
+// pixels are the processor's flattened patches of every image in order. It
+// returns the merged features [Σ T·H·W/m², hidden] in the model dtype.
+// Images sharing a grid run together; attention stays within each frame.
+func (m *Model) ImageEmbeds(pixels []float32, grids []Grid) (*tensors.Tensor, error) {
+	vc := m.Config.Vision
+	pd := vc.PatchDim()
+	win := vc.SpatialMergeSize * vc.SpatialMergeSize
+	total := 0
+	for i, g := range grids {
+		if g.T <= 0 || g.H <= 0 || g.W <= 0 || g.H%vc.SpatialMergeSize != 0 || g.W%vc.SpatialMergeSize != 0 {
+			return nil, fmt.Errorf("image %d has grid %v: each of t, h, w must be positive and h, w multiples of %d", i, g, vc.SpatialMergeSize)
+		}
+		total += g.T * g.H * g.W
+	}
+	if len(pixels) != total*pd {
+		return nil, fmt.Errorf("pixel_values has %d values; image_grid_thw needs %d patches × %d = %d", len(pixels), total, pd, total*pd)
+	}
+	type group struct {
+		h, w    int
+		frames  []int // first patch row of each frame
+		outRows []int // first output row of each frame
+	}
+	groups := map[[2]int]*group{}
+	row := 0
+	for _, g := range grids {
+		key := [2]int{g.H, g.W}
+		gr := groups[key]
+		if gr == nil {
+			gr = &group{h: g.H, w: g.W}
+			groups[key] = gr
+		}
+		for range g.T {
+			gr.frames = append(gr.frames, row)
+			gr.outRows = append(gr.outRows, row/win)
+			row += g.H * g.W
+		}
+	}
+	hidden := m.Config.Text.HiddenSize
+	result := tensors.FromShape(shapes.Make(m.DType, total/win, hidden))
+	elem := m.DType.Size()
+	keys := make([][2]int, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i][0] < keys[j][0] || (keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1])
+	})
+	for _, key := range keys {
+		gr := groups[key]
+		p := gr.h * gr.w
+		buf := make([]float32, 0, len(gr.frames)*p*pd)
+		for _, start := range gr.frames {
+			buf = append(buf, pixels[start*pd:(start+p)*pd]...)
+		}
+		cos, sin := visionRopeTables(vc, gr.h, gr.w)
+		d := vc.HeadDim()
+		outs, err := m.run("vision", nil, func(w *Weights, in []*Node) []*Node {
+			return []*Node{w.VisionFrames(in[0], in[1], in[2])}
+		}, tensors.FromFlatDataAndDimensions(buf, len(gr.frames), p, pd),
+			tensors.FromFlatDataAndDimensions(cos, p, d), tensors.FromFlatDataAndDimensions(sin, p, d))
+		if err != nil {
+			return nil, err
+		}
+		frameBytes := p / win * hidden * elem
+		var copyErr error
+		err = outs[0].ConstBytes(func(src []byte) {
+			copyErr = result.MutableBytes(func(dst []byte) {
+				for f, o := range gr.outRows {
+					copy(dst[o*hidden*elem:], src[f*frameBytes:(f+1)*frameBytes])
+				}
+			})
+		})
+		outs[0].FinalizeAll()
+		if err == nil {
+			err = copyErr
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return result, nil
+}
+
+// Forward runs the full model on a batch and returns float32 logits for
+// every position, the image features and the M-RoPE positions.
+func (m *Model) Forward(in Batch, lora *LoRA) (*ForwardOutput, error) {
+	p, err := m.prepare(in, lora)
+	if err != nil {
+		return nil, err
+	}
+	mask := causalMask(validSlots(p.mask, p.l), 0, p.l)
+	outs, err := m.run("logits", lora, func(w *Weights, in []*Node) []*Node {
+		h := w.embed(in[0], in[1], in[2], in[3])
+		h, _ = w.Decoder(DecoderInput{Hidden: h, Cos: in[4], Sin: in[5], Mask: in[6]})
+		return []*Node{w.Logits(h)}
+	}, p.ids, p.imgIdx, p.isImg, p.imgEmb, p.cos, p.sin, mask)
+	if err != nil {
+		return nil, err
+	}
+	return &ForwardOutput{Logits: outs[0], ImageEmbeds: p.imageEmbed, PositionIDs: p.pos, RopeDeltas: p.deltas}, nil
+}
+
+// LogProbs returns log p(targets[b][s] | tokens ≤ s) for every position as a
+// float32 [B, L] tensor (the trainer shifts: targets[b][s] = ids[b][s+1]),
+// computing the vocabulary log-sum-exp in chunks of vocabChunk entries
+// (0 = 8192) so full float32 logits are never materialized.
+func (m *Model) LogProbs(in Batch, targets [][]int32, lora *LoRA, vocabChunk int) (*tensors.Tensor, error) {
+	p, err := m.prepare(in, lora)
+	if err != nil {
+		return nil, err
+	}
+	if vocabChunk <= 0 {
+		vocabChunk = 8192
+	}
+	flat := make([]int32, 0, p.b*p.l)
+	for i, row := range targets {
+		if len(row) != p.l {
+			return nil, fmt.Errorf("targets row %d has %d entries, want %d", i, len(row), p.l)
+		}
+		for _, t := range row {
+			if t < 0 || int(t) >= m.Config.Text.VocabSize {
+				return nil, fmt.Errorf("target id %d is outside the vocabulary", t)
+			}
+		}
+		flat = append(flat, row...)
+	}
+	if len(targets) != p.b {
+		return nil, fmt.Errorf("targets has %d rows, input_ids %d", len(targets), p.b)
+	}
+	mask := causalMask(validSlots(p.mask, p.l), 0, p.l)
+	outs, err := m.run(fmt.Sprintf("logprobs%d", vocabChunk), lora, func(w *Weights, in []*Node) []*Node {
+		h := w.embed(in[0], in[1], in[2], in[3])
+		h, _ = w.Decoder(DecoderInput{Hidden: h, Cos: in[4], Sin: in[5], Mask: in[6]})
+		return []*Node{w.ChosenLogProbs(h, in[7], vocabChunk)}
+	}, p.ids, p.imgIdx, p.isImg, p.imgEmb, p.cos, p.sin, mask, tensors.FromFlatDataAndDimensions(flat, p.b, p.l))
+	if err != nil {
+		return nil, err
+	}
+	return outs[0], nil
+}
+
+// State is a batch's decoding state: a fixed-capacity KV cache on the device.
+type State struct {
+	Cache    []*tensors.Tensor // per layer K then V, [B, KVH, capacity, D]
+	Length   int               // slots filled so far (prompt length + decoded tokens)
+	Capacity int
+	Deltas   []int64 // rope_deltas: a new token's position = real tokens before it + delta
+	real     []int64 // real (unpadded) tokens per row so far
+	valid    [][]bool
+	lora     *LoRA
+}
+
+// Prefill runs the prompt through the model into a new KV cache of the given
+// capacity (≥ prompt length) and returns the state and the float32 logits of
+// the last position [B, vocab].
+func (m *Model) Prefill(in Batch, capacity int, lora *LoRA) (*State, *tensors.Tensor, error) {
+	p, err := m.prepare(in, lora)
+	if err != nil {
+		return nil, nil, err
+	}
+	if capacity < p.l {
+		return nil, nil, fmt.Errorf("cache capacity %d is shorter than the prompt (%d tokens)", capacity, p.l)
+	}
+	st := &State{Length: p.l, Capacity: capacity, Deltas: p.deltas, valid: validSlots(p.mask, capacity), lora: lora}
+	st.real = make([]int64, p.b)
+	for i, row := range p.mask {
+		for _, v := range row {
+			if v != 0 {
+				st.real[i]++
+			}
+		}
+	}
+	write := make([]float32, p.l*capacity)
+	for s := range p.l {
+		write[s*capacity+s] = 1
+	}
+	cache := m.emptyCache(p.b, capacity)
+	args := []any{p.ids, p.imgIdx, p.isImg, p.imgEmb, p.cos, p.sin, causalMask(st.valid, 0, p.l), tensors.FromFlatDataAndDimensions(write, p.l, capacity)}
+	for _, t := range cache {
+		args = append(args, t)
+	}
+	last := make([]int32, p.b)
+	for i := range last {
+		last[i] = int32(p.l - 1)
+	}
+	args = append(args, tensors.FromFlatDataAndDimensions(last, p.b))
+	outs, err := m.run("prefill", lora, func(w *Weights, in []*Node) []*Node {
+		h := w.embed(in[0], in[1], in[2], in[3])
+		h, kv := w.Decoder(DecoderInput{Hidden: h, Cos: in[4], Sin: in[5], Mask: in[6], Write: in[7], Cache: kvPairs(in[8 : 8+2*w.Config.Text.NumLayers])})
+		lastIdx := in[8+2*w.Config.Text.NumLayers]
+		hLast := lastPosition(h, lastIdx)
+		return append([]*Node{w.Logits(hLast)}, flattenKV(kv)...)
+	}, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	st.Cache = outs[1:]
+	return st, outs[0], nil
+}
+
+// Decode appends one token per row at the next cache slot and returns the
+// float32 logits [B, vocab] for the following token. Positions continue from
+// the prompt's M-RoPE positions: (real tokens so far) + rope_delta on all
+// three axes, i.e. one past the largest position used.
+func (m *Model) Decode(st *State, tokens []int32) (*tensors.Tensor, error) {
+	b := len(st.Deltas)
+	if len(tokens) != b {
+		return nil, fmt.Errorf("decode got %d tokens for a batch of %d", len(tokens), b)
+	}
+	if st.Length >= st.Capacity {
+		return nil, fmt.Errorf("KV cache is full (capacity %d); prefill with a larger capacity", st.Capacity)
+	}
+	slot := st.Length
+	for i := range b {
+		st.valid[i][slot] = true
+	}
+	var pos [3][][]int64
+	for a := range 3 {
+		pos[a] = make([][]int64, b)
+		for i := range b {
+			pos[a][i] = []int64{st.real[i] + st.Deltas[i]}
+		}
+	}
+	cos, sin := MRopeTables(m.Config.Text, pos)
+	d := m.Config.Text.HeadDim()
+	write := make([]float32, st.Capacity)
+	write[slot] = 1
+	zeros := make([]int32, b)
+	args := []any{
+		tensors.FromFlatDataAndDimensions(append([]int32(nil), tokens...), b, 1),
+		tensors.FromFlatDataAndDimensions(zeros, b, 1),
+		tensors.FromFlatDataAndDimensions(make([]bool, b), b, 1),
+		tensors.FromShape(shapes.Make(m.DType, 1, m.Config.Text.HiddenSize)),
+		tensors.FromFlatDataAndDimensions(cos, b, 1, d),
+		tensors.FromFlatDataAndDimensions(sin, b, 1, d),
+		causalMask(st.valid, slot, 1),
+		tensors.FromFlatDataAndDimensions(write, 1, st.Capacity),
+	}
+	for _, t := range st.Cache {
+		args = append(args, t)
+	}
+	outs, err := m.run("decode", st.lora, func(w *Weights, in []*Node) []*Node {
+		h := w.embed(in[0], in[1], in[2], in[3])
+		h, kv := w.Decoder(DecoderInput{Hidden: h, Cos: in[4], Sin: in[5], Mask: in[6], Write: in[7], Cache: kvPairs(in[8:])})
+		hb := h.Shape().Dimensions
+		return append([]*Node{w.Logits(Reshape(h, hb[0], hb[2]))}, flattenKV(kv)...)
+	}, args...)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range st.Cache {
+		t.FinalizeAll()
+	}
+	st.Cache = outs[1:]
+	st.Length++
+	for i := range st.real {
+		st.real[i]++
+	}
+	return outs[0], nil
+}
+
+// Greedy generates n tokens per row by greedy decoding with the KV cache.
+func (m *Model) Greedy(in Batch, n int, lora *LoRA) ([][]int32, error) {
+	if len(in.InputIDs) == 0 {
+		return nil, fmt.Errorf("input_ids is empty")
+	}
+	st, logits, err := m.Prefill(in, len(in.InputIDs[0])+n, lora)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]int32, len(in.InputIDs))
+	for step := range n {
+		next, err := argmaxRows(logits)
+		if err != nil {
+			return nil, err
+		}
+		for i, t := range next {
+			out[i] = append(out[i], t)
+		}
+		if step == n-1 {
+			break
+		}
+		if logits, err = m.Decode(st, next); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// argmaxRows returns the index of the largest value of each row of [B, V].
+func argmaxRows(t *tensors.Tensor) ([]int32, error) {
+	v := t.Shape().Dimensions[1]
+	flat, err := tensors.CopyFlatData[float32](t)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int32, len(flat)/v)
+	for i := range out {
+		best := 0
+		for j := 1; j < v; j++ {
+			if flat[i*v+j] > flat[i*v+best] {
+				best = j
+			}
+		}
+		out[i] = int32(best)
+	}
+	return out, nil
+}
+
+func (m *Model) emptyCache(b, capacity int) []*tensors.Tensor {
+	t := m.Config.Text
+	out := make([]*tensors.Tensor, 2*t.NumLayers)
+	for i := range out {
+		out[i] = tensors.FromShape(shapes.Make(m.DType, b, t.NumKVHeads, capacity, t.HeadDim()))
+	}
+	return out
+}
+
+func kvPairs(nodes []*Node) []KV {
+	out := make([]KV, len(nodes)/2)
+	for i := range out {
+		out[i] = KV{K: nodes[2*i], V: nodes[2*i+1]}
+	}
+	return out
+}
+
+func flattenKV(kv []KV) []*Node {
+	out := make([]*Node, 0, 2*len(kv))
+	for _, p := range kv {
+		out = append(out, p.K, p.V)
+	}
+	return out
+}
+
+// lastPosition picks h[b, idx[b]] from [B, S, hidden] → [B, hidden].
+func lastPosition(h, idx *Node) *Node {
+	b := h.Shape().Dimensions[0]
+	rows := Iota(h.Graph(), shapes.Make(dtypes.Int32, b, 1), 0)
+	return Gather(h, Concatenate([]*Node{rows, Reshape(ConvertDType(idx, dtypes.Int32), b, 1)}, 1))
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

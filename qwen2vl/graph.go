@@ -1,0 +1,249 @@
+package qwen2vl
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+)
+
+// Weights is the graph-side view of the model's parameters (and of an optional
+// LoRA adapter) while a computation graph is being built: each canonical name
+// (the Hub key, e.g. "model.layers.0.self_attn.q_proj.weight") maps to a node.
+type Weights struct {
+	Config Config
+	// DType is the dtype of weights and activations (Float32 or BFloat16);
+	// softmax, norms and log-probabilities are always accumulated in float32.
+	DType dtypes.DType
+	// Params holds the base weights by canonical name.
+	Params map[string]*Node
+	// LoRA holds adapter weights by canonical module name (e.g.
+	// "model.layers.0.self_attn.q_proj"); may be nil.
+	LoRA map[string]LoRANodes
+}
+
+// LoRANodes are one module's low-rank adapter: A [r, in], B [out, r] and the
+// scale alpha/r.
+type LoRANodes struct {
+	A, B  *Node
+	Scale float64
+}
+
+// param returns a base weight, failing the graph build with a clear message when absent.
+func (w *Weights) param(name string) *Node {
+	n, ok := w.Params[name]
+	if !ok {
+		panic(fmt.Errorf("qwen2vl: weight %q is not bound in the graph", name))
+	}
+	return n
+}
+
+// linear computes x·Wᵀ (+ b) over the last axis of x.
+func linear(x, weight, bias *Node) *Node {
+	y := DotGeneral(x, []int{x.Rank() - 1}, nil, weight, []int{1}, nil)
+	if bias != nil {
+		y = Add(y, ExpandLeftToRank(bias, y.Rank()))
+	}
+	return y
+}
+
+// Proj applies the LLM projection module (canonical module name, e.g.
+// "model.layers.3.mlp.up_proj") to x: x·Wᵀ + b, plus scale·(x·Aᵀ)·Bᵀ when a
+// LoRA adapter is bound for that module. Every one of the seven adapted LLM
+// projections (q, k, v, o, gate, up, down) goes through here.
+func (w *Weights) Proj(module string, x *Node) *Node {
+	var bias *Node
+	if b, ok := w.Params[module+".bias"]; ok {
+		bias = b
+	}
+	y := linear(x, w.param(module+".weight"), bias)
+	if ad, ok := w.LoRA[module]; ok {
+		a := ConvertDType(ad.A, x.DType())
+		b := ConvertDType(ad.B, x.DType())
+		low := linear(linear(x, a, nil), b, nil)
+		y = Add(y, MulScalar(low, ad.Scale))
+	}
+	return y
+}
+
+// rmsNorm is Qwen2's RMSNorm: x / sqrt(mean(x²) + eps) · weight, accumulated
+// in float32 (1/Sqrt rather than Rsqrt, which has no gradient rule).
+func rmsNorm(x, weight *Node, eps float64) *Node {
+	dt := x.DType()
+	x32 := ConvertDType(x, dtypes.Float32)
+	variance := ReduceAndKeep(Square(x32), ReduceMean, -1)
+	normed := Div(x32, Sqrt(AddScalar(variance, eps)))
+	return Mul(ConvertDType(normed, dt), ExpandLeftToRank(weight, x.Rank()))
+}
+
+// layerNorm is a LayerNorm over the last axis with float32 statistics.
+func layerNorm(x, weight, bias *Node, eps float64) *Node {
+	dt := x.DType()
+	x32 := ConvertDType(x, dtypes.Float32)
+	mean := ReduceAndKeep(x32, ReduceMean, -1)
+	centered := Sub(x32, mean)
+	variance := ReduceAndKeep(Square(centered), ReduceMean, -1)
+	normed := ConvertDType(Div(centered, Sqrt(AddScalar(variance, eps))), dt)
+	return Add(Mul(normed, ExpandLeftToRank(weight, x.Rank())), ExpandLeftToRank(bias, x.Rank()))
+}
+
+// rotateHalfMatrix returns the constant [d, d] matrix R with x·R = rotate_half(x)
+// = concat(-x[d/2:], x[:d/2]); a matmul keeps the gradient path free of Slice.
+func rotateHalfMatrix(g *Graph, d int, dt dtypes.DType) *Node {
+	r := make([]float32, d*d)
+	half := d / 2
+	for j := 0; j < half; j++ {
+		r[(j+half)*d+j] = -1 // out[j] = -x[j+half]
+		r[j*d+j+half] = 1    // out[j+half] = x[j]
+	}
+	return ConvertDType(Reshape(Const(g, r), d, d), dt)
+}
+
+// applyRotary computes x·cos + rotate_half(x)·sin for x [B, heads, S, D] and
+// cos, sin [B, S, D] (float32, converted to x's dtype).
+func applyRotary(x, cos, sin *Node) *Node {
+	d := x.Shape().Dimensions[x.Rank()-1]
+	cos = InsertAxes(ConvertDType(cos, x.DType()), 1)
+	sin = InsertAxes(ConvertDType(sin, x.DType()), 1)
+	rot := Einsum("bhsi,ij->bhsj", x, rotateHalfMatrix(x.Graph(), d, x.DType()))
+	return Add(Mul(x, cos), Mul(rot, sin))
+}
+
+// attention computes softmax(q·kᵀ/√d + mask)·v in float32 for q [B, H, S, D],
+// k, v [B, KVH, C, D] and mask [B, S, C] (true = may attend); key/value heads
+// are shared by H/KVH query heads (GQA). Returns [B, S, H·D].
+func attention(q, k, v, mask *Node) *Node {
+	dims := q.Shape().Dimensions
+	b, h, s, d := dims[0], dims[1], dims[2], dims[3]
+	kvh, c := k.Shape().Dimensions[1], k.Shape().Dimensions[2]
+	groups := h / kvh
+	// Group the query heads by their key/value head: [B, KVH, G, S, D].
+	qg := Reshape(q, b, kvh, groups, s, d)
+	scores := Einsum("bkgsd,bkcd->bkgsc", qg, k)
+	scores = MulScalar(ConvertDType(scores, dtypes.Float32), 1/math.Sqrt(float64(d)))
+	m := BroadcastToDims(Reshape(mask, b, 1, 1, s, c), b, kvh, groups, s, c)
+	// A large finite negative keeps fully masked rows finite (no NaN).
+	scores = Where(m, scores, Scalar(q.Graph(), dtypes.Float32, -math.MaxFloat32))
+	probs := Softmax(scores, -1)
+	// A query with no visible key (a left-padding position) outputs zeros, as
+	// torch's scaled_dot_product_attention does for a fully masked row.
+	anyKey := ReduceMax(ConvertDType(m, dtypes.Float32), -1)
+	probs = Mul(probs, InsertAxes(anyKey, -1))
+	probs = ConvertDType(probs, v.DType())
+	out := Einsum("bkgsc,bkcd->bkgsd", probs, v) // [B, KVH, G, S, D]
+	out = Reshape(out, b, h, s, d)
+	return Reshape(TransposeAllDims(out, 0, 2, 1, 3), b, s, h*d)
+}
+
+// splitHeads reshapes [B, S, H·D] to [B, H, S, D].
+func splitHeads(x *Node, heads int) *Node {
+	dims := x.Shape().Dimensions
+	return TransposeAllDims(Reshape(x, dims[0], dims[1], heads, dims[2]/heads), 0, 2, 1, 3)
+}
+
+// KV is one layer's key/value cache, [B, KVH, C, D] each.
+type KV struct{ K, V *Node }
+
+// DecoderInput is the input of the Qwen2 decoder stack for S new positions
+// written into a cache of capacity C (C = S for a plain forward).
+type DecoderInput struct {
+	Hidden   *Node // [B, S, hidden] input embeddings
+	Cos, Sin *Node // [B, S, head_dim] M-RoPE tables (float32)
+	Mask     *Node // [B, S, C] bool: query s may attend to cache slot c
+	// Write is a [S, C] 0/1 matrix placing the new positions into cache slots;
+	// nil means no cache (C = S, keys are the new positions themselves).
+	Write *Node
+	// Cache holds the incoming per-layer caches (ignored when Write is nil).
+	Cache []KV
+}
+
+// Decoder runs the Qwen2 decoder layers and the final norm. It returns the
+// final hidden states [B, S, hidden] and the per-layer K/V (the updated
+// caches, or this call's keys/values when Write is nil).
+func (w *Weights) Decoder(in DecoderInput) (*Node, []KV) {
+	cfg := w.Config.Text
+	h := in.Hidden
+	out := make([]KV, cfg.NumLayers)
+	for i := range cfg.NumLayers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		// Self-attention block.
+		x := rmsNorm(h, w.param(p+"input_layernorm.weight"), cfg.RMSNormEps)
+		q := splitHeads(w.Proj(p+"self_attn.q_proj", x), cfg.NumHeads)
+		k := splitHeads(w.Proj(p+"self_attn.k_proj", x), cfg.NumKVHeads)
+		v := splitHeads(w.Proj(p+"self_attn.v_proj", x), cfg.NumKVHeads)
+		q = applyRotary(q, in.Cos, in.Sin)
+		k = applyRotary(k, in.Cos, in.Sin)
+		if in.Write != nil {
+			k = writeCache(in.Cache[i].K, k, in.Write)
+			v = writeCache(in.Cache[i].V, v, in.Write)
+		}
+		out[i] = KV{K: k, V: v}
+		attn := attention(q, k, v, in.Mask)
+		h = Add(h, w.Proj(p+"self_attn.o_proj", attn))
+		// SwiGLU MLP block.
+		x = rmsNorm(h, w.param(p+"post_attention_layernorm.weight"), cfg.RMSNormEps)
+		gate := w.Proj(p+"mlp.gate_proj", x)
+		up := w.Proj(p+"mlp.up_proj", x)
+		h = Add(h, w.Proj(p+"mlp.down_proj", Mul(Mul(gate, Sigmoid(gate)), up)))
+	}
+	return rmsNorm(h, w.param("model.norm.weight"), cfg.RMSNormEps), out
+}
+
+// writeCache places new [B, KVH, S, D] entries into cache [B, KVH, C, D] at the
+// slots given by the 0/1 matrix write [S, C] (a masked sum, which every backend
+// supports and differentiates, unlike DynamicUpdateSlice).
+func writeCache(cache, update, write *Node) *Node {
+	write = ConvertDType(write, cache.DType())
+	placed := Einsum("bksd,sc->bkcd", update, write)
+	keep := OneMinus(ReduceSum(write, 0)) // [C]: 1 where no new entry lands
+	keep = Reshape(keep, 1, 1, keep.Shape().Dimensions[0], 1)
+	return Add(Mul(cache, keep), placed)
+}
+
+// LMHeadWeight is the output projection [vocab, hidden]: embed_tokens when tied.
+func (w *Weights) LMHeadWeight() *Node {
+	if w.Config.Text.TieWordEmbeddings {
+		return w.param("model.embed_tokens.weight")
+	}
+	return w.param("lm_head.weight")
+}
+
+// Logits projects hidden states [..., hidden] to float32 vocabulary logits.
+func (w *Weights) Logits(h *Node) *Node {
+	return ConvertDType(linear(h, w.LMHeadWeight(), nil), dtypes.Float32)
+}
+
+// ChosenLogProbs returns log p(target) [B, S] (float32) for hidden states
+// [B, S, hidden] and int targets [B, S], computing the log-sum-exp over the
+// vocabulary in chunks of chunk entries so that full-vocabulary float32 logits
+// for every position are never materialized at once.
+func (w *Weights) ChosenLogProbs(h, targets *Node, chunk int) *Node {
+	head := w.LMHeadWeight()
+	vocab := head.Shape().Dimensions[0]
+	if chunk <= 0 || chunk > vocab {
+		chunk = vocab
+	}
+	// Logit of the chosen token: h · W[target].
+	rows := Gather(head, InsertAxes(targets, -1)) // [B, S, hidden]
+	chosen := ReduceSum(Mul(ConvertDType(h, dtypes.Float32), ConvertDType(rows, dtypes.Float32)), -1)
+	// Streaming log-sum-exp over vocabulary chunks (slices of the constant head
+	// weight only, so no Slice lies on the gradient path to adapter weights).
+	var lse *Node
+	for start := 0; start < vocab; start += chunk {
+		end := min(start+chunk, vocab)
+		part := ConvertDType(linear(h, Slice(head, AxisRange(start, end)), nil), dtypes.Float32)
+		m := StopGradient(ReduceMax(part, -1))
+		partLSE := Add(Log(ReduceSum(Exp(Sub(part, InsertAxes(m, -1))), -1)), m)
+		if lse == nil {
+			lse = partLSE
+		} else {
+			lse = LogAddExp(lse, partLSE)
+		}
+	}
+	return Sub(chosen, lse)
+}
+
+// shapeOf is a small helper for building parameter shapes.
+func shapeOf(dt dtypes.DType, dims ...int) shapes.Shape { return shapes.Make(dt, dims...) }

@@ -1,0 +1,220 @@
+package qwen2vl
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/mmft-go/mmft/qwen2vl/internal/stfile"
+)
+
+// Options configure loading.
+type Options struct {
+	// DType of weights and activations: dtypes.Float32 (default, CPU) or
+	// dtypes.BFloat16 (GPU); softmax and norms accumulate in float32 either way.
+	DType dtypes.DType
+}
+
+// Model is a loaded Qwen2-VL: its configuration and its parameters, which
+// live on the backend's device from loading on.
+type Model struct {
+	Config  Config
+	DType   dtypes.DType
+	Backend backends.Backend
+
+	names  []string // canonical names, in ParamSpecs order
+	params map[string]*tensors.Tensor
+
+	mu    sync.Mutex
+	execs map[string]*graph.Exec
+}
+
+// Load reads config.json and the safetensors weights (single file or shards)
+// from dir and places them on backend's device.
+func Load(backend backends.Backend, dir string, opts Options) (*Model, error) {
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	src, err := stfile.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening weights in %s: %w", dir, err)
+	}
+	defer src.Close()
+	m, err := LoadFrom(backend, cfg, src, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// LoadFrom builds a model from cfg and an open tensor source, checking every
+// tensor first and converting them one at a time onto the device.
+func LoadFrom(backend backends.Backend, cfg Config, src TensorSource, opts Options) (*Model, error) {
+	dt := opts.DType
+	if dt == dtypes.InvalidDType {
+		dt = dtypes.Float32
+	}
+	if dt != dtypes.Float32 && dt != dtypes.BFloat16 {
+		return nil, fmt.Errorf("model dtype %s is not supported: use float32 or bfloat16", dt)
+	}
+	keys, err := plan(cfg, src)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Config: cfg, DType: dt, Backend: backend, params: map[string]*tensors.Tensor{}, execs: map[string]*graph.Exec{}}
+	for _, spec := range cfg.ParamSpecs() {
+		sdt, shape, data, err := src.Raw(keys[spec.Name])
+		if err != nil {
+			return nil, err
+		}
+		t, err := toDevice(backend, sdt, shape, data, dt)
+		if err != nil {
+			return nil, fmt.Errorf("loading %s: %w", spec.Name, err)
+		}
+		m.names = append(m.names, spec.Name)
+		m.params[spec.Name] = t
+	}
+	return m, nil
+}
+
+// ParamNames lists the canonical parameter names in a fixed order.
+func (m *Model) ParamNames() []string { return append([]string(nil), m.names...) }
+
+// Param returns a parameter by canonical name (nil when absent); it stays on
+// the device.
+func (m *Model) Param(name string) *tensors.Tensor { return m.params[name] }
+
+// Save writes config-compatible weights in the Hub layout (model.safetensors
+// with canonical keys) into dir, in the model's dtype.
+func (m *Model) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	out := map[string]stfile.Tensor{}
+	for _, name := range m.names {
+		t := m.params[name]
+		local, err := t.LocalClone()
+		if err != nil {
+			return fmt.Errorf("reading %s from the device: %w", name, err)
+		}
+		var data []byte
+		if err := local.ConstBytes(func(b []byte) { data = append([]byte(nil), b...) }); err != nil {
+			return err
+		}
+		sdt := "F32"
+		if t.DType() == dtypes.BFloat16 {
+			sdt = "BF16"
+		}
+		out[name] = stfile.Tensor{DType: sdt, Shape: t.Shape().Dimensions, Data: data}
+	}
+	return stfile.Write(filepath.Join(dir, "model.safetensors"), out, map[string]string{"format": "pt"})
+}
+
+// LoRA is a set of low-rank adapters keyed by canonical module name (e.g.
+// "model.layers.0.self_attn.q_proj"), each adding Scale·(x·Aᵀ)·Bᵀ.
+type LoRA struct {
+	Modules map[string]LoRAModule
+}
+
+// LoRAModule is one adapted projection: A [r, in], B [out, r], Scale = alpha/r.
+type LoRAModule struct {
+	A, B  *tensors.Tensor
+	Scale float64
+}
+
+// sortedModules lists the adapter's module names in order.
+func (l *LoRA) sortedModules() []string {
+	if l == nil {
+		return nil
+	}
+	return sortedKeys(l.Modules)
+}
+
+// Validate checks that every module names one of the seven LLM projections
+// of this model with matching shapes.
+func (l *LoRA) Validate(cfg Config) error {
+	if l == nil {
+		return nil
+	}
+	specs := map[string][]int{}
+	for _, s := range cfg.ParamSpecs() {
+		specs[s.Name] = s.Shape
+	}
+	var errs []error
+	for _, name := range l.sortedModules() {
+		mod := l.Modules[name]
+		w, ok := specs[name+".weight"]
+		if !ok || len(w) != 2 || !isLLMProjection(name) {
+			errs = append(errs, fmt.Errorf("adapter module %q is not an LLM projection of this model", name))
+			continue
+		}
+		a, b := mod.A.Shape().Dimensions, mod.B.Shape().Dimensions
+		if len(a) != 2 || len(b) != 2 || a[1] != w[1] || b[0] != w[0] || a[0] != b[1] {
+			errs = append(errs, fmt.Errorf("adapter module %q: A %v / B %v do not fit weight %v", name, a, b, w))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isLLMProjection(name string) bool {
+	for _, s := range []string{".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj", ".self_attn.o_proj", ".mlp.gate_proj", ".mlp.up_proj", ".mlp.down_proj"} {
+		if len(name) > len(s) && name[len(name)-len(s):] == s {
+			return true
+		}
+	}
+	return false
+}
+
+// builder builds a graph's outputs from the bound weights and the call inputs.
+type builder func(w *Weights, inputs []*graph.Node) []*graph.Node
+
+// run executes a graph named key over the model weights, the adapter (if
+// any) and inputs. Graphs are compiled once per key, adapter and input shapes.
+func (m *Model) run(key string, lora *LoRA, build builder, inputs ...any) (outs []*tensors.Tensor, err error) {
+	mods := lora.sortedModules()
+	execKey := fmt.Sprintf("%s/%p", key, lora)
+	m.mu.Lock()
+	exec, ok := m.execs[execKey]
+	if !ok {
+		nParams := len(m.names)
+		exec, err = graph.NewExec(m.Backend, func(nodes []*graph.Node) []*graph.Node {
+			w := &Weights{Config: m.Config, DType: m.DType, Params: map[string]*graph.Node{}, LoRA: map[string]LoRANodes{}}
+			for i, name := range m.names {
+				w.Params[name] = nodes[i]
+			}
+			for i, name := range mods {
+				w.LoRA[name] = LoRANodes{A: nodes[nParams+2*i], B: nodes[nParams+2*i+1], Scale: lora.Modules[name].Scale}
+			}
+			return build(w, nodes[nParams+2*len(mods):])
+		})
+		if err != nil {
+			m.mu.Unlock()
+			return nil, err
+		}
+		exec = exec.WithName("qwen2vl." + key)
+		m.execs[execKey] = exec
+	}
+	m.mu.Unlock()
+	args := make([]any, 0, len(m.names)+2*len(mods)+len(inputs))
+	for _, name := range m.names {
+		args = append(args, m.params[name])
+	}
+	for _, name := range mods {
+		args = append(args, lora.Modules[name].A, lora.Modules[name].B)
+	}
+	args = append(args, inputs...)
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("qwen2vl %s: %v", key, r)
+		}
+	}()
+	return exec.Exec(args...)
+}

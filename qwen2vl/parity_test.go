@@ -1,0 +1,167 @@
+package qwen2vl
+
+import (
+	"encoding/binary"
+	"math"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/backends/simplego"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/mmft-go/mmft/internal/shared"
+	"github.com/mmft-go/mmft/qwen2vl/internal/stfile"
+)
+
+var (
+	backendOnce sync.Once
+	testBackend backends.Backend
+	backendErr  error
+)
+
+// cpuBackend returns the pure-Go backend with explicit parallelism (its
+// default deadlocks on small machines).
+func cpuBackend(t testing.TB) backends.Backend {
+	backendOnce.Do(func() { testBackend, backendErr = simplego.New("parallelism=4") })
+	if backendErr != nil {
+		t.Fatalf("creating the CPU backend: %v", backendErr)
+	}
+	return testBackend
+}
+
+// reference is the tiny model's reference.safetensors.
+type reference struct{ set *stfile.Set }
+
+func openReference(t testing.TB) (dir string, ref reference) {
+	dir = shared.Fixture(t, "qwen2vl-tiny")
+	set, err := stfile.Open(filepath.Join(dir, "reference.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { set.Close() })
+	return dir, reference{set}
+}
+
+func (r reference) ints(t testing.TB, name string) ([]int64, []int) {
+	dt, shape, data, err := r.set.Raw(name)
+	if err != nil || dt != "I64" {
+		t.Fatalf("reference %s: %v (dtype %s)", name, err, dt)
+	}
+	out := make([]int64, len(data)/8)
+	for i := range out {
+		out[i] = int64(binary.LittleEndian.Uint64(data[8*i:]))
+	}
+	return out, shape
+}
+
+func (r reference) floats(t testing.TB, name string) ([]float32, []int) {
+	dt, shape, data, err := r.set.Raw(name)
+	if err != nil || dt != "F32" {
+		t.Fatalf("reference %s: %v (dtype %s)", name, err, dt)
+	}
+	out := make([]float32, len(data)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+	}
+	return out, shape
+}
+
+func rows32(flat []int64, shape []int) [][]int32 {
+	out := make([][]int32, shape[0])
+	for i := range out {
+		out[i] = make([]int32, shape[1])
+		for j := range out[i] {
+			out[i][j] = int32(flat[i*shape[1]+j])
+		}
+	}
+	return out
+}
+
+func (r reference) batch(t testing.TB) Batch {
+	ids, s := r.ints(t, "input_ids")
+	mask, _ := r.ints(t, "attention_mask")
+	grid, gs := r.ints(t, "image_grid_thw")
+	pix, _ := r.floats(t, "pixel_values")
+	b := Batch{InputIDs: rows32(ids, s), AttentionMask: rows32(mask, s), PixelValues: pix}
+	for i := range gs[0] {
+		b.Grids = append(b.Grids, Grid{int(grid[3*i]), int(grid[3*i+1]), int(grid[3*i+2])})
+	}
+	return b
+}
+
+func loadTiny(t testing.TB) (*Model, reference) {
+	dir, ref := openReference(t)
+	m, err := Load(cpuBackend(t), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, ref
+}
+
+func maxAbsDiff(t testing.TB, got *tensors.Tensor, want []float32) float64 {
+	g, err := tensors.CopyFlatData[float32](got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g) != len(want) {
+		t.Fatalf("got %d values (shape %s), want %d", len(g), got.Shape(), len(want))
+	}
+	worst := 0.0
+	for i := range g {
+		worst = max(worst, math.Abs(float64(g[i]-want[i])))
+	}
+	return worst
+}
+
+func TestParityTiny(t *testing.T) {
+	m, ref := loadTiny(t)
+	b := ref.batch(t)
+	out, err := m.Forward(b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEmb, _ := ref.floats(t, "image_embeds")
+	if d := maxAbsDiff(t, out.ImageEmbeds, wantEmb); d > 1e-4 {
+		t.Errorf("image_embeds max abs diff %g > 1e-4", d)
+	} else {
+		t.Logf("image_embeds max abs diff %g", d)
+	}
+	pos, ps := ref.ints(t, "position_ids")
+	for a := range 3 {
+		for i := range ps[1] {
+			for j := range ps[2] {
+				if got, want := out.PositionIDs[a][i][j], pos[(a*ps[1]+i)*ps[2]+j]; got != want {
+					t.Fatalf("position_ids[%d][%d][%d] = %d, want %d", a, i, j, got, want)
+				}
+			}
+		}
+	}
+	deltas, _ := ref.ints(t, "rope_deltas")
+	for i, d := range deltas {
+		if out.RopeDeltas[i] != d {
+			t.Errorf("rope_deltas[%d] = %d, want %d", i, out.RopeDeltas[i], d)
+		}
+	}
+	wantLogits, ls := ref.floats(t, "logits")
+	g, _ := tensors.CopyFlatData[float32](out.Logits)
+	worst, worstPad := 0.0, 0.0
+	for i := range ls[0] {
+		for j := range ls[1] {
+			for k := range ls[2] {
+				o := (i*ls[1]+j)*ls[2] + k
+				d := math.Abs(float64(g[o] - wantLogits[o]))
+				if b.AttentionMask[i][j] == 0 {
+					worstPad = max(worstPad, d)
+				} else {
+					worst = max(worst, d)
+				}
+			}
+		}
+	}
+	t.Logf("logits max abs diff: tokens %g, padding %g", worst, worstPad)
+	if worst > 1e-3 || worstPad > 1e-3 {
+		t.Errorf("logits max abs diff tokens %g / padding %g > 1e-3", worst, worstPad)
+	}
+}

@@ -1,0 +1,79 @@
+package qwen2vl
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
+)
+
+// VisionFrames runs the vision tower and the patch merger on F frames that
+// share one patch grid: patches [F, P, C·T·p·p] (the image processor's
+// flattened patches, in merge-window order), cos and sin [P, head_dim] from
+// the 2-D rotary tables. Attention stays within each frame (the block-diagonal
+// mask of cu_seqlens). It returns the merged embeddings [F, P/m², hidden].
+func (w *Weights) VisionFrames(patches, cos, sin *Node) *Node {
+	cfg := w.Config.Vision
+	dims := patches.Shape().Dimensions
+	f, p := dims[0], dims[1]
+	// Patch embedding: a Conv3d whose kernel equals its stride is a matmul over
+	// each flattened patch.
+	convW := w.param("visual.patch_embed.proj.weight")
+	convW = Reshape(convW, cfg.EmbedDim, cfg.PatchDim())
+	x := linear(ConvertDType(patches, w.DType), convW, nil) // [F, P, E]
+	for i := range cfg.Depth {
+		pre := fmt.Sprintf("visual.blocks.%d.", i)
+		h := layerNorm(x, w.param(pre+"norm1.weight"), w.param(pre+"norm1.bias"), 1e-6)
+		x = Add(x, w.visionAttention(pre+"attn.", h, cos, sin))
+		h = layerNorm(x, w.param(pre+"norm2.weight"), w.param(pre+"norm2.bias"), 1e-6)
+		h = linear(h, w.param(pre+"mlp.fc1.weight"), w.param(pre+"mlp.fc1.bias"))
+		h = Mul(h, Sigmoid(MulScalar(h, 1.702))) // QuickGELU
+		x = Add(x, linear(h, w.param(pre+"mlp.fc2.weight"), w.param(pre+"mlp.fc2.bias")))
+	}
+	// Patch merger: LayerNorm, then each m×m window's patches concatenated
+	// (they are consecutive) and an MLP with exact GELU to the LLM width.
+	x = layerNorm(x, w.param("visual.merger.ln_q.weight"), w.param("visual.merger.ln_q.bias"), 1e-6)
+	win := cfg.SpatialMergeSize * cfg.SpatialMergeSize
+	x = Reshape(x, f, p/win, win*cfg.EmbedDim)
+	x = linear(x, w.param("visual.merger.mlp.0.weight"), w.param("visual.merger.mlp.0.bias"))
+	x = gelu(x)
+	return linear(x, w.param("visual.merger.mlp.2.weight"), w.param("visual.merger.mlp.2.bias"))
+}
+
+// visionAttention is full (non-causal) multi-head attention within each frame
+// with the 2-D rotary embedding applied to queries and keys in float32.
+func (w *Weights) visionAttention(pre string, x, cos, sin *Node) *Node {
+	cfg := w.Config.Vision
+	dims := x.Shape().Dimensions
+	f, p := dims[0], dims[1]
+	heads, d := cfg.NumHeads, cfg.HeadDim()
+	qkv := linear(x, w.param(pre+"qkv.weight"), w.param(pre+"qkv.bias"))
+	qkv = Reshape(qkv, f, p, 3, heads, d)
+	part := func(i int) *Node { // [F, heads, P, D]
+		t := Reshape(SliceAxis(qkv, 2, AxisElem(i)), f, p, heads, d)
+		return TransposeAllDims(t, 0, 2, 1, 3)
+	}
+	rot := func(t *Node) *Node {
+		t32 := ConvertDType(t, dtypes.Float32)
+		c := Reshape(cos, 1, 1, p, d)
+		s := Reshape(sin, 1, 1, p, d)
+		r := Einsum("fhpi,ij->fhpj", t32, rotateHalfMatrix(t.Graph(), d, dtypes.Float32))
+		return ConvertDType(Add(Mul(t32, c), Mul(r, s)), t.DType())
+	}
+	q, k, v := rot(part(0)), rot(part(1)), part(2)
+	scores := ConvertDType(Einsum("fhpd,fhqd->fhpq", q, k), dtypes.Float32)
+	scores = MulScalar(scores, 1/math.Sqrt(float64(d)))
+	probs := ConvertDType(Softmax(scores, -1), v.DType())
+	out := Einsum("fhpq,fhqd->fhpd", probs, v)
+	out = Reshape(TransposeAllDims(out, 0, 2, 1, 3), f, p, heads*d)
+	return linear(out, w.param(pre+"proj.weight"), w.param(pre+"proj.bias"))
+}
+
+// gelu is the exact (erf) GELU of torch.nn.GELU().
+func gelu(x *Node) *Node {
+	dt := x.DType()
+	x32 := ConvertDType(x, dtypes.Float32)
+	y := Mul(MulScalar(x32, 0.5), OnePlus(Erf(MulScalar(x32, 1/math.Sqrt2))))
+	return ConvertDType(y, dt)
+}
