@@ -41,7 +41,7 @@ func commands() []command {
 		{name: "bench", summary: "run a benchmark (matmul)", run: runBench},
 		{name: "tokenize", summary: "tokenize JSON lines {\"text\": ...} with a model's tokenizer", planned: "the input-side issue"},
 		{name: "preprocess-image", summary: "run the Qwen2-VL image processor on image files", planned: "the input-side issue"},
-		{name: "download", summary: "download a model or dataset repository from the Hugging Face Hub", planned: "the input-side issue"},
+		{name: "download", summary: "download a model or dataset repository from the Hugging Face Hub", run: runDownload},
 		{name: "forward", summary: "run the Qwen2-VL forward pass on saved inputs", planned: "the model issue"},
 		{name: "data", summary: "inspect, sample or synthesize datasets (data inspect|sample|synth)", run: runData},
 		{name: "reward", summary: "score completions with a named reward function", run: runReward},
