@@ -20,7 +20,7 @@ import (
 //
 // Gradients flow to x, a and b (two DotGenerals and a scalar multiply).
 func Apply(x, a, b *Node, scale float64) *Node {
-	xa := DotGeneral(x, []int{-1}, nil, a, []int{1}, nil)  // [..., r]
+	xa := DotGeneral(x, []int{-1}, nil, a, []int{1}, nil) // [..., r]
 	y := DotGeneral(xa, []int{-1}, nil, b, []int{1}, nil) // [..., out]
 	return MulScalar(y, scale)
 }
