@@ -12,7 +12,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
-	"github.com/mmft-go/mmft/qwen2vl/internal/stfile"
+	"github.com/mmft-go/mmft/safetensors"
 )
 
 // Options configure loading.
@@ -43,12 +43,12 @@ func Load(backend backends.Backend, dir string, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := stfile.Open(dir)
+	st, err := safetensors.OpenDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening weights in %s: %w", dir, err)
 	}
-	defer src.Close()
-	m, err := LoadFrom(backend, cfg, src, opts)
+	defer st.Close()
+	m, err := LoadFrom(backend, cfg, ReaderSource{st}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
@@ -98,7 +98,7 @@ func (m *Model) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	out := map[string]stfile.Tensor{}
+	var out []safetensors.NamedTensor
 	for _, name := range m.names {
 		t := m.params[name]
 		local, err := t.LocalClone()
@@ -109,13 +109,28 @@ func (m *Model) Save(dir string) error {
 		if err := local.ConstBytes(func(b []byte) { data = append([]byte(nil), b...) }); err != nil {
 			return err
 		}
-		sdt := "F32"
+		sdt := safetensors.DType("F32")
 		if t.DType() == dtypes.BFloat16 {
 			sdt = "BF16"
 		}
-		out[name] = stfile.Tensor{DType: sdt, Shape: t.Shape().Dimensions, Data: data}
+		out = append(out, safetensors.NamedTensor{Name: name, DType: sdt, Shape: t.Shape().Dimensions, Data: data})
 	}
-	return stfile.Write(filepath.Join(dir, "model.safetensors"), out, map[string]string{"format": "pt"})
+	return safetensors.Write(filepath.Join(dir, "model.safetensors"), out, map[string]string{"format": "pt"})
+}
+
+// ReaderSource adapts a safetensors.Reader (Open, OpenDir, OpenIndex) to TensorSource.
+type ReaderSource struct{ R safetensors.Reader }
+
+// Names lists the tensors.
+func (s ReaderSource) Names() []string { return s.R.Names() }
+
+// Raw returns a tensor's dtype, shape and mapped bytes.
+func (s ReaderSource) Raw(name string) (string, []int, []byte, error) {
+	t, ok := s.R.Tensor(name)
+	if !ok {
+		return "", nil, nil, fmt.Errorf("no tensor %q", name)
+	}
+	return string(t.DType), t.Shape, t.Data, nil
 }
 
 // LoRA is a set of low-rank adapters keyed by canonical module name (e.g.

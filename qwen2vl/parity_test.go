@@ -13,7 +13,7 @@ import (
 
 	"github.com/mmft-go/mmft/internal/shared"
 	"github.com/mmft-go/mmft/lora"
-	"github.com/mmft-go/mmft/qwen2vl/internal/stfile"
+	"github.com/mmft-go/mmft/safetensors"
 )
 
 var (
@@ -33,16 +33,16 @@ func cpuBackend(t testing.TB) backends.Backend {
 }
 
 // reference is the tiny model's reference.safetensors.
-type reference struct{ set *stfile.Set }
+type reference struct{ set ReaderSource }
 
 func openReference(t testing.TB) (dir string, ref reference) {
 	dir = shared.Fixture(t, "qwen2vl-tiny")
-	set, err := stfile.Open(filepath.Join(dir, "reference.safetensors"))
+	f, err := safetensors.Open(filepath.Join(dir, "reference.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { set.Close() })
-	return dir, reference{set}
+	t.Cleanup(func() { f.Close() })
+	return dir, reference{ReaderSource{f}}
 }
 
 func (r reference) ints(t testing.TB, name string) ([]int64, []int) {
