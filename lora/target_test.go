@@ -134,13 +134,13 @@ func TestTargetsErrors(t *testing.T) {
 	shapes := tinyShapes(t)
 	base := `"peft_type": "LORA", "r": 4, "lora_alpha": 8, `
 	for js, want := range map[string]string{
-		`{` + base + `"target_modules": ["norm"]}`:                                       "not linear layers: model.norm",
-		`{` + base + `"target_modules": ["self_attn"]}`:                                  "not linear layers: model.layers.0.self_attn",
-		`{` + base + `"target_modules": ["proj"]}`:                                       "visual.patch_embed.proj",
-		`{` + base + `"target_modules": ["embed_tokens"]}`:                               "model.embed_tokens",
-		`{` + base + `"target_modules": ["nothing_here"]}`:                               "matches no linear layer",
-		`{` + base + `"target_modules": "model\\.layers\\..*q_proj"}`:                    "model.language_model.layers.0.self_attn.q_proj",
-		`{` + base + `"target_modules": ["q_proj"], "layers_to_transform": [7]}`:         "layers_to_transform [7]",
+		`{` + base + `"target_modules": ["norm"]}`:                                                      "not linear layers: model.norm",
+		`{` + base + `"target_modules": ["self_attn"]}`:                                                 "not linear layers: model.layers.0.self_attn",
+		`{` + base + `"target_modules": ["proj"]}`:                                                      "visual.patch_embed.proj",
+		`{` + base + `"target_modules": ["embed_tokens"]}`:                                              "model.embed_tokens",
+		`{` + base + `"target_modules": ["nothing_here"]}`:                                              "matches no linear layer",
+		`{` + base + `"target_modules": "model\\.layers\\..*q_proj"}`:                                   "model.language_model.layers.0.self_attn.q_proj",
+		`{` + base + `"target_modules": ["q_proj"], "layers_to_transform": [7]}`:                        "layers_to_transform [7]",
 		`{` + base + `"target_modules": ["q_proj"], "layers_to_transform": [0], "layers_pattern": "h"}`: "matches no linear layer",
 	} {
 		got, err := mustParse(t, js).Targets(shapes)
