@@ -42,7 +42,7 @@ func commands() []command {
 		{name: "tokenize", summary: "tokenize JSON lines {\"text\": ...} with a model's tokenizer", planned: "the input-side issue"},
 		{name: "preprocess-image", summary: "run the Qwen2-VL image processor on image files", planned: "the input-side issue"},
 		{name: "download", summary: "download a model or dataset repository from the Hugging Face Hub", run: runDownload},
-		{name: "forward", summary: "run the Qwen2-VL forward pass on saved inputs", planned: "the model issue"},
+		{name: "forward", summary: "run the Qwen2-VL forward pass on saved inputs", run: runForward},
 		{name: "data", summary: "inspect, sample or synthesize datasets (data inspect|sample|synth)", run: runData},
 		{name: "reward", summary: "score completions with a named reward function", run: runReward},
 		{name: "train", summary: "GRPO + LoRA fine-tuning", planned: "the GRPO trainer issue"},
