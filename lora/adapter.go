@@ -169,24 +169,29 @@ func (m *Module) Delta() ([]float32, error) {
 		return nil, err
 	}
 	d := make([]float32, m.Out*m.In)
-	s := float32(m.Scale)
 	for o := 0; o < m.Out; o++ {
-		row := d[o*m.In : (o+1)*m.In]
-		for k := 0; k < m.R; k++ {
-			b := m.B[o*m.R+k]
-			if b == 0 {
-				continue
-			}
-			a := m.A[k*m.In : (k+1)*m.In]
-			for i, av := range a {
-				row[i] += b * av
-			}
-		}
-		for i := range row {
-			row[i] *= s
-		}
+		m.deltaRow(o, d[o*m.In:(o+1)*m.In])
 	}
 	return d, nil
+}
+
+// deltaRow writes row o of Scale·B·A into row (len In).
+func (m *Module) deltaRow(o int, row []float32) {
+	clear(row)
+	for k := 0; k < m.R; k++ {
+		b := m.B[o*m.R+k]
+		if b == 0 {
+			continue
+		}
+		a := m.A[k*m.In : (k+1)*m.In]
+		for i, av := range a {
+			row[i] += b * av
+		}
+	}
+	s := float32(m.Scale)
+	for i := range row {
+		row[i] *= s
+	}
 }
 
 // Merge adds the module's update to a base weight in place:
@@ -205,18 +210,22 @@ func addDelta(weight []float32, out, in int, m *Module, sign float32) error {
 	if m == nil {
 		return errors.New("lora: merge: nil module")
 	}
+	if err := m.check(); err != nil {
+		return err
+	}
 	if out != m.Out || in != m.In {
 		return fmt.Errorf("lora: merge %s: base weight is [%d, %d] but the adapter was made for [%d, %d]", m.Name, out, in, m.Out, m.In)
 	}
 	if len(weight) != out*in {
 		return fmt.Errorf("lora: merge %s: base weight holds %d values, want %d·%d", m.Name, len(weight), out, in)
 	}
-	d, err := m.Delta()
-	if err != nil {
-		return err
-	}
-	for i, v := range d {
-		weight[i] += sign * v
+	row := make([]float32, in)
+	for o := 0; o < out; o++ {
+		m.deltaRow(o, row)
+		w := weight[o*in : (o+1)*in]
+		for i, v := range row {
+			w[i] += sign * v
+		}
 	}
 	return nil
 }

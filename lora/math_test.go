@@ -292,3 +292,26 @@ func BenchmarkDelta(b *testing.B) {
 		}
 	}
 }
+
+func TestTensorsRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	m := &Module{Name: "m", R: 2, In: 3, Out: 4, Alpha: 4, Scale: 2}
+	m.A, m.B = randSlice(rng, 6), randSlice(rng, 8)
+	a, b, err := m.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := &Module{Name: "m", R: 2, In: 3, Out: 4}
+	if err := m2.SetTensors(a, b); err != nil {
+		t.Fatal(err)
+	}
+	if !equalFloats(m.A, m2.A) || !equalFloats(m.B, m2.B) {
+		t.Error("Tensors/SetTensors changed the values")
+	}
+	if err := m2.SetTensors(b, a); err == nil || !strings.Contains(err.Error(), "want float32 [2 3]") {
+		t.Errorf("swapped tensors: %v", err)
+	}
+	if err := m2.SetTensors(a, nil); err == nil {
+		t.Error("nil tensor accepted")
+	}
+}
