@@ -1,0 +1,112 @@
+// Command compare runs mmft's Qwen2-VL forward on the inputs written by
+// tests/gpu/parity_qwen2vl.py and compares its logits with transformers':
+// relative L2 error ‖Δlogits‖/‖ref‖ ≤ 2e-2 and top-1 agreement ≥ 99% over
+// the non-padded positions. It exits 1 when either bound fails.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/qwen2vl"
+	"github.com/mmft-go/mmft/safetensors"
+)
+
+func main() {
+	dir := flag.String("dir", "", "folder written by parity_qwen2vl.py (model/, inputs.safetensors, reference.safetensors)")
+	device := flag.String("device", "gpu", "cpu or gpu")
+	flag.Parse()
+	if err := run(*dir, *device); err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(1)
+	}
+}
+
+func run(dir, device string) error {
+	if dir == "" {
+		return fmt.Errorf("--dir is required")
+	}
+	be, err := compute.New(compute.Options{Device: device})
+	if err != nil {
+		return err
+	}
+	m, err := qwen2vl.Load(be.Backend, filepath.Join(dir, "model"), qwen2vl.Options{DType: dtypes.BFloat16})
+	if err != nil {
+		return err
+	}
+	in, err := safetensors.Open(filepath.Join(dir, "inputs.safetensors"))
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	batch, err := qwen2vl.ReadBatch(in)
+	if err != nil {
+		return err
+	}
+	out, err := m.Forward(batch, nil)
+	if err != nil {
+		return err
+	}
+	got, err := tensors.CopyFlatData[float32](out.Logits)
+	if err != nil {
+		return err
+	}
+	ref, err := safetensors.Open(filepath.Join(dir, "reference.safetensors"))
+	if err != nil {
+		return err
+	}
+	defer ref.Close()
+	info, ok := ref.Tensor("logits")
+	if !ok {
+		return fmt.Errorf("reference has no logits")
+	}
+	want, err := safetensors.ToFloat32(info)
+	if err != nil {
+		return err
+	}
+	if len(want) != len(got) {
+		return fmt.Errorf("logits sizes differ: %d vs %d", len(got), len(want))
+	}
+	v := m.Config.Text.VocabSize
+	var num, den float64
+	agree, total := 0, 0
+	for i, row := range batch.AttentionMask {
+		for j, on := range row {
+			if on == 0 {
+				continue
+			}
+			o := (i*len(row) + j) * v
+			bg, bw := 0, 0
+			for k := 0; k < v; k++ {
+				d := float64(got[o+k] - want[o+k])
+				num += d * d
+				den += float64(want[o+k]) * float64(want[o+k])
+				if got[o+k] > got[o+bg] {
+					bg = k
+				}
+				if want[o+k] > want[o+bw] {
+					bw = k
+				}
+			}
+			total++
+			if bg == bw {
+				agree++
+			}
+		}
+	}
+	rel := math.Sqrt(num / den)
+	top1 := float64(agree) / float64(total)
+	fmt.Printf("device %s: rel L2 logits error %.4g (bound 2e-2), top-1 agreement %.4f over %d positions (bound 0.99)\n", device, rel, top1, total)
+	if rel > 2e-2 || top1 < 0.99 {
+		return fmt.Errorf("parity FAILED")
+	}
+	fmt.Println("parity OK")
+	return nil
+}
