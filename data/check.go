@@ -22,9 +22,9 @@ import (
 	"github.com/mmft-go/mmft/data/pylit"
 )
 
-// DefaultMaxPixels is the default limit on an image's width·height, the value
+// DefaultPixelLimit is the default limit on an image's width·height, the value
 // at which Pillow refuses an image as a possible decompression bomb.
-const DefaultMaxPixels = 2 * 89_478_485
+const DefaultPixelLimit = 2 * 89_478_485
 
 // MaxAspectRatio is the largest long-side/short-side ratio Qwen2-VL's
 // smart_resize accepts; images beyond it are reported and skipped.
@@ -35,9 +35,9 @@ type Options struct {
 	// FullDecode decodes every image completely to check it, not only its
 	// header (image.DecodeConfig). Slower; catches truncated image data.
 	FullDecode bool
-	// MaxPixels is the largest width·height accepted; default DefaultMaxPixels.
-	// Negative means no limit.
-	MaxPixels int
+	// PixelLimit is the largest width·height accepted; default
+	// DefaultPixelLimit. Negative means no limit.
+	PixelLimit int
 	// KeepImageTag keeps a literal "<image>" in questions; by default it is
 	// removed (as the seed does) and the question trimmed.
 	KeepImageTag bool
@@ -48,8 +48,8 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.MaxPixels == 0 {
-		o.MaxPixels = DefaultMaxPixels
+	if o.PixelLimit == 0 {
+		o.PixelLimit = DefaultPixelLimit
 	}
 	if o.Examples == 0 {
 		o.Examples = 5
@@ -66,7 +66,7 @@ const (
 	NullImage Reason = "null_image"
 	// BadImage: the image bytes do not decode as PNG, JPEG, GIF, WebP, BMP or TIFF.
 	BadImage Reason = "bad_image"
-	// ImageTooLarge: width·height is over Options.MaxPixels.
+	// ImageTooLarge: width·height is over Options.PixelLimit.
 	ImageTooLarge Reason = "image_too_large"
 	// BadAspectRatio: the long side is over MaxAspectRatio times the short side
 	// (or a side is zero); Qwen2-VL's image processor refuses such images.
@@ -219,8 +219,8 @@ func checkImage(b []byte, opts Options) (w, h int, format string, reason Reason,
 	if w <= 0 || h <= 0 {
 		return w, h, format, BadAspectRatio, fmt.Sprintf("image is %dx%d", w, h)
 	}
-	if opts.MaxPixels > 0 && int64(w)*int64(h) > int64(opts.MaxPixels) {
-		return w, h, format, ImageTooLarge, fmt.Sprintf("image is %dx%d = %d pixels, over the limit of %d", w, h, w*h, opts.MaxPixels)
+	if opts.PixelLimit > 0 && int64(w)*int64(h) > int64(opts.PixelLimit) {
+		return w, h, format, ImageTooLarge, fmt.Sprintf("image is %dx%d = %d pixels, over the limit of %d", w, h, w*h, opts.PixelLimit)
 	}
 	if max(w, h) > MaxAspectRatio*min(w, h) {
 		return w, h, format, BadAspectRatio, fmt.Sprintf("image is %dx%d, aspect ratio over %d", w, h, MaxAspectRatio)

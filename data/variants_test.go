@@ -191,7 +191,7 @@ func TestImageChecks(t *testing.T) {
 		{DocID: "not_list", Image: &hfImage{Bytes: good}, QAPairs: `'just a string'`},
 		{DocID: "json", Image: &hfImage{Bytes: good}, QAPairs: `[{"question": "J\/Q?", "answer": null}, {"question": "J?", "answer": 1.5}]`},
 	}, 3)
-	ds, err := Open(context.Background(), dir, Options{MaxPixels: 5000})
+	ds, err := Open(context.Background(), dir, Options{PixelLimit: 5000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestImageChecks(t *testing.T) {
 		t.Errorf("dropped pairs %d, want 1", rep.DroppedPairs)
 	}
 
-	ds, err = Open(context.Background(), dir, Options{MaxPixels: 5000, FullDecode: true})
+	ds, err = Open(context.Background(), dir, Options{PixelLimit: 5000, FullDecode: true})
 	if err != nil {
 		t.Fatal(err)
 	}
