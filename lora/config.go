@@ -40,7 +40,8 @@ type Config struct {
 	// UseDoRA is PEFT's use_dora; DoRA is not supported and Validate refuses it.
 	UseDoRA bool
 	// FanInFanOut says the base weights are stored [in, out] (GPT-2's Conv1D).
-	// PEFT turns it off (with a warning) for ordinary linear layers.
+	// PEFT turns it off (with a warning) for ordinary linear layers, and so
+	// does NewAdapter: Qwen2-VL's layers, and Merge, use [out, in].
 	FanInFanOut bool
 	// ModulesToSave lists modules PEFT trains and saves in full. It is recorded
 	// and excluded from the targets, as PEFT does; NewAdapter refuses it and
@@ -397,7 +398,13 @@ var configFields = []configField{
 			return json.Marshal(c.LayersToTransform)
 		}},
 	{"layers_pattern",
-		func(c *Config, v json.RawMessage) (err error) { c.LayersPattern, err = decodeStrings(v); return },
+		func(c *Config, v json.RawMessage) (err error) {
+			c.LayersPattern, err = decodeStrings(v)
+			if len(c.LayersPattern) == 1 && c.LayersPattern[0] == "" {
+				c.LayersPattern = []string{} // PEFT treats "" like no pattern
+			}
+			return
+		},
 		func(c *Config) (json.RawMessage, error) { return encodeStrings(c.LayersPattern) }},
 	{"rank_pattern",
 		func(c *Config, v json.RawMessage) (err error) { c.RankPattern, err = decodeRules(v); return },

@@ -14,7 +14,8 @@ import (
 //	scale · (x·Aᵀ)·Bᵀ
 //
 // with x of shape [..., in], a (lora_A) of shape [r, in] and b (lora_B) of
-// shape [out, r]; the result has shape [..., out] and x's dtype. The caller
+// shape [out, r], all three of one dtype (convert the float32 host values
+// with ConvertDType for bf16 graphs); the result has shape [..., out]. The caller
 // adds it to the base projection x·Wᵀ (+ bias). The rank-r intermediate is
 // never widened to [out, in], so the cost is O(r·(in+out)) per row.
 //

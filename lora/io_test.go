@@ -25,13 +25,13 @@ func tinyShapes(t *testing.T) map[string][]int {
 	shapes := map[string][]int{}
 	for _, n := range f.Names() {
 		info, _ := f.Tensor(n)
-		shapes[CanonicalParamName(n)] = info.Shape
+		shapes[canonicalParamName(n)] = info.Shape
 	}
 	return shapes
 }
 
-// CanonicalParamName maps a transformers-5 parameter name to the Hub name (test helper).
-func CanonicalParamName(n string) string {
+// canonicalParamName maps a transformers-5 parameter name to the Hub name (test helper).
+func canonicalParamName(n string) string {
 	mod, ok := strings.CutSuffix(n, ".weight")
 	if ok {
 		return CanonicalName(mod) + ".weight"

@@ -299,3 +299,14 @@ func TestNewAdapterInit(t *testing.T) {
 		}
 	}
 }
+
+func TestEmptyLayersPatternIsDefault(t *testing.T) {
+	c := mustParse(t, `{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"], "layers_to_transform": [1], "layers_pattern": ""}`)
+	got, err := c.Targets(tinyShapes(t))
+	if err != nil || strings.Join(got, ",") != "model.layers.1.self_attn.q_proj" {
+		t.Errorf("Targets = %v, %v", got, err)
+	}
+	if _, err := ParseConfig([]byte(`{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": "x", "layers_pattern": ""}`)); err == nil {
+		t.Error(`layers_pattern "" with a regex target accepted (PEFT refuses it)`)
+	}
+}
