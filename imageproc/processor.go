@@ -65,32 +65,36 @@ func (b *Batch) GridTHW() []int64 {
 // Process resizes, normalizes and patchifies one RGB image, returning its
 // [t·h·w, PatchDim] pixel values and its grid (t, h, w).
 func (p *Processor) Process(img *RGB) ([]float32, [3]int, error) {
-	if img == nil || img.Width <= 0 || img.Height <= 0 || len(img.Pix) != 3*img.Width*img.Height {
-		return nil, [3]int{}, fmt.Errorf("imageproc: empty or malformed image")
-	}
-	c := p.cfg
-	rh, rw, err := SmartResize(img.Height, img.Width, c.Factor(), c.MinPixels, c.MaxPixels)
+	b, err := p.Preprocess(img)
 	if err != nil {
 		return nil, [3]int{}, err
 	}
-	resized, err := Resize(img, rw, rh)
-	if err != nil {
-		return nil, [3]int{}, err
-	}
-	grid := [3]int{1, rh / c.PatchSize, rw / c.PatchSize}
-	return p.patchify(resized, grid), grid, nil
+	return b.PixelValues, b.Grids[0], nil
 }
 
-// patchify cuts a resized image into flattened patches in transformers' order:
-// rows by (merge-window row, merge-window column, row in window, column in
-// window), columns by (channel, frame, y in patch, x in patch). The still image
-// fills every one of the temporal_patch_size frames.
-func (p *Processor) patchify(img *RGB, grid [3]int) []float32 {
+// plan validates img and returns its resized size and grid.
+func (p *Processor) plan(img *RGB) (rh, rw int, grid [3]int, err error) {
+	if img == nil || img.Width <= 0 || img.Height <= 0 || len(img.Pix) != 3*img.Width*img.Height {
+		return 0, 0, grid, fmt.Errorf("imageproc: empty or malformed image")
+	}
+	c := p.cfg
+	rh, rw, err = SmartResize(img.Height, img.Width, c.Factor(), c.MinPixels, c.MaxPixels)
+	if err != nil {
+		return 0, 0, grid, err
+	}
+	return rh, rw, [3]int{1, rh / c.PatchSize, rw / c.PatchSize}, nil
+}
+
+// patchify cuts a resized image into flattened patches in transformers' order
+// and writes them to out (grid h·w rows of 3·T·P·P values): rows by
+// (merge-window row, merge-window column, row in window, column in window),
+// columns by (channel, frame, y in patch, x in patch). The still image fills
+// every one of the temporal_patch_size frames.
+func (p *Processor) patchify(img *RGB, grid [3]int, out []float32) {
 	c := p.cfg
 	P, T, M := c.PatchSize, c.TemporalPatchSize, c.MergeSize
 	gh, gw := grid[1], grid[2]
 	dim := 3 * T * P * P
-	out := make([]float32, gh*gw*dim)
 	row := 0
 	for bh := 0; bh < gh/M; bh++ {
 		for bw := 0; bw < gw/M; bw++ {
@@ -119,19 +123,34 @@ func (p *Processor) patchify(img *RGB, grid [3]int) []float32 {
 			}
 		}
 	}
-	return out
 }
 
 // Preprocess processes several images into one batch, in order.
 func (p *Processor) Preprocess(images ...*RGB) (*Batch, error) {
-	b := &Batch{PatchDim: 3 * p.cfg.TemporalPatchSize * p.cfg.PatchSize * p.cfg.PatchSize}
+	dim := 3 * p.cfg.TemporalPatchSize * p.cfg.PatchSize * p.cfg.PatchSize
+	b := &Batch{PatchDim: dim, Grids: make([][3]int, len(images))}
+	sizes := make([][2]int, len(images))
+	total := 0
 	for i, img := range images {
-		pix, grid, err := p.Process(img)
+		rh, rw, grid, err := p.plan(img)
 		if err != nil {
 			return nil, fmt.Errorf("image %d: %w", i, err)
 		}
-		b.PixelValues = append(b.PixelValues, pix...)
-		b.Grids = append(b.Grids, grid)
+		sizes[i] = [2]int{rh, rw}
+		b.Grids[i] = grid
+		total += grid[0] * grid[1] * grid[2]
+	}
+	b.PixelValues = make([]float32, total*dim)
+	start := 0
+	for i, img := range images {
+		resized, err := Resize(img, sizes[i][1], sizes[i][0])
+		if err != nil {
+			return nil, fmt.Errorf("image %d: %w", i, err)
+		}
+		g := b.Grids[i]
+		n := g[0] * g[1] * g[2] * dim
+		p.patchify(resized, g, b.PixelValues[start:start+n])
+		start += n
 	}
 	return b, nil
 }
