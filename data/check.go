@@ -20,6 +20,7 @@ import (
 	_ "golang.org/x/image/webp"
 
 	"github.com/mmft-go/mmft/data/pylit"
+	"github.com/mmft-go/mmft/imageproc"
 )
 
 // DefaultPixelLimit is the default limit on an image's width·height, the value
@@ -28,7 +29,7 @@ const DefaultPixelLimit = 2 * 89_478_485
 
 // MaxAspectRatio is the largest long-side/short-side ratio Qwen2-VL's
 // smart_resize accepts; images beyond it are reported and skipped.
-const MaxAspectRatio = 200
+const MaxAspectRatio = imageproc.MaxAspectRatio
 
 // Options configures how rows are read and checked. The zero value is usable.
 type Options struct {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/mmft-go/mmft/imageproc"
 )
 
 // Qwen2-VL-2B-Instruct's image-processor bounds (preprocessor_config.json),
@@ -158,41 +160,12 @@ func Inspect(ctx context.Context, ds *Dataset, opts InspectOptions) (*Summary, e
 }
 
 // ImageTokens returns how many <|image_pad|> tokens Qwen2-VL gives an image of
-// height×width pixels under the processor bounds: smart_resize to multiples
-// of 28 (patch 14 × merge 2), then (h/28)·(w/28).
+// height×width pixels under the processor bounds: imageproc.SmartResize to
+// multiples of 28 (patch 14 × merge 2), then (h/28)·(w/28).
 func ImageTokens(height, width, minPixels, maxPixels int) (int, error) {
-	h, w, err := smartResize(height, width, 28, minPixels, maxPixels)
+	h, w, err := imageproc.SmartResize(height, width, 28, minPixels, maxPixels)
 	if err != nil {
 		return 0, err
 	}
 	return (h / 28) * (w / 28), nil
-}
-
-// smartResize is transformers' Qwen2-VL smart_resize.
-//
-// Integration point: engineer B's imageproc.SmartResize is the project's
-// reference implementation; switch to it once imageproc is committed (this
-// copy exists only so that data does not depend on uncommitted work).
-func smartResize(height, width, factor, minPixels, maxPixels int) (int, int, error) {
-	if height <= 0 || width <= 0 {
-		return 0, 0, fmt.Errorf("image size %dx%d is empty", width, height)
-	}
-	h, w := float64(height), float64(width)
-	if math.Max(h, w)/math.Min(h, w) > MaxAspectRatio {
-		return 0, 0, fmt.Errorf("image of %dx%d has an aspect ratio over %d, which Qwen2-VL refuses", width, height, MaxAspectRatio)
-	}
-	f := float64(factor)
-	hBar := int(math.RoundToEven(h/f)) * factor // Python's round() rounds halves to even
-	wBar := int(math.RoundToEven(w/f)) * factor
-	switch {
-	case hBar*wBar > maxPixels:
-		beta := math.Sqrt(h * w / float64(maxPixels))
-		hBar = max(factor, int(math.Floor(h/beta/f))*factor)
-		wBar = max(factor, int(math.Floor(w/beta/f))*factor)
-	case hBar*wBar < minPixels:
-		beta := math.Sqrt(float64(minPixels) / (h * w))
-		hBar = int(math.Ceil(h*beta/f)) * factor
-		wBar = int(math.Ceil(w*beta/f)) * factor
-	}
-	return hBar, wBar, nil
 }
