@@ -158,7 +158,8 @@ func ParseConfig(data []byte) (*Config, error) {
 		}
 		return nil, fmt.Errorf(`adapter config has peft_type %s: only LoRA adapters (peft_type "LORA") are supported`, got)
 	}
-	c := &Config{Bias: "none", InitLoRAWeights: "true", raw: raw}
+	// PEFT's defaults for fields the file leaves out.
+	c := &Config{R: 8, Alpha: 8, Bias: "none", InitLoRAWeights: "true", raw: raw}
 	for _, f := range configFields {
 		v, ok := raw[f.key]
 		if !ok {

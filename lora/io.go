@@ -254,3 +254,40 @@ func (a *Adapter) Save(dir string) error {
 	}
 	return a.Config.WriteConfig(dir)
 }
+
+// Check verifies the adapter against the base model's parameter shapes
+// (canonical names, as for Config.Targets): every module must adapt a linear
+// layer of the model with the same [out, in], and the modules must be exactly
+// those the configuration targets on this model (PEFT would otherwise leave
+// targeted layers at their initialization or ignore stray weights). All
+// mismatches are reported in one error.
+func (a *Adapter) Check(params map[string][]int) error {
+	var problems []string
+	for _, name := range a.Names() {
+		m := a.Modules[name]
+		shape, ok := params[name+".weight"]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("%s is not a layer of the base model", name))
+		case len(shape) != 2 || shape[0] != m.Out || shape[1] != m.In:
+			problems = append(problems, fmt.Sprintf("%s: the adapter expects a [%d, %d] weight, the model has %v", name, m.Out, m.In, shape))
+		}
+	}
+	targets, err := a.Config.Targets(params)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	var missing []string
+	for _, t := range targets {
+		if a.Modules[t] == nil {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		problems = append(problems, fmt.Sprintf("target_modules selects %d layer(s) the adapter has no weights for: %s", len(missing), strings.Join(head(missing, 5), ", ")))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("lora: the adapter does not fit the base model:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return nil
+}

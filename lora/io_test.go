@@ -345,3 +345,34 @@ func TestSaveRefusesInconsistentRank(t *testing.T) {
 		t.Errorf("Save with an alpha the config does not give: %v", err)
 	}
 }
+
+func TestCheckAgainstModel(t *testing.T) {
+	ad, err := Load(fixtureAdapterDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shapes := tinyShapes(t)
+	if err := ad.Check(shapes); err != nil {
+		t.Fatal(err)
+	}
+	shapes["model.layers.1.self_attn.q_proj.weight"] = []int{64, 32}
+	delete(shapes, "model.layers.0.mlp.up_proj.weight")
+	ad.Config.TargetModules.Names = append(ad.Config.TargetModules.Names, "qkv")
+	err = ad.Check(shapes)
+	for _, want := range []string{
+		"model.layers.0.mlp.up_proj is not a layer",
+		"model.layers.1.self_attn.q_proj: the adapter expects a [64, 64] weight, the model has [64 32]",
+		"no weights for: visual.blocks.0.attn.qkv, visual.blocks.1.attn.qkv",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Check: %v\nwant it to mention %q", err, want)
+		}
+	}
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	c := mustParse(t, `{"peft_type": "LORA", "target_modules": ["q_proj"]}`)
+	if c.R != 8 || c.Alpha != 8 || c.Bias != "none" || c.InitLoRAWeights != "true" || c.Dropout != 0 {
+		t.Errorf("defaults: %+v", c)
+	}
+}
