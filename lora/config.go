@@ -282,7 +282,6 @@ func (c *Config) Marshal() ([]byte, error) {
 		}
 		if old, ok := c.raw[f.key]; ok {
 			var was Config
-			was.Bias, was.InitLoRAWeights = c.Bias, c.InitLoRAWeights
 			if f.decode(&was, old) == nil {
 				if enc2, err := f.encode(&was); err == nil && bytes.Equal(enc, enc2) {
 					continue // unchanged: keep the bytes as read
