@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"crypto/rand"
 	"fmt"
 	"io"
 	"io/fs"
@@ -94,11 +95,18 @@ func (c repoCache) link(commit, file, etag string) (string, error) {
 	if err != nil {
 		rel = blob
 	}
-	_ = os.Remove(ptr)
-	if err := os.Symlink(rel, ptr); err != nil {
-		if cerr := copyFile(blob, ptr); cerr != nil {
-			return "", fmt.Errorf("hub: linking %s into the snapshot: %w (copy fallback: %v)", file, err, cerr)
+	// Link under a unique temporary name, then rename over the pointer, so
+	// that concurrent downloads of the same file never see a missing link.
+	tmp := ptr + "." + rand.Text()[:12] + ".tmp"
+	err = os.Symlink(rel, tmp)
+	if err == nil {
+		if err = os.Rename(tmp, ptr); err == nil {
+			return ptr, nil
 		}
+		os.Remove(tmp)
+	}
+	if cerr := copyFile(blob, ptr); cerr != nil {
+		return "", fmt.Errorf("hub: linking %s into the snapshot: %w (copy fallback: %v)", file, err, cerr)
 	}
 	return ptr, nil
 }
@@ -109,7 +117,7 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	tmp := dst + ".tmp"
+	tmp := dst + "." + rand.Text()[:12] + ".tmp"
 	out, err := os.Create(tmp)
 	if err != nil {
 		return err

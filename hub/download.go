@@ -539,7 +539,7 @@ func (s *settings) newBar(file string, size, have int64) *progressbar.ProgressBa
 // what the cache lacks. netErr, when set, is why the Hub was not asked.
 func (s *settings) fromCache(repoID string, rc repoCache, include, exclude []pattern, netErr error) (string, error) {
 	w := what{repoType: s.RepoType, repoID: repoID, revision: s.Revision}
-	why, fix := "offline mode is on (HF_HUB_OFFLINE)", "unset HF_HUB_OFFLINE (and Options.Offline) and download it first, e.g. `mmft download "+repoID+"`"
+	why, fix := "offline mode is on (HF_HUB_OFFLINE=1 or --offline)", "download it first with offline mode off, e.g. `mmft download "+repoID+"`"
 	if netErr != nil {
 		why, fix = "the Hub cannot be reached", "connect to the network or set HF_ENDPOINT to a reachable mirror"
 	}
@@ -577,7 +577,7 @@ func (s *settings) fromCache(repoID string, rc repoCache, include, exclude []pat
 
 func (s *settings) fileFromCache(repoID string, rc repoCache, file string, netErr error) (string, error) {
 	w := what{repoType: s.RepoType, repoID: repoID, revision: s.Revision}
-	why, fix := "offline mode is on (HF_HUB_OFFLINE)", "unset HF_HUB_OFFLINE (and Options.Offline) to download it"
+	why, fix := "offline mode is on (HF_HUB_OFFLINE=1 or --offline)", "turn offline mode off to download it"
 	if netErr != nil {
 		why, fix = "the Hub cannot be reached", "connect to the network or set HF_ENDPOINT to a reachable mirror"
 	}

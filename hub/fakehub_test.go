@@ -34,6 +34,9 @@ type fakeHub struct {
 	serve map[string][]byte
 	// ignoreRange makes the CDN answer 200 with the whole file to Range requests.
 	ignoreRange bool
+	// renamed maps an old repository id to its new one: requests for the old
+	// id get a relative 307 redirect, as the Hub answers for renamed repos.
+	renamed map[string]string
 }
 
 type fakeRepo struct {
@@ -73,7 +76,7 @@ func (f fakeFile) etag() string {
 }
 
 func newFakeHub(t *testing.T) *fakeHub {
-	h := &fakeHub{t: t, repos: map[string]*fakeRepo{}, cutAfter: map[string]int{}, serve: map[string][]byte{}}
+	h := &fakeHub{t: t, repos: map[string]*fakeRepo{}, cutAfter: map[string]int{}, serve: map[string][]byte{}, renamed: map[string]string{}}
 	h.hub = httptest.NewServer(http.HandlerFunc(h.serveHub))
 	h.cdn = httptest.NewServer(http.HandlerFunc(h.serveCDN))
 	t.Cleanup(h.hub.Close)
@@ -145,6 +148,16 @@ func (repo *fakeRepo) commitOf(rev string) (string, map[string]fakeFile) {
 func (h *fakeHub) serveHub(w http.ResponseWriter, r *http.Request) {
 	h.log("hub", r)
 	p := r.URL.EscapedPath()
+	h.mu.Lock()
+	for old, repl := range h.renamed {
+		if strings.Contains(p, "/"+old+"/") {
+			h.mu.Unlock()
+			w.Header().Set("Location", strings.Replace(p, "/"+old+"/", "/"+repl+"/", 1))
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			return
+		}
+	}
+	h.mu.Unlock()
 	if rest, ok := strings.CutPrefix(p, "/api/"); ok {
 		// /api/{models|datasets}/{org}/{name}/revision/{rev}
 		parts := strings.Split(rest, "/")

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -591,5 +593,103 @@ func TestDownloadFileBranchRef(t *testing.T) {
 	}
 	if ref, _ := os.ReadFile(filepath.Join(cache, "models--org--tiny", "refs", "refs", "pr", "1")); string(ref) != commitA {
 		t.Errorf("refs/refs/pr/1 = %q", ref)
+	}
+}
+
+func TestRenamedRepoRelativeRedirect(t *testing.T) {
+	isolate(t)
+	h := newFakeHub(t)
+	repo := h.addRepo(Model, "org/new", commitA, modelFiles())
+	repo.token = "hf_t"
+	h.renamed["org/old"] = "org/new"
+	t.Setenv("HF_TOKEN", "hf_t")
+	cache := t.TempDir()
+	dir, err := Download(context.Background(), "org/old", h.opts(cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(cache, "models--org--old", "snapshots", commitA); dir != want {
+		t.Errorf("snapshot %s, want %s (stored under the id asked for, as huggingface_hub does)", dir, want)
+	}
+	sawOld := false
+	for _, r := range h.takeRequests() {
+		if r.server == "hub" && r.auth != "Bearer hf_t" {
+			t.Errorf("token not kept across a same-origin redirect: %s %s", r.method, r.path)
+		}
+		sawOld = sawOld || strings.Contains(r.path, "/org/old/")
+	}
+	if !sawOld {
+		t.Error("no request for the old id: the redirect was not exercised")
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "model.safetensors")); err != nil || len(b) != 300_000 {
+		t.Errorf("model.safetensors: %d bytes, %v", len(b), err)
+	}
+}
+
+func TestConcurrentDownloadsShareOneFetch(t *testing.T) {
+	isolate(t)
+	h := newFakeHub(t)
+	h.addRepo(Model, "org/tiny", commitA, modelFiles())
+	cache := t.TempDir()
+	const n = 4
+	errs := make(chan error, n)
+	dirs := make(chan string, n)
+	for range n {
+		go func() {
+			d, err := Download(context.Background(), "org/tiny", h.opts(cache))
+			errs <- err
+			dirs <- d
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		<-dirs
+	}
+	if c := count(h.takeRequests(), "cdn"); c != 1 {
+		t.Errorf("%d CDN downloads of the same blob by %d concurrent downloads, want 1", c, n)
+	}
+	p := filepath.Join(cache, "models--org--tiny", "snapshots", commitA, "model.safetensors")
+	if _, err := os.Readlink(p); err != nil {
+		t.Errorf("%s is not a symlink after concurrent downloads: %v", p, err)
+	}
+	files, _, _ := cachedFiles(filepath.Join(cache, "models--org--tiny", "snapshots", commitA))
+	if len(files) != 3 {
+		t.Errorf("snapshot holds %v, want the 3 files and nothing else", files)
+	}
+}
+
+func TestContextCancelled(t *testing.T) {
+	isolate(t)
+	h := newFakeHub(t)
+	h.addRepo(Model, "org/tiny", commitA, modelFiles())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Download(ctx, "org/tiny", h.opts(t.TempDir())); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled download: %v", err)
+	}
+}
+
+// BenchmarkDownload measures a 32 MiB LFS download through the fake Hub and
+// CDN (HEAD, redirect, GET, sha256 check, rename, link) into a fresh cache.
+func BenchmarkDownload(b *testing.B) {
+	for _, k := range []string{"HF_TOKEN", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_CACHE"} {
+		b.Setenv(k, "")
+	}
+	h := &fakeHub{repos: map[string]*fakeRepo{}, cutAfter: map[string]int{}, serve: map[string][]byte{}, renamed: map[string]string{}}
+	h.hub = httptest.NewServer(http.HandlerFunc(h.serveHub))
+	h.cdn = httptest.NewServer(http.HandlerFunc(h.serveCDN))
+	defer h.hub.Close()
+	defer h.cdn.Close()
+	data := bigData(32 << 20)
+	h.addRepo(Model, "org/big", commitA, map[string]fakeFile{"model.safetensors": {data: data, lfs: true}})
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		cache := b.TempDir()
+		if _, err := Download(context.Background(), "org/big", h.opts(cache)); err != nil {
+			b.Fatal(err)
+		}
+		h.takeRequests()
 	}
 }
