@@ -40,7 +40,7 @@ func commands() []command {
 		{name: "env", summary: "print the compute backend, devices, plugin path and versions", run: runEnv},
 		{name: "bench", summary: "run a benchmark (matmul)", run: runBench},
 		{name: "tokenize", summary: "tokenize JSON lines {\"text\": ...} with a model's tokenizer", planned: "the input-side issue"},
-		{name: "preprocess-image", summary: "run the Qwen2-VL image processor on image files", planned: "the input-side issue"},
+		{name: "preprocess-image", summary: "run the Qwen2-VL image processor on image files", run: runPreprocessImage},
 		{name: "download", summary: "download a model or dataset repository from the Hugging Face Hub", run: runDownload},
 		{name: "forward", summary: "run the Qwen2-VL forward pass on saved inputs", run: runForward},
 		{name: "data", summary: "inspect, sample or synthesize datasets (data inspect|sample|synth)", run: runData},
