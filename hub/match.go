@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // pattern is one compiled fnmatch-style glob, with Python fnmatch's rules:
@@ -17,6 +18,9 @@ type pattern struct {
 
 func compilePattern(p string) (pattern, error) {
 	src := p
+	if !utf8.ValidString(p) {
+		return pattern{}, fmt.Errorf("hub: file pattern %q is not valid UTF-8", p)
+	}
 	if strings.HasSuffix(p, "/") {
 		p += "*"
 	}

@@ -27,7 +27,7 @@ var (
 	loadErr  error
 )
 
-func realProcessor(t *testing.T) *Processor {
+func realProcessor(t testing.TB) *Processor {
 	t.Helper()
 	dir := shared.Asset(t)
 	loadOnce.Do(func() { loaded, loadErr = Load(dir) })
@@ -44,7 +44,7 @@ type templateCase struct {
 	IDs                  []int32                `json:"ids"`
 }
 
-func loadTemplateCase(t *testing.T) templateCase {
+func loadTemplateCase(t testing.TB) templateCase {
 	t.Helper()
 	b, err := os.ReadFile(shared.Fixture(t, "tokenizer", "chat_template_case.json"))
 	if err != nil {
@@ -57,7 +57,7 @@ func loadTemplateCase(t *testing.T) templateCase {
 	return c
 }
 
-func loadImage(t *testing.T, name string) *imageproc.RGB {
+func loadImage(t testing.TB, name string) *imageproc.RGB {
 	t.Helper()
 	b, err := os.ReadFile(shared.Fixture(t, "image", name))
 	if err != nil {
