@@ -80,8 +80,14 @@ func Decode(data []byte, opts DecodeOptions) (img *RGB, err error) {
 		return nil, fmt.Errorf("imageproc: decoding %s image: %w (truncated or corrupt file)", format, err)
 	}
 	b := m.Bounds()
+	if format == "gif" && (b.Dx() != w || b.Dy() != h) {
+		return nil, fmt.Errorf("imageproc: GIF's first frame covers %v of its %dx%d screen; frames smaller than the screen are not supported (convert the image to PNG)", b, w, h)
+	}
 	if b.Dx() != w || b.Dy() != h {
 		return nil, fmt.Errorf("imageproc: %s image decoded to %dx%d but its header says %dx%d (corrupt file)", format, b.Dx(), b.Dy(), w, h)
+	}
+	if pm, ok := m.(*image.Paletted); ok && format == "gif" {
+		restoreGIFPalette(pm, data)
 	}
 	if format == "webp" {
 		switch y := m.(type) {
@@ -455,4 +461,70 @@ func webpClip8(v int) uint8 {
 		return 0
 	}
 	return 255
+}
+
+// restoreGIFPalette puts back the colour of the transparent palette entry,
+// which Go's GIF decoder replaces by transparent black, from the first frame's
+// colour table: PIL's convert("RGB") uses the table's colour.
+func restoreGIFPalette(m *image.Paletted, data []byte) {
+	table := gifFirstColorTable(data)
+	if len(table) < len(m.Palette) {
+		return
+	}
+	pal := make(color.Palette, len(m.Palette))
+	for i := range pal {
+		pal[i] = color.NRGBA{table[i][0], table[i][1], table[i][2], 255}
+	}
+	m.Palette = pal
+}
+
+// gifFirstColorTable returns the colour table of a GIF's first image (its
+// local table, else the global one), or nil when the data cannot be walked.
+func gifFirstColorTable(data []byte) [][3]uint8 {
+	readTable := func(at int, flags byte) ([][3]uint8, int) {
+		if flags&0x80 == 0 {
+			return nil, at
+		}
+		n := 1 << ((flags & 7) + 1)
+		if at+3*n > len(data) {
+			return nil, -1
+		}
+		t := make([][3]uint8, n)
+		for i := range t {
+			t[i] = [3]uint8{data[at+3*i], data[at+3*i+1], data[at+3*i+2]}
+		}
+		return t, at + 3*n
+	}
+	if len(data) < 13 || string(data[:3]) != "GIF" {
+		return nil
+	}
+	global, i := readTable(13, data[10])
+	if i < 0 {
+		return nil
+	}
+	for i < len(data) {
+		switch data[i] {
+		case 0x21: // extension: label, then sub-blocks
+			i += 2
+			for i < len(data) && data[i] != 0 {
+				i += int(data[i]) + 1
+			}
+			i++
+		case 0x2c: // image descriptor
+			if i+10 > len(data) {
+				return nil
+			}
+			local, j := readTable(i+10, data[i+9])
+			if j < 0 {
+				return nil
+			}
+			if local != nil {
+				return local
+			}
+			return global
+		default:
+			return nil
+		}
+	}
+	return nil
 }

@@ -340,3 +340,25 @@ func BenchmarkPreprocessDocument(b *testing.B) {
 		})
 	}
 }
+
+// FuzzDecode feeds mutated images of every format to Decode: it must return an
+// image of the size its header claims or an error, never panic.
+func FuzzDecode(f *testing.F) {
+	entries, _ := os.ReadDir("testdata")
+	for _, e := range entries {
+		if n := e.Name(); !strings.HasSuffix(n, ".rgb") && !strings.HasSuffix(n, ".json") {
+			if b, err := os.ReadFile(filepath.Join("testdata", n)); err == nil {
+				f.Add(b)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		img, err := Decode(data, DecodeOptions{MaxPixels: 1 << 20})
+		if err != nil {
+			return
+		}
+		if img.Width <= 0 || img.Height <= 0 || len(img.Pix) != 3*img.Width*img.Height {
+			t.Fatalf("bad image %dx%d with %d bytes", img.Width, img.Height, len(img.Pix))
+		}
+	})
+}
