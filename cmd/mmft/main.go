@@ -39,7 +39,7 @@ func commands() []command {
 	return []command{
 		{name: "env", summary: "print the compute backend, devices, plugin path and versions", run: runEnv},
 		{name: "bench", summary: "run a benchmark (matmul)", run: runBench},
-		{name: "tokenize", summary: "tokenize JSON lines {\"text\": ...} with a model's tokenizer", planned: "the input-side issue"},
+		{name: "tokenize", summary: "tokenize JSON lines {\"text\": ...} with a model's tokenizer", run: runTokenize},
 		{name: "preprocess-image", summary: "run the Qwen2-VL image processor on image files", run: runPreprocessImage},
 		{name: "download", summary: "download a model or dataset repository from the Hugging Face Hub", run: runDownload},
 		{name: "forward", summary: "run the Qwen2-VL forward pass on saved inputs", run: runForward},
