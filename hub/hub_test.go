@@ -693,3 +693,18 @@ func BenchmarkDownload(b *testing.B) {
 		h.takeRequests()
 	}
 }
+
+func TestEmptyFile(t *testing.T) {
+	isolate(t)
+	h := newFakeHub(t)
+	h.addRepo(Model, "org/tiny", commitA, map[string]fakeFile{".gitattributes": {data: nil}, "empty.bin": {data: []byte{}, lfs: true}})
+	dir, err := Download(context.Background(), "org/tiny", h.opts(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{".gitattributes", "empty.bin"} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() != 0 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

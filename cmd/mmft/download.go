@@ -23,6 +23,7 @@ func runDownload(c *cli, args []string) error {
 into the cache huggingface_hub uses ($HF_HUB_CACHE, default $HF_HOME/hub, default
 ~/.cache/huggingface/hub), so Python and mmft share downloads, and print the snapshot
 folder. Interrupted downloads resume; files are checked against their checksums.
+A local folder given as REPO is printed as is (absolute).
 
 Environment: HF_TOKEN (for private or gated repositories), HF_ENDPOINT (a mirror),
 HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE=1 (use the cache only).`)
@@ -54,7 +55,7 @@ HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE=1 (use the cache only).`)
 	if !*quiet {
 		opts.Progress = c.stderr
 	}
-	dir, err := hub.Download(c.ctx, fs.Arg(0), opts)
+	dir, err := hub.Resolve(c.ctx, fs.Arg(0), opts)
 	if err != nil {
 		return err
 	}

@@ -73,6 +73,10 @@ func TestDownloadCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "model org/table") || !strings.Contains(errs, "offline") {
 		t.Errorf("offline, uncached model: exit %d, stderr %q", code, errs)
 	}
+	local := t.TempDir()
+	if code, out, _ = run("download", local); code != 0 || strings.TrimSpace(out) != local {
+		t.Errorf("local folder: exit %d, stdout %q", code, out)
+	}
 	if code, _, _ = run("download"); code != 2 {
 		t.Errorf("no repository: exit %d, want 2", code)
 	}
