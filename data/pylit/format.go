@@ -13,8 +13,9 @@ import (
 // Format writes v (a value of the kinds Parse returns) as Python source, the way
 // Python's repr() would, so that Parse(Format(v)) gives v back. Two departures
 // from repr: an infinite float is written 1e999 (repr's "inf" is not a literal),
-// and a NaN float is refused since no literal spells it. Other Go types are
-// refused with an error naming the type.
+// and a NaN float is refused since no literal spells it. For convenience it
+// also takes a Dict value, []string, int, int32, uint64 and float32. Other Go
+// types are refused with an error naming the type.
 func Format(v any) (string, error) {
 	var sb strings.Builder
 	if err := format(&sb, v, 0); err != nil {
@@ -60,6 +61,20 @@ func format(sb *strings.Builder, v any, depth int) error {
 			return fmt.Errorf("pylit: an empty set has no literal form (Python writes set())")
 		}
 		return formatSeq(sb, v, "{", "}", false, depth)
+	case Dict:
+		return format(sb, &v, depth)
+	case []string:
+		items := make([]any, len(v))
+		for i, e := range v {
+			items[i] = e
+		}
+		return formatSeq(sb, items, "[", "]", false, depth)
+	case int32:
+		sb.WriteString(strconv.FormatInt(int64(v), 10))
+	case uint64:
+		sb.WriteString(strconv.FormatUint(v, 10))
+	case float32:
+		return formatFloat(sb, float64(v))
 	case *Dict:
 		sb.WriteByte('{')
 		if v != nil {

@@ -221,6 +221,22 @@ func TestFormatRepr(t *testing.T) {
 			t.Errorf("Parse(Format(%#v)) = %#v, %v", c.v, back, err)
 		}
 	}
+	conv := []struct {
+		v    any
+		want string
+	}{
+		{*dict("question", "Q", "answer", "A"), `{'question': 'Q', 'answer': 'A'}`},
+		{[]string{"a", "it's"}, `['a', "it's"]`},
+		{int32(-3), `-3`},
+		{uint64(1 << 63), `9223372036854775808`},
+		{float32(0.5), `0.5`},
+		{7, `7`},
+	}
+	for _, c := range conv {
+		if got, err := Format(c.v); err != nil || got != c.want {
+			t.Errorf("Format(%#v) = %s, %v; want %s", c.v, got, err, c.want)
+		}
+	}
 	for _, bad := range []any{math.NaN(), Set{}, map[string]int{}, struct{}{}} {
 		if _, err := Format(bad); err == nil {
 			t.Errorf("Format(%#v) succeeded, want an error", bad)
