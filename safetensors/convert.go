@@ -4,9 +4,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/x448/float16"
 )
+
+// hostLittleEndian reports whether this machine stores integers little-endian,
+// as safetensors does, so that tensor bytes can be reinterpreted in place.
+var hostLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // ToFloat32 converts a floating-point tensor (F32, F16, BF16 or F64) to float32.
 func ToFloat32(t Info) ([]float32, error) {
@@ -17,12 +22,23 @@ func ToFloat32(t Info) ([]float32, error) {
 	switch t.DType {
 	case F32:
 		out := make([]float32, len(d)/4)
+		if hostLittleEndian && len(out) > 0 {
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), len(d)), d)
+			return out, nil
+		}
 		for i := range out {
 			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(d[4*i:]))
 		}
 		return out, nil
 	case BF16:
 		out := make([]float32, len(d)/2)
+		if hostLittleEndian && len(out) > 0 && uintptr(unsafe.Pointer(&d[0]))%2 == 0 {
+			bits := unsafe.Slice((*uint16)(unsafe.Pointer(&d[0])), len(out))
+			for i, b := range bits {
+				out[i] = math.Float32frombits(uint32(b) << 16)
+			}
+			return out, nil
+		}
 		for i := range out {
 			out[i] = BF16ToFloat32(binary.LittleEndian.Uint16(d[2*i:]))
 		}

@@ -466,3 +466,63 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkToFloat32BF16(b *testing.B) {
+	vals := make([]float32, 1<<20)
+	for i := range vals {
+		vals[i] = float32(i) * 1e-3
+	}
+	t := FromFloat32AsBF16("w", []int{1 << 20}, vals)
+	info := Info{Name: t.Name, DType: t.DType, Shape: t.Shape, Data: t.Data}
+	b.SetBytes(int64(len(t.Data)))
+	for b.Loop() {
+		if _, err := ToFloat32(info); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkWriteOpen(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "bench.safetensors")
+	ts := make([]NamedTensor, 64)
+	for i := range ts {
+		ts[i] = FromFloat32AsBF16(string(rune('a'+i%26))+string(rune('0'+i/26)), []int{256, 256}, make([]float32, 256*256))
+	}
+	b.SetBytes(64 * 256 * 256 * 2)
+	for b.Loop() {
+		if err := Write(path, ts, map[string]string{"format": "pt"}); err != nil {
+			b.Fatal(err)
+		}
+		f, err := Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+}
+
+// TestToFloat32Unaligned checks the byte-wise path taken for tensor data that
+// is not 2-byte aligned (possible in files with odd offsets) against the fast path.
+func TestToFloat32Unaligned(t *testing.T) {
+	vals := []float32{1, -2.5, 3.140625, 65280, -0}
+	bf := FromFloat32AsBF16("x", []int{5}, vals)
+	buf := make([]byte, len(bf.Data)+1)
+	copy(buf[1:], bf.Data)
+	aligned, err := ToFloat32(Info{Name: "x", DType: BF16, Shape: []int{5}, Data: bf.Data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unaligned, err := ToFloat32(Info{Name: "x", DType: BF16, Shape: []int{5}, Data: buf[1:]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range vals {
+		if aligned[i] != vals[i] || unaligned[i] != vals[i] {
+			t.Errorf("element %d: aligned %v unaligned %v want %v", i, aligned[i], unaligned[i], vals[i])
+		}
+	}
+	if _, err := ToFloat32(Info{Name: "x", DType: BF16, Shape: []int{6}, Data: bf.Data}); err == nil {
+		t.Error("shape/bytes mismatch accepted")
+	}
+}
