@@ -251,7 +251,8 @@ func cmykToRGB(c, m, y, k uint8) (uint8, uint8, uint8) {
 // ycbcrToRGB converts a JPEG's YCbCr planes to RGB into p as libjpeg(-turbo)
 // does by default: chroma subsampled 2x horizontally and/or vertically is
 // upsampled with libjpeg's "fancy" triangle filter, then converted with its
-// fixed-point coefficients. Other subsamplings replicate chroma.
+// fixed-point coefficients. Other subsamplings (and components at most 2
+// samples wide) replicate chroma.
 func ycbcrToRGB(m *image.YCbCr, p []uint8) {
 	b := m.Bounds()
 	w, h := b.Dx(), b.Dy()
@@ -265,6 +266,11 @@ func ycbcrToRGB(m *image.YCbCr, p []uint8) {
 		hs, vs = 2, 2
 	case image.YCbCrSubsampleRatio440:
 		hs, vs = 1, 2
+	}
+	// libjpeg upsamples a horizontally subsampled component by replication when
+	// it is at most 2 samples wide.
+	if hs == 2 && (w+1)/2 <= 2 {
+		hs = 0
 	}
 	if hs == 0 || (hs == 1 && vs == 1) {
 		i := 0
