@@ -155,7 +155,7 @@ func openShard(path string) (*shard, error) {
 		f.Close()
 		return nil, fmt.Errorf("data: %w", err)
 	}
-	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true), parquet.ReadBufferSize(1<<20))
+	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true), parquet.ReadBufferSize(256<<10))
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("data: %s is not a readable parquet file: %w", path, err)
