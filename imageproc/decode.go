@@ -26,6 +26,11 @@ type DecodeOptions struct {
 	// MaxPixels refuses images with more pixels than this before decoding them
 	// (decompression-bomb protection); 0 means DefaultMaxDecodePixels.
 	MaxPixels int64
+	// ApplyEXIFOrientation rotates/mirrors JPEG, PNG and WebP images as their
+	// EXIF orientation tag says, like PIL's ImageOps.exif_transpose (which
+	// transformers' load_image applies). Off by default: Qwen2VLImageProcessor
+	// itself does not apply it.
+	ApplyEXIFOrientation bool
 }
 
 // DecodeConfig returns the format name and size of encoded image data without decoding the pixels.
@@ -75,6 +80,18 @@ func Decode(data []byte, opts DecodeOptions) (img *RGB, err error) {
 			img, err = nil, fmt.Errorf("imageproc: corrupt %s image: decoder failed: %v", format, r)
 		}
 	}()
+	img, err = decodePixels(data, format, w, h)
+	if err != nil {
+		return nil, err
+	}
+	if opts.ApplyEXIFOrientation {
+		img = orient(img, exifOrientation(format, data))
+	}
+	return img, nil
+}
+
+// decodePixels decodes data of the given format and header size to RGB.
+func decodePixels(data []byte, format string, w, h int) (*RGB, error) {
 	m, _, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("imageproc: decoding %s image: %w (truncated or corrupt file)", format, err)

@@ -355,7 +355,7 @@ func FuzzDecode(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		img, err := Decode(data, DecodeOptions{MaxPixels: 1 << 20})
+		img, err := Decode(data, DecodeOptions{MaxPixels: 1 << 20, ApplyEXIFOrientation: true})
 		if err != nil {
 			return
 		}
@@ -363,4 +363,54 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("bad image %dx%d with %d bytes", img.Width, img.Height, len(img.Pix))
 		}
 	})
+}
+
+// TestEXIFOrientation checks all eight orientations against PIL's
+// ImageOps.exif_transpose (PNG eXIf chunks and a JPEG APP1 segment), and that
+// orientation is ignored unless asked for, as Qwen2VLImageProcessor does.
+func TestEXIFOrientation(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "exif.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes map[string][2]int
+	if err := json.Unmarshal(b, &sizes); err != nil {
+		t.Fatal(err)
+	}
+	for name, size := range sizes {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(filepath.Join("testdata", name+".exif.rgb"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := Decode(data, DecodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plain.Width != 32 || plain.Height != 24 {
+			t.Errorf("%s: orientation applied by default (%dx%d)", name, plain.Width, plain.Height)
+		}
+		img, err := Decode(data, DecodeOptions{ApplyEXIFOrientation: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img.Width != size[0] || img.Height != size[1] {
+			t.Errorf("%s: %dx%d, want %v", name, img.Width, img.Height, size)
+			continue
+		}
+		maxAbs := 0
+		for i := range want {
+			maxAbs = max(maxAbs, int(math.Abs(float64(img.Pix[i])-float64(want[i]))))
+		}
+		limit := 0
+		if strings.HasSuffix(name, ".jpg") {
+			limit = 4 // Go's inverse DCT is not libjpeg-turbo's
+		}
+		if maxAbs > limit {
+			t.Errorf("%s: differs from PIL's exif_transpose by up to %d levels", name, maxAbs)
+		}
+	}
 }

@@ -39,6 +39,7 @@ file (--config); without either, transformers' Qwen2VLImageProcessor defaults ar
 	maxPixels := fs.Int("max-pixels", 0, "override max_pixels (0: from the config)")
 	out := fs.String("out", "", "write pixel_values and image_grid_thw to this safetensors file")
 	maxDecode := fs.Int64("max-decode-pixels", imageproc.DefaultMaxDecodePixels, "refuse images larger than this many pixels before decoding (decompression-bomb guard)")
+	exif := fs.Bool("exif-orientation", false, "rotate images as their EXIF orientation says (PIL's exif_transpose; the HF processor does not)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -71,7 +72,7 @@ file (--config); without either, transformers' Qwen2VLImageProcessor defaults ar
 	if *maxPixels > 0 {
 		cfg.MaxPixels = *maxPixels
 	}
-	proc, err := imageproc.New(cfg, imageproc.DecodeOptions{MaxPixels: *maxDecode})
+	proc, err := imageproc.New(cfg, imageproc.DecodeOptions{MaxPixels: *maxDecode, ApplyEXIFOrientation: *exif})
 	if err != nil {
 		return err
 	}

@@ -94,7 +94,15 @@ func TestPreprocessImageErrors(t *testing.T) {
 			t.Errorf("%v: exit %d stderr %q; want exit %d and %q", c.args, code, stderr, c.code, c.want)
 		}
 	}
-	code, stdout, _ := runPreprocessCLI(nil, "preprocess-image", "--help")
+	exif6, err := filepath.Abs(filepath.Join("..", "..", "imageproc", "testdata", "exif6.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runPreprocessCLI(nil, "preprocess-image", "--exif-orientation", exif6)
+	if code != 0 || !strings.Contains(stdout, `"width":24,"height":32`) {
+		t.Errorf("--exif-orientation: exit %d stdout %q stderr %q", code, stdout, stderr)
+	}
+	code, stdout, _ = runPreprocessCLI(nil, "preprocess-image", "--help")
 	if code != 0 || !strings.Contains(stdout, "--max-pixels") {
 		t.Errorf("--help: exit %d %q", code, stdout)
 	}
