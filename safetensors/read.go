@@ -51,6 +51,10 @@ type Reader interface {
 }
 
 // File is one safetensors file, memory-mapped (Open) or held in memory (Parse).
+// Its methods other than Close may be called from several goroutines. The
+// header is validated strictly (sizes, dtypes, in-range non-overlapping
+// offsets) but, unlike the Rust crate, gaps between tensors are tolerated.
+// A mapped file must not be truncated by another process while open.
 type File struct {
 	path     string
 	mapped   []byte // the whole mapping, nil when not mapped
