@@ -52,14 +52,17 @@ func (b *builder) unit(m metric) Unit {
 	return u
 }
 
-// series returns n figures (counts of 10^-dec units) following a random walk,
+// series returns n figures in unit u (counts of 10^-dec units) following a random walk,
 // pairwise distinct so that the largest and smallest are unique.
-func (b *builder) series(n int, m metric, dec int) []int64 {
-	p := pow10(dec)
+func (b *builder) series(n int, m metric, u Unit) []int64 {
+	p := pow10(u.Dec)
 	for {
 		base := 20 + b.rng.Float64()*880
 		if b.rng.IntN(3) == 0 {
 			base = 5 + b.rng.Float64()*95
+		}
+		if u.Scale == "billion" {
+			base /= 8 // keep company figures plausible: a few to ~100 billion
 		}
 		vs := make([]int64, n)
 		x := base
@@ -200,7 +203,7 @@ func argmin(vs []int64) int {
 // title draws a title and subtitle at the top and returns the y below them.
 func (b *builder) title(title, subtitle string) int {
 	c := b.canvas
-	size := float64(b.h) / 19
+	size := max(12, float64(b.h)/19)
 	pad := b.h / 40
 	al := pick(b.rng, []align{left, center})
 	x := pad * 2
@@ -211,7 +214,7 @@ func (b *builder) title(title, subtitle string) int {
 	y := pad + int(size)
 	c.text(title, x, y, size, true, al, b.ink)
 	if subtitle != "" {
-		ss := c.fitSize(subtitle, float64(b.h)/28, false, b.w-4*pad)
+		ss := c.fitSize(subtitle, max(9, float64(b.h)/28), false, b.w-4*pad)
 		y += int(ss*1.5) + 2
 		c.text(subtitle, x, y, ss, false, al, lighten(b.ink, 0.25))
 	}
@@ -242,8 +245,12 @@ func axisRange(vals []float64) (lo, hi, step float64) {
 	step = niceStep(mx-mn, 5)
 	lo = math.Floor(mn/step) * step
 	hi = math.Ceil(mx/step) * step
-	if hi == mx {
-		hi += step // room for the value labels
+	// Leave room for the value labels beyond the longest bars.
+	if hi-mx < step/3 {
+		hi += step
+	}
+	if mn < 0 && mn-lo < step/3 {
+		lo -= step
 	}
 	return lo, hi, step
 }
@@ -289,7 +296,7 @@ func (b *builder) barChart() Doc {
 	n := 3 + b.rng.IntN(4)
 	labels, kind, plural := b.categories(n)
 	n = len(labels)
-	vals := b.series(n, m, u.Dec)
+	vals := b.series(n, m, u)
 	company := b.company()
 	year := 2015 + b.rng.IntN(10)
 	title, sub := chartTitles(company, m, u, kind, year)
@@ -312,7 +319,7 @@ func (b *builder) drawBars(t Table, top int, horizontal bool) {
 	vals := t.Cells[0]
 	dv := display(vals, t.Unit.Dec)
 	lo, hi, step := axisRange(dv)
-	fs := float64(b.h) / 30
+	fs := max(9, float64(b.h)/30)
 	if b.easy {
 		fs = float64(b.h) / 14
 	}
@@ -403,7 +410,12 @@ func (b *builder) lineChart() Doc {
 	b.start()
 	c := b.canvas
 	nSeries := 1 + b.rng.IntN(2)
-	ms := pickN(b.rng, metrics[:10], nSeries) // money metrics share one axis
+	var ms []metric
+	if nSeries == 1 {
+		ms = []metric{pick(b.rng, metrics)}
+	} else {
+		ms = pick(b.rng, metricPairs)
+	}
 	u := b.unit(ms[0])
 	n := 4 + b.rng.IntN(3)
 	y0 := 2010 + b.rng.IntN(13)
@@ -412,9 +424,21 @@ func (b *builder) lineChart() Doc {
 		labels = append(labels, fmt.Sprint(y0+i))
 	}
 	t := Table{ColLabels: labels, Unit: u}
-	for _, m := range ms {
-		t.RowLabels = append(t.RowLabels, m.title)
-		t.Cells = append(t.Cells, b.series(n, m, u.Dec))
+	t.RowLabels = append(t.RowLabels, ms[0].title)
+	t.Cells = append(t.Cells, b.series(n, ms[0], u))
+	if nSeries == 2 {
+		// The second figure is a part of the first (a margin of it), distinct from it.
+		t.RowLabels = append(t.RowLabels, ms[1].title)
+		for {
+			row := make([]int64, n)
+			for i, v := range t.Cells[0] {
+				row[i] = v * int64(8+b.rng.IntN(38)) / 100
+			}
+			if distinct(row) && !hasZero(row) {
+				t.Cells = append(t.Cells, row)
+				break
+			}
+		}
 	}
 	company := b.company()
 	names := make([]string, len(ms))
@@ -426,7 +450,7 @@ func (b *builder) lineChart() Doc {
 		sub += " (" + note + ")"
 	}
 	top := b.title(company, sub)
-	fs := float64(b.h) / 32
+	fs := max(9, float64(b.h)/32)
 	pad := b.h / 30
 	var all []float64
 	for _, row := range t.Cells {
@@ -466,8 +490,11 @@ func (b *builder) lineChart() Doc {
 			c.disc(scaleX(i), scaleY(v), float64(b.h)/90+2, col)
 			lab := u.Cell(row[i])
 			dy := -int(fs * 0.7)
-			if s == 1 && nSeries > 1 && v < display(t.Cells[0], u.Dec)[i] || s == 0 && nSeries > 1 && v < display(t.Cells[1], u.Dec)[i] {
-				dy = int(fs * 1.5) // below the line when this series is the lower one
+			if nSeries > 1 {
+				other := display(t.Cells[1-s], u.Dec)[i]
+				if v < other && scaleY(v)-scaleY(other) < fs*2 {
+					dy = int(fs * 1.5) // below the point when the other series' label is just above
+				}
 			}
 			c.text(lab, int(scaleX(i)), int(scaleY(v))+dy, fs*0.95, true, center, col)
 		}

@@ -19,7 +19,7 @@ func (b *builder) drawTable(spec tableSpec, top int) int {
 	pad := b.h / 30
 	nRows := len(spec.rows) + 1
 	avail := b.h - top - pad
-	fs := min(float64(b.h)/24, float64(avail)/float64(nRows)/1.7)
+	fs := min(float64(b.h)/(18+6*b.rng.Float64()), float64(avail)/float64(nRows)/1.7)
 	cols := len(spec.header)
 	widths := func(fs float64) ([]int, int) {
 		w := make([]int, cols)
@@ -139,7 +139,7 @@ func (b *builder) figureTable() Doc {
 	}
 	t := Table{RowLabels: rows, ColLabels: cols, Unit: u}
 	for range nr {
-		t.Cells = append(t.Cells, b.series(nc, metric{}, u.Dec))
+		t.Cells = append(t.Cells, b.series(nc, metric{}, u))
 	}
 	// Columns must have a unique largest row for "which segment" questions.
 	for c := range nc {

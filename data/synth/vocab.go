@@ -50,6 +50,12 @@ var metrics = []metric{
 	{name: "number of employees", title: "Employees", count: true},
 }
 
+// metricPairs are two figures drawn together, the second a part of the first.
+var metricPairs = [][]metric{
+	{metrics[0], metrics[2]}, {metrics[0], metrics[3]}, {metrics[1], metrics[8]}, {metrics[0], metrics[4]},
+	{metrics[1], metrics[9]}, {metrics[4], metrics[6]}, {metrics[0], metrics[7]},
+}
+
 // currencies a document may use, with their usual scales.
 var currencySymbols = []string{"$", "$", "$", "€", "€", "£", "¥", "CHF "}
 
