@@ -155,7 +155,11 @@ func openShard(path string) (*shard, error) {
 		f.Close()
 		return nil, fmt.Errorf("data: %w", err)
 	}
-	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true), parquet.ReadBufferSize(256<<10))
+	var pf *parquet.File
+	err = guard(func() (err error) {
+		pf, err = parquet.OpenFile(f, st.Size(), parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true), parquet.ReadBufferSize(256<<10))
+		return err
+	})
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("data: %s is not a readable parquet file: %w", path, err)
@@ -183,18 +187,27 @@ func (s *shard) firstRow(g int) int64 {
 // ones (recording the bad ones in rep). It stops early, returning nil, when
 // good returns false.
 func (s *shard) readGroup(ctx context.Context, g int, opts Options, rep *Report, good func(Row) bool) error {
-	rg := s.pf.RowGroups()[g]
-	rows := rg.Rows()
-	defer rows.Close()
+	var rows parquet.Rows
+	if err := guard(func() error { rows = s.pf.RowGroups()[g].Rows(); return nil }); err != nil {
+		return fmt.Errorf("data: reading %s row group %d: %w", s.path, g, err)
+	}
+	defer guard(rows.Close)
 	buf := make([]parquet.Row, 8)
 	index := s.firstRow(g)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n, err := rows.ReadRows(buf)
+		var n int
+		err := guard(func() (err error) { n, err = rows.ReadRows(buf); return err })
 		for _, r := range buf[:n] {
-			row, dropped, reason, detail := s.decode(r, index, opts)
+			var row Row
+			var dropped int
+			var reason Reason
+			var detail string
+			if perr := guard(func() error { row, dropped, reason, detail = s.decode(r, index, opts); return nil }); perr != nil {
+				return fmt.Errorf("data: decoding row %d of %s: %w", index, s.path, perr)
+			}
 			rep.Rows++
 			if reason != "" {
 				rep.addBad(BadRow{DocID: row.DocID, File: filepath.Base(s.path), Row: index, Reason: reason, Detail: detail})
@@ -218,6 +231,17 @@ func (s *shard) readGroup(ctx context.Context, g int, opts Options, rep *Report,
 			return nil
 		}
 	}
+}
+
+// guard runs f, turning a panic inside the parquet library (possible on
+// corrupt files) into an error, so that none reaches the caller.
+func guard(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("corrupt parquet data (the parquet reader panicked: %v)", r)
+		}
+	}()
+	return f()
 }
 
 // decode turns one parquet row into a Row, or says why it is bad. The values

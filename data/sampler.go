@@ -218,3 +218,20 @@ func (s *Sampler) Epoch(ctx context.Context, epoch int, rep *Report) iter.Seq2[S
 		}
 	}
 }
+
+// Len counts the samples one epoch yields (good images for OnePairPerImage,
+// their pairs for AllPairs) by reading the split once, checking image headers
+// as an epoch does; with Options.FullDecode it decodes every image, so it
+// costs as much as an epoch.
+func (s *Sampler) Len(ctx context.Context) (int64, error) {
+	var rep Report
+	for _, err := range s.ds.Rows(ctx, s.split, &rep) {
+		if err != nil {
+			return 0, err
+		}
+	}
+	if s.opts.Policy == AllPairs {
+		return rep.Pairs, nil
+	}
+	return rep.Good, nil
+}

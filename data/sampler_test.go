@@ -113,6 +113,12 @@ func TestSamplerFixture(t *testing.T) {
 		t.Errorf("all pairs: %v, want %v", got, want)
 	}
 
+	if n, err := one.Len(ctx); err != nil || n != 8 {
+		t.Errorf("one pair per image: Len = %d, %v; want 8", n, err)
+	}
+	if n, err := all.Len(ctx); err != nil || n != 35 {
+		t.Errorf("all pairs: Len = %d, %v; want 35", n, err)
+	}
 	if _, err := NewSampler(ds, "nope", SamplerOptions{}); err == nil {
 		t.Error("unknown split accepted")
 	}

@@ -335,3 +335,43 @@ func TestRowsCancel(t *testing.T) {
 		t.Errorf("after cancel: %d rows, err %v", n, last)
 	}
 }
+
+// TestCorruptFileNeverPanics damages the fixture one byte at a time and reads
+// it: every outcome must be rows and/or an error, never a panic.
+func TestCorruptFileNeverPanics(t *testing.T) {
+	dir, _ := loadExpected(t)
+	orig, err := os.ReadFile(filepath.Join(dir, "data", "train-00000-of-00001.parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	path := filepath.Join(tmp, "train-00000-of-00001.parquet")
+	errs, panics := 0, 0
+	for off := 3; off < len(orig); off += 307 {
+		b := append([]byte(nil), orig...)
+		b[off] ^= 0x5a
+		b[len(b)-1-off%4000] ^= 0xa5 // the footer too
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := Open(context.Background(), tmp, Options{FullDecode: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, err := range ds.Rows(context.Background(), "train", nil) {
+			if err != nil {
+				errs++
+				if strings.Contains(err.Error(), "panicked") {
+					panics++
+				}
+				if !strings.Contains(err.Error(), path) {
+					t.Errorf("error does not name the file: %v", err)
+				}
+			}
+		}
+	}
+	if errs == 0 {
+		t.Error("no damaged file gave an error")
+	}
+	t.Logf("%d damaged files gave an error, %d of them a recovered panic", errs, panics)
+}
