@@ -220,7 +220,11 @@ func build(vocab map[string]int, merges [][2]string, added []AddedToken, cfg *co
 		t.addedByStr[a.Content] = len(t.added)
 		t.added = append(t.added, a)
 		t.idToken[a.ID] = a.Content
-		t.idBytes[a.ID] = tokenBytes(a.Content)
+		// An added token decodes to its content. (Hugging Face's tokenizers
+		// before the 2026 fix of issue #1996 sent added tokens through the
+		// ByteLevel decoder, mangling contents with Latin-1 letters; for
+		// ASCII contents such as all of Qwen2's the two agree.)
+		t.idBytes[a.ID] = []byte(a.Content)
 		t.special[a.ID] = a.Special
 	}
 	t.rawMatch = newAddedMatcher(t.added, false)

@@ -187,7 +187,8 @@ func (t *Tokenizer) encodePiece(piece string, out []int32) []int32 {
 	return out
 }
 
-// Decode returns the text of ids. Ids that are not in the vocabulary are
+// Decode returns the text of ids; an added token decodes to its content. Ids
+// that are not in the vocabulary are
 // skipped (as Hugging Face does); with skipSpecial, special tokens are skipped
 // too. Byte sequences that are not valid UTF-8 (a multi-byte character cut
 // between tokens) become U+FFFD, one per maximal invalid subpart, as Python's
