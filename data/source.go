@@ -17,7 +17,8 @@ import (
 type Resolver func(ctx context.Context, repoID string) (dir string, err error)
 
 // Dataset is an opened dataset: its parquet shards grouped by split. Opening
-// reads no rows; Rows streams them.
+// reads no rows; Rows streams them. A Dataset is safe for concurrent use: each
+// pass opens its own file handles.
 type Dataset struct {
 	// Root is the folder the shards were found under (or the single file given).
 	Root string
