@@ -120,3 +120,34 @@ func TestSmallCacheConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestSplitSpecialTokens(t *testing.T) {
+	ref := loadQwen(t)
+	dir := t.TempDir()
+	for _, name := range []string{"vocab.json", "merges.txt"} {
+		if err := os.Symlink(shared.Asset(t, name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := `{"split_special_tokens": true, "added_tokens_decoder": {"151645": {"content": "<|im_end|>", "special": true}}}`
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tok.Encode("a<|im_end|>")
+	var want []int
+	preTokenize("a<|im_end|>", func(piece string) {
+		for _, id := range ref.bpeWord(piece, nil) {
+			want = append(want, int(id))
+		}
+	})
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("split_special_tokens: %v, want the text tokenized as ordinary text %v", got, want)
+	}
+	if id, ok := tok.TokenToID("<|im_end|>"); !ok || id != 151645 {
+		t.Errorf("the special token is still in the vocabulary: %d %v", id, ok)
+	}
+}

@@ -64,7 +64,10 @@ type config struct {
 		Special    bool   `json:"special"`
 	} `json:"added_tokens_decoder"`
 	EOSToken json.RawMessage `json:"eos_token"`
-	PadToken json.RawMessage `json:"pad_token"`
+	// SplitSpecialTokens makes special tokens in the text be tokenized as
+	// ordinary text instead of being matched (false for Qwen2).
+	SplitSpecialTokens bool            `json:"split_special_tokens"`
+	PadToken           json.RawMessage `json:"pad_token"`
 }
 
 func readConfig(path string) (*config, error) {
@@ -227,8 +230,18 @@ func build(vocab map[string]int, merges [][2]string, added []AddedToken, cfg *co
 		t.idBytes[a.ID] = []byte(a.Content)
 		t.special[a.ID] = a.Special
 	}
-	t.rawMatch = newAddedMatcher(t.added, false)
-	t.normMatch = newAddedMatcher(t.added, true)
+	matchable := t.added
+	if cfg != nil && cfg.SplitSpecialTokens {
+		matchable = make([]AddedToken, len(t.added))
+		copy(matchable, t.added)
+		for i := range matchable {
+			if matchable[i].Special {
+				matchable[i].Content = "" // never matched
+			}
+		}
+	}
+	t.rawMatch = newAddedMatcher(matchable, false)
+	t.normMatch = newAddedMatcher(matchable, true)
 
 	id := func(name string) int {
 		if v, ok := t.TokenToID(name); ok && name != "" {
