@@ -172,6 +172,7 @@ func openShard(path string) (*shard, error) {
 	return &shard{path: path, f: f, pf: pf, cols: cols}, nil
 }
 
+// Close closes the shard's file.
 func (s *shard) Close() error { return s.f.Close() }
 
 // firstRow returns the index in the file of row group g's first row.

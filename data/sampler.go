@@ -46,6 +46,7 @@ const (
 	AllPairs
 )
 
+// String names the policy as ParsePolicy reads it.
 func (p Policy) String() string {
 	switch p {
 	case OnePairPerImage:

@@ -92,6 +92,7 @@ type SyntaxError struct {
 	Msg string
 }
 
+// Error formats the position and the reason.
 func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("python literal: line %d col %d: %s", e.Line, e.Col, e.Msg)
 }
