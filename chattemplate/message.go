@@ -129,6 +129,31 @@ func (p *Part) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
+// MarshalJSON writes p in Hugging Face's shape, keeping the keys the template
+// tests ("text" even when empty, for a text part).
+func (p Part) MarshalJSON() ([]byte, error) {
+	m := map[string]any{}
+	if p.Type != "" {
+		m["type"] = p.Type
+	}
+	if p.HasText() {
+		m["text"] = p.Text
+	}
+	if p.Image != "" || p.keys&keyImage != 0 {
+		m["image"] = p.Image
+	}
+	if p.ImageURL != "" || p.keys&keyImageURL != 0 {
+		m["image_url"] = map[string]string{"url": p.ImageURL}
+	}
+	switch {
+	case len(p.VideoFrames) > 0:
+		m["video"] = p.VideoFrames
+	case p.Video != "" || p.keys&keyVideo != 0:
+		m["video"] = p.Video
+	}
+	return json.Marshal(m)
+}
+
 func isNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" }
 
 // Message is one chat message. Content given as a plain string is held as a

@@ -216,3 +216,30 @@ func TestMessageJSONErrors(t *testing.T) {
 		t.Errorf("parsed %+v", m)
 	}
 }
+
+func TestMessageJSONRoundTrip(t *testing.T) {
+	tmpl := qwen(t)
+	in := `[{"role":"user","content":[{"image":"a.png"},{"type":"image_url","image_url":{"url":"u"}},{"type":"video","video":["f1","f2"]},{"type":"text","text":""},{"type":"text"}]},{"role":"assistant","content":""}]`
+	var msgs []Message
+	if err := json.Unmarshal([]byte(in), &msgs); err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []Message
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []Options{{}, {ContinueFinalMessage: true}, {AddVisionID: true}} {
+		a, errA := tmpl.Render(msgs, opts)
+		b, errB := tmpl.Render(back, opts)
+		if a != b || (errA == nil) != (errB == nil) {
+			t.Errorf("opts %+v: before JSON %q (%v), after %q (%v); JSON %s", opts, a, errA, b, errB, data)
+		}
+	}
+	if !reflect.DeepEqual(back[0].Content[2].VideoFrames, []string{"f1", "f2"}) || back[0].Content[1].ImageURL != "u" {
+		t.Errorf("round trip lost fields: %s", data)
+	}
+}

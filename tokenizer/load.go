@@ -240,6 +240,11 @@ func build(vocab map[string]int, merges [][2]string, added []AddedToken, cfg *co
 			}
 		}
 	}
+	for _, tok := range t.idToken {
+		if tok != "" {
+			t.size++
+		}
+	}
 	t.rawMatch = newAddedMatcher(matchable, false)
 	t.normMatch = newAddedMatcher(matchable, true)
 

@@ -60,6 +60,7 @@ type Tokenizer struct {
 	idBytes [][]byte // id -> bytes it decodes to
 	special []bool   // id -> is a special added token
 
+	size     int // number of ids in use
 	specials SpecialIDs
 	cache    *pieceCache
 }
@@ -71,15 +72,7 @@ const CacheEntries = 1 << 18
 // VocabSize returns the number of ids, regular and added tokens together
 // (len(tokenizer) in transformers: 151657 for Qwen2-VL). It is smaller than the
 // model's embedding size, which is padded.
-func (t *Tokenizer) VocabSize() int {
-	n := 0
-	for _, s := range t.idToken {
-		if s != "" {
-			n++
-		}
-	}
-	return n
-}
+func (t *Tokenizer) VocabSize() int { return t.size }
 
 // Special returns the named special-token ids.
 func (t *Tokenizer) Special() SpecialIDs { return t.specials }
