@@ -10,6 +10,9 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
+// MaxAnswerLen is the longest predicted answer, in bytes, that Match considers.
+const MaxAnswerLen = 2000
+
 // DefaultRelTol is the relative tolerance of Accuracy for numbers: 1%.
 const DefaultRelTol = 0.01
 
@@ -71,10 +74,16 @@ func (a Accuracy) tol() float64 {
 //     ("a decline of 5%" for "-5%"), and the other way round;
 //   - text otherwise: equal after normalization (case, accents, punctuation,
 //     articles a/an/the, white space, quarter names such as "third quarter" =
-//     "Q3"); a yes/no gold matches a pred that starts with that word.
+//     "Q3"), also after dropping a lead-in ("the answer is") from pred and
+//     trailing generic nouns ("segment", "region", ...) from both; a yes/no
+//     gold matches a pred that starts with that word.
 //
-// An equal normalized text always matches.
+// An equal normalized text always matches. A pred longer than MaxAnswerLen
+// bytes never matches (no financial answer is that long, and it bounds the work).
 func (a Accuracy) Match(pred, gold string) bool {
+	if len(pred) > MaxAnswerLen {
+		return false
+	}
 	pred, gold = normalizeText(strings.TrimSpace(pred)), normalizeText(strings.TrimSpace(gold))
 	np, ng := normalizeWords(pred), normalizeWords(gold)
 	if np == ng {
@@ -106,7 +115,33 @@ func (a Accuracy) Match(pred, gold string) bool {
 		first, _, _ := strings.Cut(np, " ")
 		return first == ng
 	}
-	return false
+	return stripGeneric(stripLeadIn(np)) == stripGeneric(ng)
+}
+
+// leadIns are phrases a model puts before its answer.
+var leadIns = []string{"final answer is ", "final answer ", "answer is ", "answer ", "it is ", "it was ", "they are ", "they were "}
+
+// stripLeadIn removes one lead-in phrase from normalized text.
+func stripLeadIn(s string) string {
+	for _, l := range leadIns {
+		if rest, ok := strings.CutPrefix(s, l); ok {
+			return rest
+		}
+	}
+	return s
+}
+
+// genericTail are nouns that may follow a label without changing it
+// ("North America segment" for "North America").
+var genericTail = wordSet("segment segments region division business unit company line item category")
+
+// stripGeneric removes trailing generic nouns from normalized text.
+func stripGeneric(s string) string {
+	words := strings.Fields(s)
+	for len(words) > 1 && genericTail[words[len(words)-1]] {
+		words = words[:len(words)-1]
+	}
+	return strings.Join(words, " ")
 }
 
 // sameQuantity compares two numbers as Match documents.

@@ -2,6 +2,7 @@ package rewards
 
 import (
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -63,9 +64,10 @@ type foundDate struct {
 	readings   []date
 }
 
-// findDates returns the dates written in s, longest first where they overlap, in text order.
+// findDates returns the dates written in s in text order; where written
+// dates overlap, the longest is kept.
 func findDates(s string) []foundDate {
-	var found []foundDate
+	var all []foundDate
 	for _, p := range datePatterns {
 		for _, m := range p.re.FindAllStringSubmatchIndex(s, -1) {
 			g := make([]string, len(m)/2)
@@ -80,26 +82,26 @@ func findDates(s string) []foundDate {
 					ok = append(ok, d)
 				}
 			}
-			if len(ok) == 0 {
-				continue
-			}
-			overlaps := false
-			for _, f := range found {
-				if m[0] < f.end && f.start < m[1] {
-					overlaps = true
-					break
-				}
-			}
-			if !overlaps {
-				found = append(found, foundDate{start: m[0], end: m[1], readings: ok})
+			if len(ok) > 0 {
+				all = append(all, foundDate{start: m[0], end: m[1], readings: ok})
 			}
 		}
 	}
-	// Text order.
-	for i := 1; i < len(found); i++ {
-		for j := i; j > 0 && found[j].start < found[j-1].start; j-- {
-			found[j], found[j-1] = found[j-1], found[j]
+	sort.SliceStable(all, func(i, j int) bool {
+		if all[i].start != all[j].start {
+			return all[i].start < all[j].start
 		}
+		return all[i].end > all[j].end
+	})
+	var found []foundDate
+	for _, d := range all {
+		if n := len(found); n > 0 && d.start < found[n-1].end {
+			if d.end-d.start > found[n-1].end-found[n-1].start {
+				found[n-1] = d // a longer date overlapping the last one replaces it
+			}
+			continue
+		}
+		found = append(found, d)
 	}
 	return found
 }

@@ -83,3 +83,51 @@ func TestLongInput(t *testing.T) {
 	_ = Accuracy{}.Match(pred, "12%")
 	_ = Accuracy{}.Match(pred, "March 31, 2023")
 }
+
+func TestOverlongPenalty(t *testing.T) {
+	f, err := OverlongPenalty(100, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		n    int
+		want float64
+	}{{0, 0}, {80, 0}, {90, -0.5}, {100, -1}, {101, -1}} {
+		if got := f(Input{CompletionIDs: make([]int, c.n)}); got != c.want {
+			t.Errorf("%d tokens: %v, want %v", c.n, got, c.want)
+		}
+	}
+	for _, bad := range [][2]int{{0, 1}, {10, 0}, {10, 11}} {
+		if _, err := OverlongPenalty(bad[0], bad[1]); err == nil {
+			t.Errorf("OverlongPenalty(%d, %d) succeeded", bad[0], bad[1])
+		}
+	}
+}
+
+// FuzzRewards checks that no built-in reward panics or leaves its range.
+func FuzzRewards(f *testing.F) {
+	f.Add("Let me solve this step by step.\n<think>", " 1+1</think><answer>2</answer>", "2")
+	f.Add("", "<answer>(1,234)</answer>", "-1,234")
+	f.Add("", "<think></think><answer>March 31, 2023 = 12%</answer>", "31/03/2023")
+	reg := Default()
+	set, err := reg.ParseSet("structural,format,accuracy")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, prefill, completion, answer string) {
+		in := Input{Prefill: prefill, Completion: completion, Answer: answer}
+		res := set.Score(in)
+		m := res.Map()
+		if s := m["structural"]; s < -1 || s > 2 {
+			t.Errorf("structural %v out of range", s)
+		}
+		for _, k := range []string{"format", "accuracy"} {
+			if v := m[k]; v != 0 && v != 1 {
+				t.Errorf("%s = %v", k, v)
+			}
+		}
+		if m["format"] == 1 && m["structural"] != 2 {
+			t.Errorf("strict format passed but structural is %v", m["structural"])
+		}
+	})
+}
