@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"math/rand"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,9 @@ func FuzzRoundTrip(f *testing.F) {
 		ids := tok.Encode(s)
 		if got, want := tok.Decode(ids, false), expectedRoundTrip(tok, s); got != want {
 			t.Fatalf("round trip of %+q: got %+q, want %+q (ids %v)", s, got, want, ids)
+		}
+		if batch := tok.EncodeBatch([]string{s, s}); !reflect.DeepEqual(batch[0], ids) || !reflect.DeepEqual(batch[1], ids) {
+			t.Fatalf("EncodeBatch of %+q = %v, Encode = %v", s, batch, ids)
 		}
 		if strings.Contains(s, "<|") {
 			return

@@ -37,6 +37,14 @@ func Load(dir string) (*Tokenizer, error) {
 	if cfgErr != nil {
 		return nil, fmt.Errorf("tokenizer: %s has neither tokenizer.json nor tokenizer_config.json; with vocab.json + merges.txt the config is needed for the added and special tokens: %w", dir, cfgErr)
 	}
+	// vocab.json + merges.txt do not say how text is pre-tokenized; the class
+	// named in the config does. Refuse classes other than Qwen2's rather than
+	// silently tokenizing with the wrong pattern.
+	switch cfg.TokenizerClass {
+	case "", "Qwen2Tokenizer", "Qwen2TokenizerFast":
+	default:
+		return nil, fmt.Errorf("tokenizer: %s names tokenizer_class %q; only Qwen2Tokenizer is implemented (a tokenizer.json with Qwen2's pre-tokenizer is also accepted)", cfg.path, cfg.TokenizerClass)
+	}
 	vocab, err := readVocab(filepath.Join(dir, "vocab.json"))
 	if err != nil {
 		return nil, err
@@ -63,7 +71,8 @@ type config struct {
 		Normalized *bool  `json:"normalized"`
 		Special    bool   `json:"special"`
 	} `json:"added_tokens_decoder"`
-	EOSToken json.RawMessage `json:"eos_token"`
+	EOSToken       json.RawMessage `json:"eos_token"`
+	TokenizerClass string          `json:"tokenizer_class"`
 	// SplitSpecialTokens makes special tokens in the text be tokenized as
 	// ordinary text instead of being matched (false for Qwen2).
 	SplitSpecialTokens bool            `json:"split_special_tokens"`

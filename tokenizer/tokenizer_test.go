@@ -289,6 +289,10 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "byte-level") {
 		t.Errorf("Load of a non-byte-level vocabulary: %v", err)
 	}
+	write("tokenizer_config.json", `{"tokenizer_class": "GPT2Tokenizer", "added_tokens_decoder": {}}`)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "GPT2Tokenizer") {
+		t.Errorf("Load of a GPT-2 tokenizer folder: %v", err)
+	}
 	write("tokenizer.json", `{"model": {"type": "WordPiece"}}`)
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "WordPiece") {
 		t.Errorf("Load of a WordPiece tokenizer.json: %v", err)
