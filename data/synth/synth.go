@@ -40,7 +40,8 @@ type Options struct {
 	// give the same document.
 	Seed uint64
 	// Width and Height of the images in pixels; 0 means DefaultWidth ×
-	// DefaultHeight (EasyWidth × EasyHeight for Easy). At least 160×120.
+	// DefaultHeight (EasyWidth × EasyHeight for Easy). At least 160×120
+	// (112×112 for Easy).
 	Width, Height int
 	// Level of difficulty.
 	Level Level
@@ -57,6 +58,7 @@ const (
 	EasyHeight    = 224
 	minWidth      = 160
 	minHeight     = 120
+	minEasySide   = 112
 )
 
 func (o Options) size() (int, int) {
@@ -72,8 +74,12 @@ func (o Options) size() (int, int) {
 
 func (o Options) check() error {
 	w, h := o.size()
-	if w < minWidth || h < minHeight {
-		return fmt.Errorf("synth: image size %d×%d is too small to be legible; use at least %d×%d", w, h, minWidth, minHeight)
+	mw, mh := minWidth, minHeight
+	if o.Level == Easy {
+		mw, mh = minEasySide, minEasySide
+	}
+	if w < mw || h < mh {
+		return fmt.Errorf("synth: image size %d×%d is too small to be legible at level %s; use at least %d×%d", w, h, o.Level, mw, mh)
 	}
 	if w > 4096 || h > 4096 {
 		return fmt.Errorf("synth: image size %d×%d is over 4096 pixels a side; use a smaller --width/--height", w, h)

@@ -230,7 +230,10 @@ func TestEasy(t *testing.T) {
 }
 
 func TestOptionErrors(t *testing.T) {
-	for _, o := range []Options{{Width: 100, Height: 100}, {Width: 5000, Height: 500}, {Level: 9}} {
+	if _, err := NewGenerator(Options{Width: 112, Height: 112, Level: Easy}); err != nil {
+		t.Errorf("easy 112×112: %v", err)
+	}
+	for _, o := range []Options{{Width: 100, Height: 100}, {Width: 112, Height: 112}, {Width: 100, Height: 100, Level: Easy}, {Width: 5000, Height: 500}, {Level: 9}} {
 		if _, err := NewGenerator(o); err == nil {
 			t.Errorf("NewGenerator(%+v) succeeded", o)
 		}
