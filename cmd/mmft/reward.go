@@ -35,11 +35,14 @@ Scores completions with a reward. Each stdin line is a JSON object
 (only "completion" is required; "prefill" overrides --prefill for that line) and gives one stdout line
   {"reward": x}
 NAME is a built-in reward: structural (the seed's, -1..2), format (strict, 0/1) or accuracy
-(the <answer> against the gold answer, 0/1). SET is a weighted sum such as "structural=0.5,accuracy=1";
+(the <answer> against the gold answer, 0/1); with --max-tokens and --overlong-buffer also overlong
+(0 down to -1 as len(completion_ids) nears and passes --max-tokens). SET is a weighted sum such as "structural=0.5,accuracy=1";
 its output lines also hold the unweighted "components".`)
 	name := fs.String("name", "", "reward name, or a weighted set NAME=W,NAME=W (required)")
 	prefill := fs.String("prefill", "", `assistant prefill placed before each completion, e.g. "Let me solve this step by step.\n<think>" (escapes \n \t are read)`)
 	tol := fs.Float64("tol", rewards.DefaultRelTol, "relative tolerance of the accuracy reward for numbers")
+	maxTokens := fs.Int("max-tokens", 0, `with --overlong-buffer: enables the reward "overlong" (DAPO soft overlong penalty on len(completion_ids))`)
+	buffer := fs.Int("overlong-buffer", 0, "tokens before --max-tokens where the overlong penalty starts")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -64,6 +67,15 @@ its output lines also hold the unweighted "components".`)
 		f    rewards.Func
 	}{{"structural", rewards.Structural}, {"format", rewards.Format}, {"accuracy", acc.Score}} {
 		if err := reg.Register(r.name, r.f); err != nil {
+			return err
+		}
+	}
+	if *maxTokens != 0 || *buffer != 0 {
+		f, err := rewards.OverlongPenalty(*maxTokens, *buffer)
+		if err != nil {
+			return fmt.Errorf("--max-tokens/--overlong-buffer: %w", err)
+		}
+		if err := reg.Register("overlong", f); err != nil {
 			return err
 		}
 	}
@@ -105,6 +117,9 @@ its output lines also hold the unweighted "components".`)
 		if in.Completion == nil {
 			return fmt.Errorf("stdin line %d: no \"completion\" field; each line needs {\"completion\": ..., \"answer\": ...}", n)
 		}
+		if in.CompletionIDs == nil && usesOverlong(set) {
+			return fmt.Errorf("stdin line %d: the overlong reward needs \"completion_ids\" (the generated token ids)", n)
+		}
 		ri := rewards.Input{Prefill: pre, Completion: *in.Completion, CompletionIDs: in.CompletionIDs, Answer: in.Answer, Question: in.Question}
 		if in.Prefill != nil {
 			ri.Prefill = *in.Prefill
@@ -125,6 +140,15 @@ its output lines also hold the unweighted "components".`)
 		return fmt.Errorf("reading stdin: %w", err)
 	}
 	return out.Flush()
+}
+
+func usesOverlong(s rewards.Set) bool {
+	for _, c := range s.Components {
+		if c.Name == "overlong" {
+			return true
+		}
+	}
+	return false
 }
 
 // unescapeFlag turns the escapes \n, \t and \\ typed on a command line into characters.

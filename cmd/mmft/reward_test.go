@@ -47,6 +47,16 @@ func TestRewardCommand(t *testing.T) {
 	if code != 0 || strings.TrimSpace(out) != `{"reward":1}` {
 		t.Errorf("format: exit %d, out %q", code, out)
 	}
+	// Overlong penalty on the token ids.
+	code, out, errs = runRewardCLI(t, `{"completion": "<think>a</think><answer>1</answer>", "answer": "1", "completion_ids": [1,2,3,4,5,6,7,8,9]}`+"\n",
+		"reward", "--name", "accuracy,overlong", "--max-tokens", "10", "--overlong-buffer", "2")
+	if code != 0 || strings.TrimSpace(out) != `{"reward":0.5,"components":{"accuracy":1,"overlong":-0.5}}` {
+		t.Errorf("overlong: exit %d, out %q, err %q", code, out, errs)
+	}
+	code, _, errs = runRewardCLI(t, `{"completion": "x"}`+"\n", "reward", "--name", "overlong", "--max-tokens", "10", "--overlong-buffer", "2")
+	if code != 1 || !strings.Contains(errs, "line 1: the overlong reward needs") {
+		t.Errorf("overlong without ids: exit %d, err %q", code, errs)
+	}
 	// Tolerance flag.
 	code, out, _ = runRewardCLI(t, `{"completion": "<answer>$82M</answer>", "answer": "$79M"}`+"\n", "reward", "--name", "accuracy", "--tol", "0.05")
 	if code != 0 || strings.TrimSpace(out) != `{"reward":1}` {
