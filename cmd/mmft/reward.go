@@ -16,10 +16,28 @@ import (
 // rewardLine is one input line of `mmft reward`.
 type rewardLine struct {
 	Completion    *string `json:"completion"`
-	Answer        string  `json:"answer"`
+	Answer        textOrNumber `json:"answer"`
 	Question      string  `json:"question"`
 	Prefill       *string `json:"prefill"`
 	CompletionIDs []int   `json:"completion_ids"`
+}
+
+// textOrNumber is a JSON string, or a JSON number kept as written (42, 12.5).
+type textOrNumber string
+
+// UnmarshalJSON accepts a string or a number.
+func (t *textOrNumber) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*t = textOrNumber(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("\"answer\" must be a string or a number, not %s", b)
+	}
+	*t = textOrNumber(n.String())
+	return nil
 }
 
 // rewardOut is one output line of `mmft reward`.
@@ -120,7 +138,7 @@ its output lines also hold the unweighted "components".`)
 		if in.CompletionIDs == nil && usesOverlong(set) {
 			return fmt.Errorf("stdin line %d: the overlong reward needs \"completion_ids\" (the generated token ids)", n)
 		}
-		ri := rewards.Input{Prefill: pre, Completion: *in.Completion, CompletionIDs: in.CompletionIDs, Answer: in.Answer, Question: in.Question}
+		ri := rewards.Input{Prefill: pre, Completion: *in.Completion, CompletionIDs: in.CompletionIDs, Answer: string(in.Answer), Question: in.Question}
 		if in.Prefill != nil {
 			ri.Prefill = *in.Prefill
 		}

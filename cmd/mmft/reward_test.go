@@ -57,6 +57,11 @@ func TestRewardCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "line 1: the overlong reward needs") {
 		t.Errorf("overlong without ids: exit %d, err %q", code, errs)
 	}
+	// A numeric answer is read as written.
+	code, out, _ = runRewardCLI(t, `{"completion": "<answer>12.5%</answer>", "answer": 12.5}`+"\n", "reward", "--name", "accuracy")
+	if code != 0 || strings.TrimSpace(out) != `{"reward":1}` {
+		t.Errorf("numeric answer: exit %d, out %q", code, out)
+	}
 	// Tolerance flag.
 	code, out, _ = runRewardCLI(t, `{"completion": "<answer>$82M</answer>", "answer": "$79M"}`+"\n", "reward", "--name", "accuracy", "--tol", "0.05")
 	if code != 0 || strings.TrimSpace(out) != `{"reward":1}` {
@@ -76,6 +81,7 @@ func TestRewardCommandErrors(t *testing.T) {
 		{good + `{"completion": "x", "answer": ` + "\n", []string{"--name", "accuracy"}, 1, "stdin line 2", 1},
 		{good + good + `{"answer": "1"}` + "\n", []string{"--name", "accuracy"}, 1, "line 3: no \"completion\"", 2},
 		{good + `[1, 2]` + "\n", []string{"--name", "accuracy"}, 1, "stdin line 2", 1},
+		{good + `{"completion": "x", "answer": [1]}` + "\n", []string{"--name", "accuracy"}, 1, "must be a string or a number", 1},
 		{good, []string{"--name", "acuracy"}, 1, "known: accuracy, format, structural", 0},
 		{good, []string{"--name", "accuracy=two"}, 1, "not a finite number", 0},
 		{good, []string{}, 2, "--name is required", 0},
