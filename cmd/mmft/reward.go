@@ -15,11 +15,11 @@ import (
 
 // rewardLine is one input line of `mmft reward`.
 type rewardLine struct {
-	Completion    *string `json:"completion"`
+	Completion    *string      `json:"completion"`
 	Answer        textOrNumber `json:"answer"`
-	Question      string  `json:"question"`
-	Prefill       *string `json:"prefill"`
-	CompletionIDs []int   `json:"completion_ids"`
+	Question      string       `json:"question"`
+	Prefill       *string      `json:"prefill"`
+	CompletionIDs []int        `json:"completion_ids"`
 }
 
 // textOrNumber is a JSON string, or a JSON number kept as written (42, 12.5).
