@@ -112,12 +112,7 @@ func (t *Tokenizer) IsSpecial(id int) bool {
 // add_special_tokens=False (Qwen2 adds no BOS/EOS anyway). Special-token text
 // such as "<|im_end|>" in the input becomes its special id.
 func (t *Tokenizer) Encode(text string) []int {
-	ids32 := t.encode32(text, make([]int32, 0, len(text)/3+1))
-	out := make([]int, len(ids32))
-	for i, id := range ids32 {
-		out[i] = int(id)
-	}
-	return out
+	return t.encodeAppend(text, make([]int, 0, len(text)/3+1))
 }
 
 // EncodeBatch encodes texts in parallel on up to GOMAXPROCS goroutines; the
@@ -144,16 +139,16 @@ func (t *Tokenizer) EncodeBatch(texts []string) [][]int {
 	return out
 }
 
-func (t *Tokenizer) encode32(text string, out []int32) []int32 {
+func (t *Tokenizer) encodeAppend(text string, out []int) []int {
 	t.rawMatch.split(text, func(seg string, added int) {
 		if added >= 0 {
-			out = append(out, int32(t.added[added].ID))
+			out = append(out, t.added[added].ID)
 			return
 		}
 		seg = norm.NFC.String(seg)
 		t.normMatch.split(seg, func(seg2 string, added2 int) {
 			if added2 >= 0 {
-				out = append(out, int32(t.added[added2].ID))
+				out = append(out, t.added[added2].ID)
 				return
 			}
 			preTokenize(seg2, func(piece string) {
@@ -164,19 +159,26 @@ func (t *Tokenizer) encode32(text string, out []int32) []int32 {
 	return out
 }
 
-func (t *Tokenizer) encodePiece(piece string, out []int32) []int32 {
+func (t *Tokenizer) encodePiece(piece string, out []int) []int {
 	if len(piece) == 1 {
-		return append(out, t.byteIDs[piece[0]])
+		return append(out, int(t.byteIDs[piece[0]]))
 	}
-	if len(piece) > maxCachedPiece {
-		return t.bpeWord(piece, out)
+	if len(piece) <= maxCachedPiece {
+		if ids, ok := t.cache.get(piece); ok {
+			for _, id := range ids {
+				out = append(out, int(id))
+			}
+			return out
+		}
 	}
-	if ids, ok := t.cache.get(piece); ok {
-		return append(out, ids...)
+	var buf [32]int32
+	ids := t.bpeWord(piece, buf[:0])
+	if len(piece) <= maxCachedPiece {
+		t.cache.put(piece, append([]int32(nil), ids...))
 	}
-	start := len(out)
-	out = t.bpeWord(piece, out)
-	t.cache.put(piece, append([]int32(nil), out[start:]...))
+	for _, id := range ids {
+		out = append(out, int(id))
+	}
 	return out
 }
 
