@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/dlclark/regexp2"
 )
 
 var (
@@ -161,6 +163,34 @@ func TestBenchCorpusRoundTrips(t *testing.T) {
 	for i, ids := range tok.EncodeBatch(docs) {
 		if got := tok.Decode(ids, false); got != docs[i] {
 			t.Fatalf("doc %d does not round-trip", i)
+		}
+	}
+}
+
+// BenchmarkPreTokenize measures the hand-written pre-tokenizer alone on the
+// first MB of the corpus; BenchmarkPreTokenizeRegexp2 runs the same pattern
+// with regexp2 for comparison.
+func BenchmarkPreTokenize(b *testing.B) {
+	text := strings.Join(benchCorpus(), "")[:1<<20]
+	b.SetBytes(int64(len(text)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n := 0
+		preTokenize(text, func(string) { n++ })
+	}
+}
+
+func BenchmarkPreTokenizeRegexp2(b *testing.B) {
+	text := strings.Join(benchCorpus(), "")[:1<<20]
+	re := regexp2.MustCompile(Pattern, regexp2.Unicode)
+	b.SetBytes(int64(len(text)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m, err := re.FindStringMatch(text)
+		for ; m != nil && err == nil; m, err = re.FindNextMatch(m) {
+		}
+		if err != nil {
+			b.Fatal(err)
 		}
 	}
 }
