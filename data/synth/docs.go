@@ -134,11 +134,11 @@ func seriesQA(rng *rand.Rand, t *Table, row int, m metric, kind, plural string) 
 	}
 	var qs []QA
 	c := rng.IntN(n)
-	qs = append(qs, QA{Question: fmt.Sprintf("What %s the %s %s?", was, what, in(labels[c])), Answer: u.Answer(vals[c]), Op: "value", Args: []int{row, c}})
+	qs = append(qs, QA{Question: askValue(rng, was, what, in(labels[c])), Answer: u.Answer(vals[c]), Op: "value", Args: []int{row, c}})
 	c2 := (c + 1 + rng.IntN(n-1)) % n
-	qs = append(qs, QA{Question: fmt.Sprintf("What %s the %s %s?", was, what, in(labels[c2])), Answer: u.Answer(vals[c2]), Op: "value", Args: []int{row, c2}})
+	qs = append(qs, QA{Question: askValue(rng, was, what, in(labels[c2])), Answer: u.Answer(vals[c2]), Op: "value", Args: []int{row, c2}})
 	hi, lo := argmax(vals), argmin(vals)
-	qs = append(qs, QA{Question: fmt.Sprintf("Which %s had the highest %s?", kind, what), Answer: labels[hi], Op: "max", Args: []int{row}})
+	qs = append(qs, QA{Question: pick(rng, []string{fmt.Sprintf("Which %s had the highest %s?", kind, what), fmt.Sprintf("In which %s %s the %s largest?", kind, was, what)}), Answer: labels[hi], Op: "max", Args: []int{row}})
 	qs = append(qs, QA{Question: fmt.Sprintf("Which %s had the lowest %s?", kind, what), Answer: labels[lo], Op: "min", Args: []int{row}})
 	a, bb := rng.IntN(n), 0
 	for bb = rng.IntN(n); bb == a; bb = rng.IntN(n) {
@@ -159,6 +159,17 @@ func seriesQA(rng *rand.Rand, t *Table, row int, m metric, kind, plural string) 
 	qs = append(qs, QA{Question: fmt.Sprintf("What was the total %s across all %d %s shown?", what, n, plural), Answer: u.Answer(sum), Op: "total", Args: []int{row}})
 	qs = append(qs, QA{Question: fmt.Sprintf("How many %s are shown in the chart?", plural), Answer: fmt.Sprint(n), Op: "count"})
 	return choose(rng, qs, 4+rng.IntN(2))
+}
+
+// askValue phrases a look-up question in one of a few ways.
+func askValue(rng *rand.Rand, was, what, where string) string {
+	switch rng.IntN(3) {
+	case 0:
+		return fmt.Sprintf("What %s the %s %s?", was, what, where)
+	case 1:
+		return fmt.Sprintf("According to the chart, what %s the %s %s?", was, what, where)
+	}
+	return fmt.Sprintf("How much %s the %s %s?", was, what, where)
 }
 
 // choose keeps k of qs (all when fewer), in their order.

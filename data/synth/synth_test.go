@@ -324,3 +324,51 @@ func BenchmarkDefaultEasy(b *testing.B) {
 		}
 	}
 }
+
+// TestAnswersUnderAccuracyReward checks the answers against the project's
+// accuracy reward as a model would write them: short forms ("$79M") match,
+// figures 5% off do not.
+func TestAnswersUnderAccuracyReward(t *testing.T) {
+	acc := rewards.Accuracy{}
+	short := map[string]string{"thousand": "K", "million": "M", "billion": "B"}
+	checked := 0
+	for _, d := range genDocs(t, Options{Seed: 21, Split: "test"}, 60) {
+		for _, q := range d.QA {
+			if !acc.Match(q.Answer, q.Answer) {
+				t.Errorf("%s: answer %q does not match itself", d.ID, q.Answer)
+			}
+			if q.Op != "value" && q.Op != "total" && q.Op != "diff" {
+				continue
+			}
+			u := d.Table.UnitOf(0)
+			if q.Op == "value" {
+				u = d.Table.UnitOf(q.Args[1])
+			}
+			var v int64
+			switch q.Op {
+			case "value":
+				v = d.Table.Cells[q.Args[0]][q.Args[1]]
+			case "total":
+				v = sum(d.Table.Cells[q.Args[0]])
+			case "diff":
+				v = d.Table.Cells[q.Args[0]][q.Args[2]] - d.Table.Cells[q.Args[0]][q.Args[1]]
+			}
+			x := float64(v) / math.Pow(10, float64(u.Dec))
+			form := fmt.Sprintf("%s%g%s", strings.TrimSpace(u.Symbol), x, short[u.Scale])
+			if x < 0 {
+				form = fmt.Sprintf("(%s%g%s)", strings.TrimSpace(u.Symbol), -x, short[u.Scale])
+			}
+			if !acc.Match(form, q.Answer) {
+				t.Errorf("%s: %q does not match the answer %q", d.ID, form, q.Answer)
+			}
+			off := fmt.Sprintf("%s%g%s", strings.TrimSpace(u.Symbol), x*1.05, short[u.Scale])
+			if acc.Match(off, q.Answer) {
+				t.Errorf("%s: %q (5%% off) matches the answer %q", d.ID, off, q.Answer)
+			}
+			checked++
+		}
+	}
+	if checked < 50 {
+		t.Errorf("only %d numeric answers checked", checked)
+	}
+}
