@@ -134,9 +134,9 @@ func seriesQA(rng *rand.Rand, t *Table, row int, m metric, kind, plural string) 
 	}
 	var qs []QA
 	c := rng.IntN(n)
-	qs = append(qs, QA{Question: askValue(rng, was, what, in(labels[c])), Answer: u.Answer(vals[c]), Op: "value", Args: []int{row, c}})
+	qs = append(qs, QA{Question: askValue(rng, m, in(labels[c])), Answer: u.Answer(vals[c]), Op: "value", Args: []int{row, c}})
 	c2 := (c + 1 + rng.IntN(n-1)) % n
-	qs = append(qs, QA{Question: askValue(rng, was, what, in(labels[c2])), Answer: u.Answer(vals[c2]), Op: "value", Args: []int{row, c2}})
+	qs = append(qs, QA{Question: askValue(rng, m, in(labels[c2])), Answer: u.Answer(vals[c2]), Op: "value", Args: []int{row, c2}})
 	hi, lo := argmax(vals), argmin(vals)
 	qs = append(qs, QA{Question: pick(rng, []string{fmt.Sprintf("Which %s had the highest %s?", kind, what), fmt.Sprintf("In which %s %s the %s largest?", kind, was, what)}), Answer: labels[hi], Op: "max", Args: []int{row}})
 	qs = append(qs, QA{Question: fmt.Sprintf("Which %s had the lowest %s?", kind, what), Answer: labels[lo], Op: "min", Args: []int{row}})
@@ -162,14 +162,15 @@ func seriesQA(rng *rand.Rand, t *Table, row int, m metric, kind, plural string) 
 }
 
 // askValue phrases a look-up question in one of a few ways.
-func askValue(rng *rand.Rand, was, what, where string) string {
-	switch rng.IntN(3) {
-	case 0:
-		return fmt.Sprintf("What %s the %s %s?", was, what, where)
-	case 1:
+func askValue(rng *rand.Rand, m metric, where string) string {
+	was, what := m.verb(), m.name
+	switch k := rng.IntN(3); {
+	case k == 1:
 		return fmt.Sprintf("According to the chart, what %s the %s %s?", was, what, where)
+	case k == 2 && !m.count:
+		return fmt.Sprintf("How much %s the %s %s?", was, what, where)
 	}
-	return fmt.Sprintf("How much %s the %s %s?", was, what, where)
+	return fmt.Sprintf("What %s the %s %s?", was, what, where)
 }
 
 // choose keeps k of qs (all when fewer), in their order.
