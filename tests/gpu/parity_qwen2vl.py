@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Reference side of the GPU parity test (run by tests/gpu/run.sh).
 
+The reference logits are saved twice: transformers in bf16 (`logits`) and the
+same bf16 weights computed in float32 with TF32 off (`logits_f32`, the ground
+truth mmft's bf16 forward is held to).
+
 Builds a Qwen2-VL-2B-shaped model with random bf16 weights from the assets'
 config with transformers 5.17, saves it with save_pretrained, makes one batch
 (3 images of different sizes, left padding), runs transformers' forward and
@@ -64,5 +68,28 @@ save_file(
     },
     os.path.join(args.out, "inputs.safetensors"),
 )
-save_file({"logits": out.logits.float().cpu().contiguous()}, os.path.join(args.out, "reference.safetensors"))
+logits_bf16 = out.logits.float()
+# Ground truth: the same bf16 weights computed in float32 (TF32 off).
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+model = model.float()
+with torch.no_grad():
+    out32 = model(
+        input_ids=input_ids.cuda(),
+        attention_mask=attention_mask.cuda(),
+        pixel_values=pixel_values.cuda(),
+        image_grid_thw=image_grid_thw.cuda(),
+        mm_token_type_ids=mm_token_type_ids.cuda(),
+    )
+logits_f32 = out32.logits.float()
+m = attention_mask.cuda().bool()
+a, b = logits_bf16[m], logits_f32[m]
+rel = ((a - b).norm() / b.norm()).item()
+top1 = (a.argmax(-1) == b.argmax(-1)).float().mean().item()
+print(f"peer: transformers bf16 vs transformers float32 (same weights): rel L2 logits error {rel:.4g}, "
+      f"top-1 agreement {top1:.4f} over {int(m.sum())} positions")
+save_file(
+    {"logits": logits_bf16.cpu().contiguous(), "logits_f32": logits_f32.cpu().contiguous()},
+    os.path.join(args.out, "reference.safetensors"),
+)
 print(f"saved model to {model_dir}, batch {tuple(input_ids.shape)}, {len(grids)} images")
