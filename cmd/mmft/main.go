@@ -142,7 +142,10 @@ func (c *cli) newFlags(name, usageLine, description string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args with fs, sending --help to stdout and turning parse errors into errUsage.
+// parse parses args with fs, sending --help to stdout and turning parse
+// errors into errUsage. Flags may come before or after positional arguments
+// (`mmft preprocess-image a.png --out x.safetensors`); everything after "--"
+// is positional.
 func (c *cli) parse(fs *flag.FlagSet, args []string) error {
 	for _, a := range args {
 		if a == "--" {
@@ -154,13 +157,50 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) error {
 			return flag.ErrHelp
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(interspersed(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return errUsage
 	}
 	return nil
+}
+
+// interspersed reorders args so that flags (with their values) come first and
+// positional arguments follow a "--", which is how the flag package wants them.
+func interspersed(fs *flag.FlagSet, args []string) []string {
+	var flags, positional []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			positional = append(positional, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			positional = append(positional, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // the flag package reports it
+		}
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if len(positional) == 0 {
+		return flags
+	}
+	return append(append(flags, "--"), positional...)
 }
 
 // sortedKeys returns the keys of m in order.

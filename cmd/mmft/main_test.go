@@ -98,3 +98,18 @@ func TestBenchMatmulCPU(t *testing.T) {
 		t.Fatalf("bad dtype accepted")
 	}
 }
+
+func TestInterspersedFlags(t *testing.T) {
+	c := &cli{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+	fs := c.newFlags("x", "", "")
+	out := fs.String("out", "", "")
+	verbose := fs.Bool("v", false, "")
+	n := fs.Int("n", 0, "")
+	if err := c.parse(fs, []string{"a.png", "--out", "o.st", "b.png", "-v", "--n=3", "--", "--not-a-flag"}); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(fs.Args(), ",")
+	if *out != "o.st" || !*verbose || *n != 3 || got != "a.png,b.png,--not-a-flag" {
+		t.Fatalf("out=%q v=%v n=%d args=%q", *out, *verbose, *n, got)
+	}
+}
