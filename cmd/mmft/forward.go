@@ -20,7 +20,7 @@ Runs the Qwen2-VL forward pass on a saved batch. IN holds input_ids and
 optionally attention_mask, pixel_values and image_grid_thw (transformers'
 names); OUT receives logits [B,L,V] and image_embeds as float32, position_ids
 [3,B,L] and rope_deltas [B,1] as int64.`)
-	model := fs.String("model", "", "model folder (config.json + safetensors weights, Hub or transformers 5 layout)")
+	model := fs.String("model", "", "model folder or Hub id (config.json + safetensors weights, Hub or transformers 5 layout)")
 	inputs := fs.String("inputs", "", "input safetensors file")
 	out := fs.String("out", "", "output safetensors file")
 	adapter := fs.String("adapter", "", "optional PEFT LoRA adapter folder")
@@ -62,7 +62,11 @@ names); OUT receives logits [B,L,V] and image_embeds as float32, position_ids
 	if err != nil {
 		return err
 	}
-	m, err := qwen2vl.Load(be.Backend, *model, opts)
+	dir, err := c.resolveModel(*model, "*.json", "*.safetensors")
+	if err != nil {
+		return err
+	}
+	m, err := qwen2vl.Load(be.Backend, dir, opts)
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ number of <|image_pad|> tokens it takes. With --out, writes pixel_values (F32
 Settings come from the model folder's preprocessor_config.json (--model) or a config
 file (--config); without either, transformers' Qwen2VLImageProcessor defaults are used
 (min_pixels 3136, max_pixels 1003520).`)
-	modelDir := fs.String("model", "", "model folder holding preprocessor_config.json")
+	modelDir := fs.String("model", "", "model folder or Hub id holding preprocessor_config.json")
 	configPath := fs.String("config", "", "preprocessor_config.json to read")
 	minPixels := fs.Int("min-pixels", 0, "override min_pixels (0: from the config)")
 	maxPixels := fs.Int("max-pixels", 0, "override max_pixels (0: from the config)")
@@ -59,7 +59,10 @@ file (--config); without either, transformers' Qwen2VLImageProcessor defaults ar
 	var err error
 	switch {
 	case *modelDir != "":
-		cfg, err = imageproc.LoadModelConfig(*modelDir)
+		var dir string
+		if dir, err = c.resolveModel(*modelDir, "preprocessor_config.json"); err == nil {
+			cfg, err = imageproc.LoadModelConfig(dir)
+		}
 	case *configPath != "":
 		cfg, err = imageproc.LoadConfig(*configPath)
 	}

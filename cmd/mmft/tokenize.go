@@ -23,7 +23,7 @@ Face's with add_special_tokens=False) and the decoding of those ids. Blank lines
 are skipped. A malformed line gets {"line": N, "error": "..."} in its place on
 stdout and a message naming line N on stderr; the other lines are still
 tokenized, and the command then fails.`)
-	model := fs.String("model", "", "model folder holding tokenizer.json, or vocab.json + merges.txt + tokenizer_config.json")
+	model := fs.String("model", "", "model folder or Hub id holding tokenizer.json, or vocab.json + merges.txt + tokenizer_config.json")
 	skipSpecial := fs.Bool("skip-special", false, "leave special tokens out of \"decoded\"")
 	if err := c.parse(fs, args); err != nil {
 		return err
@@ -36,7 +36,11 @@ tokenized, and the command then fails.`)
 		fmt.Fprintf(c.stderr, "mmft tokenize: unexpected argument %q; the texts are read from stdin\n", fs.Arg(0))
 		return errUsage
 	}
-	tok, err := tokenizer.Load(*model)
+	dir, err := c.resolveModel(*model, "*.json", "*.txt")
+	if err != nil {
+		return err
+	}
+	tok, err := tokenizer.Load(dir)
 	if err != nil {
 		return err
 	}
