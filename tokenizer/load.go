@@ -174,17 +174,25 @@ func readMerges(path string) ([][2]string, error) {
 	return merges, nil
 }
 
+// maxTokenID is the largest token id Load accepts. The tokenizer keeps a table
+// indexed by id, so a corrupt file naming an id in the billions would otherwise
+// exhaust memory; real vocabularies stay far below this (Qwen2's ends at 151664).
+const maxTokenID = 1<<22 - 1
+
 // build assembles a Tokenizer from its parts.
 func build(vocab map[string]int, merges [][2]string, added []AddedToken, cfg *config, ignoreMerges bool) (*Tokenizer, error) {
 	t := &Tokenizer{vocab: vocab, ignoreMerges: ignoreMerges, cache: newPieceCache(CacheEntries)}
 	maxID := -1
 	for tok, id := range vocab {
-		if id < 0 {
-			return nil, fmt.Errorf("tokenizer: vocabulary token %q has negative id %d", tok, id)
+		if id < 0 || id > maxTokenID {
+			return nil, fmt.Errorf("tokenizer: vocabulary token %q has id %d; ids must be in 0..%d (is the vocabulary file corrupt?)", tok, id, maxTokenID)
 		}
 		maxID = max(maxID, id)
 	}
 	for _, a := range added {
+		if a.ID < 0 || a.ID > maxTokenID {
+			return nil, fmt.Errorf("tokenizer: added token %q has id %d; ids must be in 0..%d (is the tokenizer file corrupt?)", a.Content, a.ID, maxTokenID)
+		}
 		maxID = max(maxID, a.ID)
 	}
 	t.idToken = make([]string, maxID+1)

@@ -293,6 +293,30 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "GPT2Tokenizer") {
 		t.Errorf("Load of a GPT-2 tokenizer folder: %v", err)
 	}
+	// An id far beyond any real vocabulary is refused before the id table is
+	// allocated (it would exhaust memory), as is a negative one.
+	write("tokenizer_config.json", `{"added_tokens_decoder": {"100000000000": {"content": "<|huge|>", "special": true}}}`)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "<|huge|>") || !strings.Contains(err.Error(), "100000000000") {
+		t.Errorf("Load with an added token id of 1e11: %v", err)
+	}
+	write("vocab.json", `{"a": 9000000000}`)
+	write("tokenizer_config.json", `{"added_tokens_decoder": {}}`)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "9000000000") {
+		t.Errorf("Load with a vocabulary id of 9e9: %v", err)
+	}
+	write("vocab.json", `{"a": 0}`)
+	pattern, err := json.Marshal(Pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("tokenizer.json", `{"added_tokens": [{"id": -1, "content": "<x>"}], "normalizer": {"type": "NFC"},
+		"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+			{"type": "Split", "pattern": {"Regex": `+string(pattern)+`}, "behavior": "Isolated"},
+			{"type": "ByteLevel", "use_regex": false}]},
+		"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}`)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), `"<x>" has id -1`) {
+		t.Errorf("Load of a tokenizer.json with a negative added token id: %v", err)
+	}
 	write("tokenizer.json", `{"model": {"type": "WordPiece"}}`)
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "WordPiece") {
 		t.Errorf("Load of a WordPiece tokenizer.json: %v", err)
