@@ -35,7 +35,7 @@ func Load(dir string) (*Tokenizer, error) {
 		return loadTokenizerJSON(tjPath, cfg)
 	}
 	if cfgErr != nil {
-		return nil, fmt.Errorf("tokenizer: %s has neither tokenizer.json nor tokenizer_config.json; with vocab.json + merges.txt the config is needed for the added and special tokens: %w", dir, cfgErr)
+		return nil, fmt.Errorf("tokenizer: %s has neither tokenizer.json nor tokenizer_config.json (with vocab.json + merges.txt the config is needed for the added and special tokens); pass the model folder that holds them", dir)
 	}
 	// vocab.json + merges.txt do not say how text is pre-tokenized; the class
 	// named in the config does. Refuse classes other than Qwen2's rather than

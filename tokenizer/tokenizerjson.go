@@ -97,8 +97,9 @@ func loadTokenizerJSON(path string, cfg *config) (*Tokenizer, error) {
 	return build(vocab, merges, added, cfg, tj.Model.IgnoreMerges)
 }
 
-// checkNormalizer accepts no normalizer or NFC (alone or in a one-element
-// sequence), which is what this package applies.
+// checkNormalizer accepts NFC (alone or in a one-element sequence), which is
+// what this package applies; no normalizer at all is refused, since Encode
+// would still normalize.
 func checkNormalizer(raw json.RawMessage) error {
 	if len(raw) == 0 || string(raw) == "null" {
 		return fmt.Errorf("normalizer null is not supported; this package always applies Qwen2's NFC normalizer")
