@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/mmft-go/mmft/tokenizer"
@@ -127,19 +129,21 @@ tokenized, and the command then fails.`)
 // parseTextLine reads one input line, a JSON object with a string "text".
 func parseTextLine(s []byte) (string, error) {
 	var rec map[string]json.RawMessage
-	if err := json.Unmarshal(s, &rec); err != nil {
-		return "", fmt.Errorf("not a JSON object {\"text\": \"...\"}: %v", err)
+	if err := json.Unmarshal(s, &rec); err != nil || rec == nil {
+		if !json.Valid(s) {
+			return "", fmt.Errorf("not a JSON object {\"text\": \"...\"}: %v", err)
+		}
+		return "", fmt.Errorf("not a JSON object {\"text\": \"...\"}: got %.40s", s)
 	}
 	raw, ok := rec["text"]
 	if !ok {
-		keys := make([]string, 0, len(rec))
-		for k := range rec {
-			keys = append(keys, k)
+		if len(rec) == 0 {
+			return "", errors.New("no \"text\" field (the object is empty)")
 		}
-		return "", fmt.Errorf("no \"text\" field (fields: %s)", strings.Join(keys, ", "))
+		return "", fmt.Errorf("no \"text\" field (fields: %s)", strings.Join(slices.Sorted(maps.Keys(rec)), ", "))
 	}
 	var text string
-	if err := json.Unmarshal(raw, &text); err != nil {
+	if err := json.Unmarshal(raw, &text); err != nil || string(raw) == "null" {
 		return "", fmt.Errorf("\"text\" must be a string, got %s", raw)
 	}
 	return text, nil

@@ -57,6 +57,29 @@ func TestTokenizeCommand(t *testing.T) {
 	}
 }
 
+// TestParseTextLine checks that every kind of malformed line gets a message
+// that says what the line is and what was expected, not a Go type name.
+func TestParseTextLine(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`{"text": "hi"}`, ""},
+		{`[1, 2]`, `not a JSON object {"text": "..."}: got [1, 2]`},
+		{`null`, `not a JSON object {"text": "..."}: got null`},
+		{`"hi"`, `not a JSON object {"text": "..."}: got "hi"`},
+		{`{"text": "hi"`, `not a JSON object {"text": "..."}: unexpected end of JSON input`},
+		{`{"b": 1, "a": 2}`, `no "text" field (fields: a, b)`},
+		{`{}`, `no "text" field (the object is empty)`},
+		{`{"text": null}`, `"text" must be a string, got null`},
+	} {
+		text, err := parseTextLine([]byte(c.in))
+		switch {
+		case c.want == "" && (err != nil || text != "hi"):
+			t.Errorf("parseTextLine(%s) = %q, %v; want \"hi\"", c.in, text, err)
+		case c.want != "" && (err == nil || err.Error() != c.want):
+			t.Errorf("parseTextLine(%s) error = %v; want %s", c.in, err, c.want)
+		}
+	}
+}
+
 func TestTokenizeSkipSpecialAndUsage(t *testing.T) {
 	dir := shared.Asset(t)
 	var out, errb bytes.Buffer
