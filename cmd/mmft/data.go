@@ -23,6 +23,6 @@ func runData(c *cli, args []string) error {
 	case "synth":
 		return runDataSynth(c, args[1:])
 	}
-	fmt.Fprint(c.stderr, usage)
-	return fmt.Errorf("unknown data command %q: %w", args[0], errUsage)
+	fmt.Fprintf(c.stderr, "mmft data: unknown command %q\n\n%s", args[0], usage)
+	return errUsage
 }

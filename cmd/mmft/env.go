@@ -90,7 +90,8 @@ func runBench(c *cli, args []string) error {
 	case "matmul":
 		return runBenchMatmul(c, args[1:])
 	}
-	return fmt.Errorf("unknown benchmark %q (have: matmul): %w", args[0], errUsage)
+	fmt.Fprintf(c.stderr, "mmft bench: unknown benchmark %q (have: matmul)\n", args[0])
+	return errUsage
 }
 
 func runBenchMatmul(c *cli, args []string) error {

@@ -61,6 +61,15 @@ func TestUnknownAndUnbuiltCommands(t *testing.T) {
 	}
 }
 
+func TestUnknownSubcommandsSayWhich(t *testing.T) {
+	for _, args := range [][]string{{"bench", "frobnicate"}, {"data", "frobnicate"}} {
+		code, _, errOut := runCLI(t, "", args...)
+		if code != 2 || !strings.Contains(errOut, `unknown`) || !strings.Contains(errOut, `"frobnicate"`) {
+			t.Errorf("mmft %s: exit %d, stderr %q", strings.Join(args, " "), code, errOut)
+		}
+	}
+}
+
 func TestEnvCPU(t *testing.T) {
 	code, out, errOut := runCLI(t, "", "env", "--device", "cpu", "--json")
 	if code != 0 {
