@@ -47,7 +47,9 @@ func DefaultConfig() Config {
 // Factor returns PatchSize·MergeSize, the multiple both resized sides are rounded to.
 func (c Config) Factor() int { return c.PatchSize * c.MergeSize }
 
-// Validate reports settings the processor cannot work with.
+// Validate reports settings the processor cannot work with, among them a
+// max_pixels above DefaultMaxDecodePixels (the resized image would be a
+// decompression bomb of its own).
 func (c Config) Validate() error {
 	switch {
 	case c.PatchSize <= 0:
@@ -60,6 +62,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("imageproc: min_pixels %d must be positive", c.MinPixels)
 	case c.MaxPixels < c.MinPixels:
 		return fmt.Errorf("imageproc: max_pixels %d is below min_pixels %d", c.MaxPixels, c.MinPixels)
+	case c.MaxPixels > DefaultMaxDecodePixels:
+		// The resized image, and so pixel_values, is allocated at about this size.
+		return fmt.Errorf("imageproc: max_pixels %d is over %d, the largest image this processor resizes to (Pillow's decompression-bomb limit; Qwen2-VL's configs use at most 12845056)", c.MaxPixels, DefaultMaxDecodePixels)
 	}
 	for i, s := range c.ImageStd {
 		if !(s > 0) || math.IsInf(float64(s), 0) {

@@ -213,13 +213,14 @@ func TestConfig(t *testing.T) {
 		t.Errorf("min_pixels should override size: %+v %v", c, err)
 	}
 	bad := map[string]string{
-		`{"image_mean": [0.5, 0.5]}`:             "image_mean has 2 values",
-		`{"image_std": [0, 1, 1]}`:               "image_std[0]",
-		`{"patch_size": 0}`:                      "patch_size",
-		`{"min_pixels": 5000, "max_pixels": 10}`: "below min_pixels",
-		`{"do_normalize": false}`:                "do_normalize=false",
-		`{"rescale_factor": 1}`:                  "rescale_factor",
-		`not json`:                               "not valid JSON",
+		`{"image_mean": [0.5, 0.5]}`:                               "image_mean has 2 values",
+		`{"image_std": [0, 1, 1]}`:                                 "image_std[0]",
+		`{"patch_size": 0}`:                                        "patch_size",
+		`{"min_pixels": 5000, "max_pixels": 10}`:                   "below min_pixels",
+		`{"min_pixels": 999999999999, "max_pixels": 999999999999}`: "the largest image this processor resizes to",
+		`{"do_normalize": false}`:                                  "do_normalize=false",
+		`{"rescale_factor": 1}`:                                    "rescale_factor",
+		`not json`:                                                 "not valid JSON",
 	}
 	for in, want := range bad {
 		if _, err := ParseConfig([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
