@@ -77,6 +77,9 @@ file (--config); without either, transformers' Qwen2VLImageProcessor defaults ar
 	}
 	proc, err := imageproc.New(cfg, imageproc.DecodeOptions{MaxPixels: *maxDecode, ApplyEXIFOrientation: *exif})
 	if err != nil {
+		if *minPixels > 0 || *maxPixels > 0 {
+			return fmt.Errorf("%w (min_pixels/max_pixels as set by --min-pixels/--max-pixels)", err)
+		}
 		return err
 	}
 	imgs := make([]*imageproc.RGB, fs.NArg())

@@ -87,6 +87,9 @@ func TestPreprocessImageErrors(t *testing.T) {
 		{[]string{"preprocess-image", "--model", dir, notImage}, 1, "no preprocessor_config.json"},
 		{[]string{"preprocess-image", notImage}, 1, "unknown image format"},
 		{[]string{"preprocess-image", filepath.Join(dir, "absent.png")}, 1, "absent.png"},
+		{[]string{"preprocess-image", "--max-pixels", "10", notImage}, 1, "below min_pixels 3136 (min_pixels/max_pixels as set by --min-pixels/--max-pixels)"},
+		// A huge area is refused before anything is allocated.
+		{[]string{"preprocess-image", "--min-pixels", "999999999999", "--max-pixels", "999999999999", notImage}, 1, "the largest image this processor resizes to"},
 	}
 	for _, c := range cases {
 		code, _, stderr := runPreprocessCLI(nil, c.args...)
