@@ -23,7 +23,7 @@ type Batch struct {
 // ForwardOutput is the result of a full forward pass.
 type ForwardOutput struct {
 	Logits      *tensors.Tensor // [B, L, vocab] float32
-	ImageEmbeds *tensors.Tensor // [merged patches, hidden] (nil without images)
+	ImageEmbeds *tensors.Tensor // [merged patches, hidden] float32 (nil without images)
 	PositionIDs [3][][]int64    // M-RoPE positions [3][B][L]
 	RopeDeltas  []int64         // [B]
 }
@@ -106,7 +106,7 @@ func (m *Model) prepare(in Batch, lora *LoRA) (*prepared, error) {
 		if nImg > 0 {
 			return nil, fmt.Errorf("input_ids hold %d image tokens but no images were given", nImg)
 		}
-		p.imgEmb = tensors.FromShape(shapes.Make(m.DType, 1, hidden))
+		p.imgEmb = tensors.FromShape(shapes.Make(dtypes.Float32, 1, hidden))
 	}
 	p.ids = tensors.FromFlatDataAndDimensions(ids, b, l)
 	p.imgIdx = tensors.FromFlatDataAndDimensions(idx, b, l)
@@ -144,17 +144,17 @@ func validSlots(mask [][]int32, capacity int) [][]bool {
 	return out
 }
 
-// embed builds the input embeddings: token embeddings with the image tokens
-// replaced by the image features in order.
+// embed builds the input embeddings (float32): token embeddings with the
+// image tokens replaced by the image features in order.
 func (w *Weights) embed(ids, imgIdx, isImg, imgEmb *Node) *Node {
-	tok := Gather(w.param("model.embed_tokens.weight"), InsertAxes(ids, -1))
-	img := Gather(ConvertDType(imgEmb, w.DType), InsertAxes(imgIdx, -1))
+	tok := ConvertDType(Gather(w.param("model.embed_tokens.weight"), InsertAxes(ids, -1)), dtypes.Float32)
+	img := Gather(ConvertDType(imgEmb, dtypes.Float32), InsertAxes(imgIdx, -1))
 	return Where(isImg, img, tok)
 }
 
 // ImageEmbeds runs the vision tower and merger over the images of a batch:
 // pixels are the processor's flattened patches of every image in order. It
-// returns the merged features [Σ T·H·W/m², hidden] in the model dtype.
+// returns the merged features [Σ T·H·W/m², hidden] in float32.
 // Images sharing a grid run together; attention stays within each frame.
 func (m *Model) ImageEmbeds(pixels []float32, grids []Grid) (*tensors.Tensor, error) {
 	vc := m.Config.Vision
@@ -191,8 +191,8 @@ func (m *Model) ImageEmbeds(pixels []float32, grids []Grid) (*tensors.Tensor, er
 		}
 	}
 	hidden := m.Config.Text.HiddenSize
-	result := tensors.FromShape(shapes.Make(m.DType, total/win, hidden))
-	elem := m.DType.Size()
+	result := tensors.FromShape(shapes.Make(dtypes.Float32, total/win, hidden))
+	elem := dtypes.Float32.Size()
 	keys := make([][2]int, 0, len(groups))
 	for k := range groups {
 		keys = append(keys, k)
@@ -385,7 +385,7 @@ func (m *Model) Decode(st *State, tokens []int32) (*tensors.Tensor, error) {
 		tensors.FromFlatDataAndDimensions(append([]int32(nil), tokens...), b, 1),
 		tensors.FromFlatDataAndDimensions(zeros, b, 1),
 		tensors.FromFlatDataAndDimensions(make([]bool, b), b, 1),
-		tensors.FromShape(shapes.Make(m.DType, 1, m.Config.Text.HiddenSize)),
+		tensors.FromShape(shapes.Make(dtypes.Float32, 1, m.Config.Text.HiddenSize)),
 		tensors.FromFlatDataAndDimensions(cos, b, 1, d),
 		tensors.FromFlatDataAndDimensions(sin, b, 1, d),
 		causalMask(st.valid, slot, 1),

@@ -9,6 +9,18 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 )
 
+// Precision policy. A float32 model computes everything in float32. A bf16
+// model keeps its weights in bf16 and rounds only the inputs of the large
+// matmuls to bf16 (projections, MLPs, vision blocks; the attention products'
+// q, k, v and probabilities; the KV cache holds bf16); those products
+// accumulate in float32. Everything else is float32: the residual stream
+// (hidden states between blocks and the residual adds), RMSNorm/LayerNorm,
+// biases, activations, rotary embeddings (tables and rotation), the
+// attention scores (float32 products of the bf16-rounded q and k), softmax,
+// the vision patch embedding (float32 pixels), image features and the logits
+// (a float32 product). On the CPU this halves the bf16-vs-float32 logits error
+// of a bf16-everywhere forward (see precision_test.go).
+
 // Weights is the graph-side view of the model's parameters (and of an optional
 // LoRA adapter) while a computation graph is being built: each canonical name
 // (the Hub key, e.g. "model.layers.0.self_attn.q_proj.weight") maps to a node.
@@ -40,19 +52,41 @@ func (w *Weights) param(name string) *Node {
 	return n
 }
 
-// linear computes x·Wᵀ (+ b) over the last axis of x.
+// linear computes x·Wᵀ (+ b) over the last axis of x and returns float32:
+// x is cast to the weight's dtype (the matmul input precision), the product
+// accumulates in float32 inside the dot (bf16 output on the backends GoMLX
+// drives, then widened) and the bias is added in float32.
 func linear(x, weight, bias *Node) *Node {
-	y := DotGeneral(x, []int{x.Rank() - 1}, nil, weight, []int{1}, nil)
+	xin := ConvertDType(x, weight.DType())
+	y := ConvertDType(DotGeneral(xin, []int{x.Rank() - 1}, nil, weight, []int{1}, nil), dtypes.Float32)
 	if bias != nil {
-		y = Add(y, ExpandLeftToRank(bias, y.Rank()))
+		y = Add(y, ExpandLeftToRank(ConvertDType(bias, dtypes.Float32), y.Rank()))
 	}
 	return y
+}
+
+// linearF32 is linear with a float32 product of the dtype-rounded inputs:
+// both operands are rounded to dt (the matmul precision) and widened, so the
+// products are exact and only the float32 accumulation rounds. Used where a
+// bf16 output would cost accuracy that matters (logits).
+func linearF32(x, weight *Node, dt dtypes.DType) *Node {
+	xin := ConvertDType(ConvertDType(x, dt), dtypes.Float32)
+	return DotGeneral(xin, []int{x.Rank() - 1}, nil, ConvertDType(weight, dtypes.Float32), []int{1}, nil)
+}
+
+// einsumF32 is Einsum over operands rounded to dt and widened to float32
+// (exact products, float32 accumulation and output).
+func einsumF32(eq string, a, b *Node, dt dtypes.DType) *Node {
+	a = ConvertDType(ConvertDType(a, dt), dtypes.Float32)
+	b = ConvertDType(ConvertDType(b, dt), dtypes.Float32)
+	return Einsum(eq, a, b)
 }
 
 // Proj applies the LLM projection module (canonical module name, e.g.
 // "model.layers.3.mlp.up_proj") to x: x·Wᵀ + b, plus scale·(x·Aᵀ)·Bᵀ when a
 // LoRA adapter is bound for that module. Every one of the seven adapted LLM
-// projections (q, k, v, o, gate, up, down) goes through here.
+// projections (q, k, v, o, gate, up, down) goes through here. The input is
+// cast to the model dtype; the result is float32.
 func (w *Weights) Proj(module string, x *Node) *Node {
 	var bias *Node
 	if b, ok := w.Params[module+".bias"]; ok {
@@ -60,33 +94,32 @@ func (w *Weights) Proj(module string, x *Node) *Node {
 	}
 	y := linear(x, w.param(module+".weight"), bias)
 	if ad, ok := w.LoRA[module]; ok {
-		a := ConvertDType(ad.A, x.DType())
-		b := ConvertDType(ad.B, x.DType())
+		a := ConvertDType(ad.A, w.DType)
+		b := ConvertDType(ad.B, w.DType)
 		low := linear(linear(x, a, nil), b, nil)
 		y = Add(y, MulScalar(low, ad.Scale))
 	}
 	return y
 }
 
-// rmsNorm is Qwen2's RMSNorm: x / sqrt(mean(x²) + eps) · weight, accumulated
-// in float32 (1/Sqrt rather than Rsqrt, which has no gradient rule).
+// rmsNorm is Qwen2's RMSNorm: x / sqrt(mean(x²) + eps) · weight, computed and
+// returned in float32 (1/Sqrt rather than Rsqrt, which has no gradient rule).
 func rmsNorm(x, weight *Node, eps float64) *Node {
-	dt := x.DType()
 	x32 := ConvertDType(x, dtypes.Float32)
 	variance := ReduceAndKeep(Square(x32), ReduceMean, -1)
 	normed := Div(x32, Sqrt(AddScalar(variance, eps)))
-	return Mul(ConvertDType(normed, dt), ExpandLeftToRank(weight, x.Rank()))
+	return Mul(normed, ExpandLeftToRank(ConvertDType(weight, dtypes.Float32), x.Rank()))
 }
 
-// layerNorm is a LayerNorm over the last axis with float32 statistics.
+// layerNorm is a LayerNorm over the last axis, computed and returned in float32.
 func layerNorm(x, weight, bias *Node, eps float64) *Node {
-	dt := x.DType()
 	x32 := ConvertDType(x, dtypes.Float32)
 	mean := ReduceAndKeep(x32, ReduceMean, -1)
 	centered := Sub(x32, mean)
 	variance := ReduceAndKeep(Square(centered), ReduceMean, -1)
-	normed := ConvertDType(Div(centered, Sqrt(AddScalar(variance, eps))), dt)
-	return Add(Mul(normed, ExpandLeftToRank(weight, x.Rank())), ExpandLeftToRank(bias, x.Rank()))
+	normed := Div(centered, Sqrt(AddScalar(variance, eps)))
+	return Add(Mul(normed, ExpandLeftToRank(ConvertDType(weight, dtypes.Float32), x.Rank())),
+		ExpandLeftToRank(ConvertDType(bias, dtypes.Float32), x.Rank()))
 }
 
 // rotateHalfMatrix returns the constant [d, d] matrix R with x·R = rotate_half(x)
@@ -101,28 +134,32 @@ func rotateHalfMatrix(g *Graph, d int, dt dtypes.DType) *Node {
 	return ConvertDType(Reshape(Const(g, r), d, d), dt)
 }
 
-// applyRotary computes x·cos + rotate_half(x)·sin for x [B, heads, S, D] and
-// cos, sin [B, S, D] (float32, converted to x's dtype).
+// applyRotary computes x·cos + rotate_half(x)·sin in float32 for x [B, heads,
+// S, D] and cos, sin [B, S, D] (float32).
 func applyRotary(x, cos, sin *Node) *Node {
 	d := x.Shape().Dimensions[x.Rank()-1]
-	cos = InsertAxes(ConvertDType(cos, x.DType()), 1)
-	sin = InsertAxes(ConvertDType(sin, x.DType()), 1)
-	rot := Einsum("bhsi,ij->bhsj", x, rotateHalfMatrix(x.Graph(), d, x.DType()))
+	x = ConvertDType(x, dtypes.Float32)
+	cos = InsertAxes(cos, 1)
+	sin = InsertAxes(sin, 1)
+	rot := Einsum("bhsi,ij->bhsj", x, rotateHalfMatrix(x.Graph(), d, dtypes.Float32))
 	return Add(Mul(x, cos), Mul(rot, sin))
 }
 
-// attention computes softmax(q·kᵀ/√d + mask)·v in float32 for q [B, H, S, D],
-// k, v [B, KVH, C, D] and mask [B, S, C] (true = may attend); key/value heads
-// are shared by H/KVH query heads (GQA). Returns [B, S, H·D].
-func attention(q, k, v, mask *Node) *Node {
+// attention computes softmax(q·kᵀ/√d + mask)·v for q [B, H, S, D], k, v [B,
+// KVH, C, D] and mask [B, S, C] (true = may attend); key/value heads are
+// shared by H/KVH query heads (GQA). q, k and v enter the products rounded to
+// dt (the model dtype); the scores are float32 products of those values
+// (exact, float32 accumulation), softmax is float32, and the probabilities
+// enter the value product in dt. Returns [B, S, H·D] float32.
+func attention(q, k, v, mask *Node, dt dtypes.DType) *Node {
 	dims := q.Shape().Dimensions
 	b, h, s, d := dims[0], dims[1], dims[2], dims[3]
 	kvh, c := k.Shape().Dimensions[1], k.Shape().Dimensions[2]
 	groups := h / kvh
 	// Group the query heads by their key/value head: [B, KVH, G, S, D].
 	qg := Reshape(q, b, kvh, groups, s, d)
-	scores := Einsum("bkgsd,bkcd->bkgsc", qg, k)
-	scores = MulScalar(ConvertDType(scores, dtypes.Float32), 1/math.Sqrt(float64(d)))
+	scores := einsumF32("bkgsd,bkcd->bkgsc", qg, k, dt)
+	scores = MulScalar(scores, 1/math.Sqrt(float64(d)))
 	m := BroadcastToDims(Reshape(mask, b, 1, 1, s, c), b, kvh, groups, s, c)
 	// A large finite negative keeps fully masked rows finite (no NaN).
 	scores = Where(m, scores, Scalar(q.Graph(), dtypes.Float32, -math.MaxFloat32))
@@ -131,8 +168,7 @@ func attention(q, k, v, mask *Node) *Node {
 	// torch's scaled_dot_product_attention does for a fully masked row.
 	anyKey := ReduceMax(ConvertDType(m, dtypes.Float32), -1)
 	probs = Mul(probs, InsertAxes(anyKey, -1))
-	probs = ConvertDType(probs, v.DType())
-	out := Einsum("bkgsc,bkcd->bkgsd", probs, v) // [B, KVH, G, S, D]
+	out := ConvertDType(Einsum("bkgsc,bkcd->bkgsd", ConvertDType(probs, dt), ConvertDType(v, dt)), dtypes.Float32) // [B, KVH, G, S, D]
 	out = Reshape(out, b, h, s, d)
 	return Reshape(TransposeAllDims(out, 0, 2, 1, 3), b, s, h*d)
 }
@@ -164,7 +200,7 @@ type DecoderInput struct {
 // caches, or this call's keys/values when Write is nil).
 func (w *Weights) Decoder(in DecoderInput) (*Node, []KV) {
 	cfg := w.Config.Text
-	h := in.Hidden
+	h := ConvertDType(in.Hidden, dtypes.Float32) // the residual stream stays float32
 	out := make([]KV, cfg.NumLayers)
 	for i := range cfg.NumLayers {
 		p := fmt.Sprintf("model.layers.%d.", i)
@@ -174,13 +210,14 @@ func (w *Weights) Decoder(in DecoderInput) (*Node, []KV) {
 		k := splitHeads(w.Proj(p+"self_attn.k_proj", x), cfg.NumKVHeads)
 		v := splitHeads(w.Proj(p+"self_attn.v_proj", x), cfg.NumKVHeads)
 		q = applyRotary(q, in.Cos, in.Sin)
-		k = applyRotary(k, in.Cos, in.Sin)
+		k = ConvertDType(applyRotary(k, in.Cos, in.Sin), w.DType) // the cache holds the model dtype
+		v = ConvertDType(v, w.DType)
 		if in.Write != nil {
 			k = writeCache(in.Cache[i].K, k, in.Write)
 			v = writeCache(in.Cache[i].V, v, in.Write)
 		}
 		out[i] = KV{K: k, V: v}
-		attn := attention(q, k, v, in.Mask)
+		attn := attention(q, k, v, in.Mask, w.DType)
 		h = Add(h, w.Proj(p+"self_attn.o_proj", attn))
 		// SwiGLU MLP block.
 		x = rmsNorm(h, w.param(p+"post_attention_layernorm.weight"), cfg.RMSNormEps)
@@ -210,9 +247,12 @@ func (w *Weights) LMHeadWeight() *Node {
 	return w.param("lm_head.weight")
 }
 
-// Logits projects hidden states [..., hidden] to float32 vocabulary logits.
+// Logits projects hidden states [..., hidden] to float32 vocabulary logits as
+// a float32 product (the head weight widened, the float32 final hidden states
+// unrounded): a bf16 output would round the logits by up to 2⁻⁹ relative and
+// flip near-tied top-1 tokens. Only this one projection pays for float32.
 func (w *Weights) Logits(h *Node) *Node {
-	return ConvertDType(linear(h, w.LMHeadWeight(), nil), dtypes.Float32)
+	return linearF32(h, w.LMHeadWeight(), dtypes.Float32)
 }
 
 // ChosenLogProbs returns log p(target) [B, S] (float32) for hidden states
@@ -233,7 +273,7 @@ func (w *Weights) ChosenLogProbs(h, targets *Node, chunk int) *Node {
 	var lse *Node
 	for start := 0; start < vocab; start += chunk {
 		end := min(start+chunk, vocab)
-		part := ConvertDType(linear(h, Slice(head, AxisRange(start, end)), nil), dtypes.Float32)
+		part := linearF32(h, Slice(head, AxisRange(start, end)), dtypes.Float32)
 		m := StopGradient(ReduceMax(part, -1))
 		partLSE := Add(Log(ReduceSum(Exp(Sub(part, InsertAxes(m, -1))), -1)), m)
 		if lse == nil {

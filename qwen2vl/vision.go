@@ -12,7 +12,8 @@ import (
 // share one patch grid: patches [F, P, C·T·p·p] (the image processor's
 // flattened patches, in merge-window order), cos and sin [P, head_dim] from
 // the 2-D rotary tables. Attention stays within each frame (the block-diagonal
-// mask of cu_seqlens). It returns the merged embeddings [F, P/m², hidden].
+// mask of cu_seqlens). It returns the merged embeddings [F, P/m², hidden] in
+// float32 (matmul inputs in the model dtype, everything else float32).
 func (w *Weights) VisionFrames(patches, cos, sin *Node) *Node {
 	cfg := w.Config.Vision
 	dims := patches.Shape().Dimensions
@@ -21,7 +22,8 @@ func (w *Weights) VisionFrames(patches, cos, sin *Node) *Node {
 	// each flattened patch.
 	convW := w.param("visual.patch_embed.proj.weight")
 	convW = Reshape(convW, cfg.EmbedDim, cfg.PatchDim())
-	x := linear(ConvertDType(patches, w.DType), convW, nil) // [F, P, E]
+	// Pixels stay float32 here (a small matmul); [F, P, E] float32 from here on.
+	x := linearF32(patches, convW, dtypes.Float32)
 	for i := range cfg.Depth {
 		pre := fmt.Sprintf("visual.blocks.%d.", i)
 		h := layerNorm(x, w.param(pre+"norm1.weight"), w.param(pre+"norm1.bias"), 1e-6)
@@ -59,21 +61,18 @@ func (w *Weights) visionAttention(pre string, x, cos, sin *Node) *Node {
 		c := Reshape(cos, 1, 1, p, d)
 		s := Reshape(sin, 1, 1, p, d)
 		r := Einsum("fhpi,ij->fhpj", t32, rotateHalfMatrix(t.Graph(), d, dtypes.Float32))
-		return ConvertDType(Add(Mul(t32, c), Mul(r, s)), t.DType())
+		return Add(Mul(t32, c), Mul(r, s))
 	}
 	q, k, v := rot(part(0)), rot(part(1)), part(2)
-	scores := ConvertDType(Einsum("fhpd,fhqd->fhpq", q, k), dtypes.Float32)
-	scores = MulScalar(scores, 1/math.Sqrt(float64(d)))
-	probs := ConvertDType(Softmax(scores, -1), v.DType())
-	out := Einsum("fhpq,fhqd->fhpd", probs, v)
+	scores := MulScalar(einsumF32("fhpd,fhqd->fhpq", q, k, w.DType), 1/math.Sqrt(float64(d)))
+	probs := Softmax(scores, -1)
+	out := ConvertDType(Einsum("fhpq,fhqd->fhpd", ConvertDType(probs, w.DType), ConvertDType(v, w.DType)), dtypes.Float32)
 	out = Reshape(TransposeAllDims(out, 0, 2, 1, 3), f, p, heads*d)
 	return linear(out, w.param(pre+"proj.weight"), w.param(pre+"proj.bias"))
 }
 
-// gelu is the exact (erf) GELU of torch.nn.GELU().
+// gelu is the exact (erf) GELU of torch.nn.GELU(), in float32.
 func gelu(x *Node) *Node {
-	dt := x.DType()
 	x32 := ConvertDType(x, dtypes.Float32)
-	y := Mul(MulScalar(x32, 0.5), OnePlus(Erf(MulScalar(x32, 1/math.Sqrt2))))
-	return ConvertDType(y, dt)
+	return Mul(MulScalar(x32, 0.5), OnePlus(Erf(MulScalar(x32, 1/math.Sqrt2))))
 }

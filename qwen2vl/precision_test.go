@@ -1,0 +1,207 @@
+package qwen2vl
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/mmft-go/mmft/safetensors"
+)
+
+// randomBF16Source serves random bf16 weights as transformers initialises
+// them: linear and embedding weights N(0, 0.02), biases 0, norm weights 1.
+type randomBF16Source struct {
+	specs map[string][]int
+	seed  uint64
+}
+
+func (r randomBF16Source) Names() []string {
+	out := make([]string, 0, len(r.specs))
+	for k := range r.specs {
+		out = append(out, k)
+	}
+	return out
+}
+
+func (r randomBF16Source) Raw(name string) (string, []int, []byte, error) {
+	shape := r.specs[name]
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	h := r.seed
+	for _, c := range name {
+		h = h*1099511628211 + uint64(c)
+	}
+	rng := rand.New(rand.NewPCG(h, 7))
+	data := make([]byte, 2*n)
+	isNorm := len(shape) == 1 && (hasSuffix(name, "norm.weight") || hasSuffix(name, "layernorm.weight") ||
+		hasSuffix(name, "norm1.weight") || hasSuffix(name, "norm2.weight") || hasSuffix(name, "ln_q.weight"))
+	for i := range n {
+		var v float32
+		switch {
+		case isNorm:
+			v = 1
+		case len(shape) == 1: // biases
+			v = 0
+		default:
+			v = float32(rng.NormFloat64() * 0.02)
+		}
+		binary.LittleEndian.PutUint16(data[2*i:], safetensors.Float32ToBF16(v))
+	}
+	return "BF16", shape, data, nil
+}
+
+func hasSuffix(s, suf string) bool { return len(s) >= len(suf) && s[len(s)-len(suf):] == suf }
+
+// mediumConfig is a Qwen2-VL of medium size for precision experiments on the
+// CPU: hidden 512, 8 layers, 8 heads / 2 KV heads, vocabulary 4096.
+func mediumConfig(layers, visionDepth int) Config {
+	return Config{
+		Text: TextConfig{VocabSize: 4096, HiddenSize: 512, IntermediateSize: 1536, NumLayers: layers, NumHeads: 8, NumKVHeads: 2,
+			RMSNormEps: 1e-6, RopeTheta: 1e6, MRopeSection: []int{8, 12, 12}, MaxPositions: 4096, TieWordEmbeddings: true},
+		Vision: VisionConfig{Depth: visionDepth, EmbedDim: 256, NumHeads: 4, MLPRatio: 4, InChannels: 3, PatchSize: 14,
+			TemporalPatchSize: 2, SpatialMergeSize: 2, HiddenSize: 512, RopeTheta: 10000},
+		ImageTokenID: 4000, VideoTokenID: 4001, VisionStartTokenID: 4002, VisionEndTokenID: 4003, EOSTokenID: 4004, BOSTokenID: 4005,
+	}
+}
+
+// randomBatch builds rows with one image each (grids of different sizes) and
+// left padding.
+func randomBatch(cfg Config, grids []Grid, text int, seed uint64) Batch {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var rows [][]int32
+	l := 0
+	for i, g := range grids {
+		row := []int32{}
+		for range 3 + 2*i {
+			row = append(row, int32(rng.IntN(4000)))
+		}
+		row = append(row, int32(cfg.VisionStartTokenID))
+		for range g.T * g.H * g.W / 4 {
+			row = append(row, int32(cfg.ImageTokenID))
+		}
+		row = append(row, int32(cfg.VisionEndTokenID))
+		for range text - 2*i {
+			row = append(row, int32(rng.IntN(4000)))
+		}
+		rows = append(rows, row)
+		l = max(l, len(row))
+	}
+	b := Batch{}
+	for _, r := range rows {
+		ids := make([]int32, l)
+		mask := make([]int32, l)
+		copy(ids[l-len(r):], r)
+		for j := l - len(r); j < l; j++ {
+			mask[j] = 1
+		}
+		b.InputIDs = append(b.InputIDs, ids)
+		b.AttentionMask = append(b.AttentionMask, mask)
+		b.Grids = append(b.Grids, grids[len(b.Grids)])
+	}
+	n := 0
+	for _, g := range grids {
+		n += g.T * g.H * g.W
+	}
+	b.PixelValues = make([]float32, n*cfg.Vision.PatchDim())
+	for i := range b.PixelValues {
+		b.PixelValues[i] = float32(rng.NormFloat64())
+	}
+	return b
+}
+
+// compareLogits returns the relative L2 error and the top-1 agreement of got
+// against want over the unpadded positions.
+func compareLogits(t testing.TB, got, want *tensors.Tensor, mask [][]int32) (rel, top1 float64) {
+	g, err := tensors.CopyFlatData[float32](got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := tensors.CopyFlatData[float32](want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := got.Shape().Dimensions[2]
+	var num, den float64
+	agree, total := 0, 0
+	for i, row := range mask {
+		for j, ok := range row {
+			if ok == 0 {
+				continue
+			}
+			o := (i*len(row) + j) * v
+			bg, bw := 0, 0
+			for k := range v {
+				d := float64(g[o+k] - w[o+k])
+				num += d * d
+				den += float64(w[o+k]) * float64(w[o+k])
+				if g[o+k] > g[o+bg] {
+					bg = k
+				}
+				if w[o+k] > w[o+bw] {
+					bw = k
+				}
+			}
+			if bg == bw {
+				agree++
+			}
+			total++
+		}
+	}
+	return math.Sqrt(num / den), float64(agree) / float64(total)
+}
+
+func precisionRun(t *testing.T, cfg Config, grids []Grid, text int) (rel, top1 float64) {
+	src := randomBF16Source{specs: map[string][]int{}, seed: 11}
+	for _, s := range cfg.ParamSpecs() {
+		src.specs[s.Name] = s.Shape
+	}
+	b := randomBatch(cfg, grids, text, 5)
+	var outs [2]*ForwardOutput
+	for i, dt := range []dtypes.DType{dtypes.Float32, dtypes.BFloat16} {
+		m, err := LoadFrom(cpuBackend(t), cfg, src, Options{DType: dt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		if outs[i], err = m.Forward(b, nil); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s forward %v", dt, time.Since(t0).Round(time.Millisecond))
+	}
+	rel, top1 = compareLogits(t, outs[1].Logits, outs[0].Logits, b.AttentionMask)
+	return rel, top1
+}
+
+// TestPrecisionBF16Small holds the bf16 forward of a small random model to
+// its float32 forward (same bf16 weights) on the CPU.
+func TestPrecisionBF16Small(t *testing.T) {
+	cfg := mediumConfig(2, 1)
+	cfg.Text.HiddenSize, cfg.Text.IntermediateSize, cfg.Text.VocabSize = 256, 512, 4096
+	cfg.Vision.EmbedDim, cfg.Vision.HiddenSize = 128, 256
+	cfg.Text.MRopeSection = []int{4, 6, 6}
+	rel, top1 := precisionRun(t, cfg, []Grid{{1, 4, 4}, {1, 4, 6}}, 12)
+	t.Logf("bf16 vs f32: rel L2 logits error %.4g, top-1 agreement %.4f", rel, top1)
+	if rel > 1e-2 || top1 < 0.97 {
+		t.Errorf("bf16 vs f32: rel %.4g (bound 1e-2), top-1 %.4f (bound 0.97)", rel, top1)
+	}
+}
+
+// TestPrecisionBF16Medium is the CPU precision experiment (hidden 512, 8
+// layers, 8/2 heads, vocab 4096, three small images); set
+// MMFT_PRECISION_MEDIUM=1 to run it (about a minute on 2 cores).
+func TestPrecisionBF16Medium(t *testing.T) {
+	if os.Getenv("MMFT_PRECISION_MEDIUM") == "" {
+		t.Skip("set MMFT_PRECISION_MEDIUM=1 to run the medium precision experiment")
+	}
+	cfg := mediumConfig(8, 4)
+	rel, top1 := precisionRun(t, cfg, []Grid{{1, 8, 8}, {1, 12, 8}, {1, 6, 14}}, 40)
+	t.Logf("medium bf16 vs f32: rel L2 logits error %.4g, top-1 agreement %.4f", rel, top1)
+}
