@@ -11,8 +11,16 @@ import (
 	"github.com/mmft-go/mmft/compute"
 )
 
-// deviceFlags registers the flags that select a compute backend.
-func deviceFlags(fs *flag.FlagSet) *compute.Options {
+// deviceOptions are the backend choices of the device flags.
+type deviceOptions struct {
+	compute.Options
+	// envErr is a malformed $MMFT_* variable the flags default from.
+	envErr error
+}
+
+// deviceFlags registers the flags that select a compute backend, with their
+// defaults from the environment.
+func deviceFlags(fs *flag.FlagSet) *deviceOptions {
 	o, err := compute.OptionsFromEnv()
 	if err != nil {
 		o = compute.Options{}
@@ -20,10 +28,20 @@ func deviceFlags(fs *flag.FlagSet) *compute.Options {
 	if o.Device == "" {
 		o.Device = compute.CPU
 	}
-	fs.StringVar(&o.Device, "device", o.Device, "compute device: cpu, gpu or auto (default from $"+compute.EnvDevice+")")
-	fs.StringVar(&o.PluginPath, "plugin", o.PluginPath, "PJRT CUDA plugin file for the GPU (default: $"+compute.EnvPlugin+", then a search)")
-	fs.IntVar(&o.CPUParallelism, "cpu-parallelism", o.CPUParallelism, "worker count of the pure-Go CPU backend (0: automatic, at least 4)")
-	return &o
+	d := &deviceOptions{Options: o, envErr: err}
+	fs.StringVar(&d.Device, "device", o.Device, "compute device: cpu, gpu or auto (default from $"+compute.EnvDevice+")")
+	fs.StringVar(&d.PluginPath, "plugin", o.PluginPath, "PJRT CUDA plugin file for the GPU (default: $"+compute.EnvPlugin+", then a search)")
+	fs.IntVar(&d.CPUParallelism, "cpu-parallelism", o.CPUParallelism, "worker count of the pure-Go CPU backend (0: automatic, at least 4)")
+	return d
+}
+
+// open opens the chosen backend; a malformed $MMFT_* variable is an error
+// rather than silently ignored.
+func (d *deviceOptions) open() (*compute.Backend, error) {
+	if d.envErr != nil {
+		return nil, d.envErr
+	}
+	return compute.New(d.Options)
 }
 
 func runEnv(c *cli, args []string) error {
@@ -36,10 +54,7 @@ searched for a CUDA plugin when none is found.`)
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	if _, err := compute.OptionsFromEnv(); err != nil {
-		return err
-	}
-	b, err := compute.New(*opts)
+	b, err := opts.open()
 	if err != nil {
 		return err
 	}
@@ -105,7 +120,7 @@ Times a chain of N×N×N matrix products on the device and prints TFLOP/s as JSO
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	b, err := compute.New(*opts)
+	b, err := opts.open()
 	if err != nil {
 		return err
 	}

@@ -108,6 +108,32 @@ func TestBenchMatmulCPU(t *testing.T) {
 	}
 }
 
+func TestDeviceFlagsReachTheBackend(t *testing.T) {
+	t.Setenv(compute.EnvCPUParallelism, "5")
+	for flags, want := range map[string]int{"": 5, "--cpu-parallelism=7": 7} {
+		args := []string{"env", "--json"}
+		if flags != "" {
+			args = append(args, flags)
+		}
+		code, out, errOut := runCLI(t, "", args...)
+		var info compute.Info
+		if code != 0 || json.Unmarshal([]byte(out), &info) != nil || info.CPUParallelism != want {
+			t.Errorf("mmft %s: exit %d, cpu_parallelism %d, want %d (stderr %q)", strings.Join(args, " "), code, info.CPUParallelism, want, errOut)
+		}
+	}
+}
+
+func TestBadEnvironmentIsReported(t *testing.T) {
+	t.Setenv(compute.EnvCPUParallelism, "many")
+	for _, args := range [][]string{{"env"}, {"bench", "matmul", "--n", "8", "--iters", "1"}} {
+		code, out, errOut := runCLI(t, "", args...)
+		if code != 1 || !strings.Contains(errOut, compute.EnvCPUParallelism) || out != "" {
+			t.Errorf("mmft %s with $%s=many: exit %d, stdout %q, stderr %q",
+				strings.Join(args, " "), compute.EnvCPUParallelism, code, out, errOut)
+		}
+	}
+}
+
 func TestInterspersedFlags(t *testing.T) {
 	c := &cli{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
 	fs := c.newFlags("x", "", "")
