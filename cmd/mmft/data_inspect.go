@@ -30,10 +30,10 @@ Hub dataset id (ORG/NAME), downloaded into the Hugging Face cache first.`)
 	minPixels := fs.Int("min-pixels", data.DefaultMinPixels, "image processor min_pixels for the token counts")
 	maxPixels := fs.Int("max-pixels", data.DefaultMaxPixels, "image processor max_pixels for the token counts")
 	dopts := dataSourceFlags(fs)
-	pos, err := parseDataArgs(c, fs, args)
-	if err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
+	pos := fs.Args()
 	if len(pos) != 1 {
 		fmt.Fprintf(c.stderr, "mmft data inspect: want one dataset (a folder, a .parquet file or a Hub id ORG/NAME), got %d arguments\n", len(pos))
 		return errUsage
@@ -92,26 +92,6 @@ func (d *dataSource) options(c *cli) data.Options {
 			}
 			return hub.Resolve(ctx, repoID, opts)
 		},
-	}
-}
-
-// parseDataArgs parses flags that may come before or after the positional
-// arguments (mmft data inspect DIR --json), returning the positional ones.
-func parseDataArgs(c *cli, fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := c.parse(fs, args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if rest[0] == "--" {
-			return append(pos, rest[1:]...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
 	}
 }
 

@@ -84,6 +84,7 @@ func TestDataInspectErrors(t *testing.T) {
 	}{
 		{[]string{"data", "inspect"}, 2, "want one dataset"},
 		{[]string{"data", "inspect", "a", "b"}, 2, "want one dataset"},
+		{[]string{"data", "inspect", "a", "--json", "b"}, 2, "got 2 arguments"},
 		{[]string{"data", "inspect", "--bogus", "x"}, 2, "bogus"},
 		{[]string{"data", "inspect", filepath.Join(t.TempDir(), "missing")}, 1, "does not exist"},
 		{[]string{"data", "inspect", t.TempDir()}, 1, "no .parquet files"},

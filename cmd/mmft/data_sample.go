@@ -35,10 +35,10 @@ are skipped here too and summarised on stderr.`)
 	seed := fs.Uint64("seed", 0, "sampler seed for --random")
 	asJSON := fs.Bool("json", false, "print the rows as JSON")
 	dopts := dataSourceFlags(fs)
-	pos, err := parseDataArgs(c, fs, args)
-	if err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
+	pos := fs.Args()
 	if len(pos) != 1 {
 		fmt.Fprintf(c.stderr, "mmft data sample: want one dataset (a folder, a .parquet file or a Hub id ORG/NAME), got %d arguments\n", len(pos))
 		return errUsage
