@@ -708,3 +708,25 @@ func TestEmptyFile(t *testing.T) {
 		}
 	}
 }
+
+// TestUnsafePaths checks that revisions and listed file paths that would step
+// out of the cache folders they are joined under are refused, and that
+// ordinary ones pass.
+func TestUnsafePaths(t *testing.T) {
+	for _, ok := range []string{"main", "refs/pr/1", "v1.0", "0123456789abcdef0123456789abcdef01234567", "a/b.c/d..e"} {
+		if err := checkRevision(ok); err != nil {
+			t.Errorf("checkRevision(%q): %v", ok, err)
+		}
+		if err := checkRepoPath(ok); err != nil {
+			t.Errorf("checkRepoPath(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "/etc", "../x", "a/../../x", "a//b", "a/./b", "a/", ".", "..", `a\b`, "a\x00b"} {
+		if err := checkRevision(bad); err == nil || !strings.Contains(err.Error(), "not a valid branch") {
+			t.Errorf("checkRevision(%q) = %v, want a refusal", bad, err)
+		}
+		if err := checkRepoPath(bad); err == nil || !strings.Contains(err.Error(), "unsafe file path") {
+			t.Errorf("checkRepoPath(%q) = %v, want a refusal", bad, err)
+		}
+	}
+}

@@ -212,29 +212,35 @@ func CheckRepoID(id string) error {
 	return nil
 }
 
+// checkRevision rejects revisions that would escape the refs folder.
 func checkRevision(rev string) error {
-	if strings.HasPrefix(rev, "/") || strings.Contains(rev, "\\") || strings.ContainsRune(rev, 0) {
+	if !safeRelPath(rev) {
 		return fmt.Errorf("hub: revision %q is not a valid branch, tag or commit", rev)
-	}
-	for _, part := range strings.Split(rev, "/") {
-		if part == "" || part == "." || part == ".." {
-			return fmt.Errorf("hub: revision %q is not a valid branch, tag or commit", rev)
-		}
 	}
 	return nil
 }
 
 // checkRepoPath rejects file paths from the server that would escape the snapshot folder.
 func checkRepoPath(p string) error {
-	if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || strings.ContainsRune(p, 0) {
+	if !safeRelPath(p) {
 		return fmt.Errorf("hub: unsafe file path %q in repository listing", p)
+	}
+	return nil
+}
+
+// safeRelPath reports whether p is a slash-separated relative path of real
+// names (no empty, "." or ".." part, no backslash or NUL), so that joined
+// under a cache folder it stays inside that folder.
+func safeRelPath(p string) bool {
+	if strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\\\x00") {
+		return false
 	}
 	for _, part := range strings.Split(p, "/") {
 		if part == "" || part == "." || part == ".." {
-			return fmt.Errorf("hub: unsafe file path %q in repository listing", p)
+			return false
 		}
 	}
-	return nil
+	return true
 }
 
 // RepoFolderName returns the cache folder name of a repository, as
