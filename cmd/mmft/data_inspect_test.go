@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -13,16 +11,9 @@ import (
 	"github.com/mmft-go/mmft/internal/shared"
 )
 
-func runDataCLI(args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	c := &cli{ctx: context.Background(), stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
-	code := c.main(args)
-	return code, out.String(), errb.String()
-}
-
 func TestDataInspectCommand(t *testing.T) {
 	dir := shared.Fixture(t, "sujet-parquet")
-	code, out, errOut := runDataCLI("data", "inspect", dir)
+	code, out, errOut := runCLI(t, "", "data", "inspect", dir)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -38,7 +29,7 @@ func TestDataInspectCommand(t *testing.T) {
 	}
 
 	// Flags after the path, JSON output, one split, other pixel bounds.
-	code, out, errOut = runDataCLI("data", "inspect", dir, "--json", "--split", "train", "--max-pixels", "7840")
+	code, out, errOut = runCLI(t, "", "data", "inspect", dir, "--json", "--split", "train", "--max-pixels", "7840")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -70,7 +61,7 @@ func TestDataInspectHubID(t *testing.T) {
 	os.WriteFile(filepath.Join(repo, "refs", "main"), []byte("0123456789abcdef0123456789abcdef01234567"), 0o644)
 	t.Setenv("HF_HUB_CACHE", cache)
 	t.Setenv("HF_HUB_OFFLINE", "1")
-	code, out, errOut := runDataCLI("data", "inspect", "fixture-org/sujet-mini", "--offline", "--quiet")
+	code, out, errOut := runCLI(t, "", "data", "inspect", "fixture-org/sujet-mini", "--offline", "--quiet")
 	if code != 0 || !strings.Contains(out, "3 rows: 3 good with 13 QA pairs") {
 		t.Errorf("exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -90,21 +81,21 @@ func TestDataInspectErrors(t *testing.T) {
 		{[]string{"data", "inspect", t.TempDir()}, 1, "no .parquet files"},
 	}
 	for _, c := range cases {
-		code, _, errOut := runDataCLI(c.args...)
+		code, _, errOut := runCLI(t, "", c.args...)
 		if code != c.code || !strings.Contains(errOut, c.msg) {
 			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, errOut, c.code, c.msg)
 		}
 	}
 	dir := shared.Fixture(t, "sujet-parquet")
-	code, _, errOut := runDataCLI("data", "inspect", dir, "--split", "dev")
+	code, _, errOut := runCLI(t, "", "data", "inspect", dir, "--split", "dev")
 	if code != 1 || !strings.Contains(errOut, `no split "dev"`) || !strings.Contains(errOut, "test, train") {
 		t.Errorf("unknown split: exit %d %q", code, errOut)
 	}
-	code, _, errOut = runDataCLI("data", "inspect", dir, "--min-pixels", "9000", "--max-pixels", "100")
+	code, _, errOut = runCLI(t, "", "data", "inspect", dir, "--min-pixels", "9000", "--max-pixels", "100")
 	if code != 1 || !strings.Contains(errOut, "min_pixels") {
 		t.Errorf("bad pixel bounds: exit %d %q", code, errOut)
 	}
-	code, out, _ := runDataCLI("data", "inspect", "--help")
+	code, out, _ := runCLI(t, "", "data", "inspect", "--help")
 	if code != 0 || !strings.Contains(out, "Usage: mmft data inspect") {
 		t.Errorf("help: %d %q", code, out)
 	}

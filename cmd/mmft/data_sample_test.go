@@ -15,7 +15,7 @@ import (
 func TestDataSampleCommand(t *testing.T) {
 	dir := shared.Fixture(t, "sujet-parquet")
 	out := t.TempDir()
-	code, stdout, errOut := runDataCLI("data", "sample", dir, "--n", "2", "--out", out)
+	code, stdout, errOut := runCLI(t, "", "data", "sample", dir, "--n", "2", "--out", out)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -39,7 +39,7 @@ func TestDataSampleCommand(t *testing.T) {
 	}
 
 	// All 8 good rows of train, past the bad ones, reported on stderr.
-	code, stdout, errOut = runDataCLI("data", "sample", dir, "--n", "20", "--json")
+	code, stdout, errOut = runCLI(t, "", "data", "sample", dir, "--n", "20", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -52,8 +52,8 @@ func TestDataSampleCommand(t *testing.T) {
 	}
 
 	// --random: the sampler's one pair per image, reproducible by seed.
-	_, a, _ := runDataCLI("data", "sample", dir, "--random", "--seed", "5", "--n", "3", "--split", "test", "--json")
-	_, b, _ := runDataCLI("data", "sample", dir, "--random", "--seed", "5", "--n", "3", "--split", "test", "--json")
+	_, a, _ := runCLI(t, "", "data", "sample", dir, "--random", "--seed", "5", "--n", "3", "--split", "test", "--json")
+	_, b, _ := runCLI(t, "", "data", "sample", dir, "--random", "--seed", "5", "--n", "3", "--split", "test", "--json")
 	if err := json.Unmarshal([]byte(a), &recs); err != nil || len(recs) != 3 || a != b {
 		t.Errorf("random sample: %v %d\n%s\n%s", err, len(recs), a, b)
 	}
@@ -75,7 +75,7 @@ func TestDataSampleErrors(t *testing.T) {
 		{[]string{"data", "sample", dir, "--n", "0"}, 2, "--n must be at least 1"},
 		{[]string{"data", "sample", dir, "--split", "dev"}, 1, `no split "dev"`},
 	} {
-		code, _, errOut := runDataCLI(c.args...)
+		code, _, errOut := runCLI(t, "", c.args...)
 		if code != c.code || !strings.Contains(errOut, c.msg) {
 			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, errOut, c.code, c.msg)
 		}

@@ -1,19 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 )
-
-func runRewardCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := (&cli{ctx: context.Background(), stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb}).main(args)
-	return code, out.String(), errb.String()
-}
 
 func TestRewardCommand(t *testing.T) {
 	in := `{"completion": " 79</think><answer>$79M</answer>", "answer": "79 million dollars"}
@@ -21,7 +12,7 @@ func TestRewardCommand(t *testing.T) {
 
 {"completion": "<think>a</think><answer>17.39%</answer>", "answer": "17.4%", "prefill": ""}
 `
-	code, out, errs := runRewardCLI(t, in, "reward", "--name", "structural=0.5,accuracy=1", "--prefill", `Let me solve this step by step.\n<think>`)
+	code, out, errs := runCLI(t, in, "reward", "--name", "structural=0.5,accuracy=1", "--prefill", `Let me solve this step by step.\n<think>`)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -43,27 +34,27 @@ func TestRewardCommand(t *testing.T) {
 		}
 	}
 
-	code, out, _ = runRewardCLI(t, `{"completion": "<think>a</think><answer>x</answer>"}`+"\n", "reward", "--name", "format")
+	code, out, _ = runCLI(t, `{"completion": "<think>a</think><answer>x</answer>"}`+"\n", "reward", "--name", "format")
 	if code != 0 || strings.TrimSpace(out) != `{"reward":1}` {
 		t.Errorf("format: exit %d, out %q", code, out)
 	}
 	// Overlong penalty on the token ids.
-	code, out, errs = runRewardCLI(t, `{"completion": "<think>a</think><answer>1</answer>", "answer": "1", "completion_ids": [1,2,3,4,5,6,7,8,9]}`+"\n",
+	code, out, errs = runCLI(t, `{"completion": "<think>a</think><answer>1</answer>", "answer": "1", "completion_ids": [1,2,3,4,5,6,7,8,9]}`+"\n",
 		"reward", "--name", "accuracy,overlong", "--max-tokens", "10", "--overlong-buffer", "2")
 	if code != 0 || strings.TrimSpace(out) != `{"reward":0.5,"components":{"accuracy":1,"overlong":-0.5}}` {
 		t.Errorf("overlong: exit %d, out %q, err %q", code, out, errs)
 	}
-	code, _, errs = runRewardCLI(t, `{"completion": "x"}`+"\n", "reward", "--name", "overlong", "--max-tokens", "10", "--overlong-buffer", "2")
+	code, _, errs = runCLI(t, `{"completion": "x"}`+"\n", "reward", "--name", "overlong", "--max-tokens", "10", "--overlong-buffer", "2")
 	if code != 1 || !strings.Contains(errs, "line 1: the overlong reward needs") {
 		t.Errorf("overlong without ids: exit %d, err %q", code, errs)
 	}
 	// A numeric answer is read as written.
-	code, out, _ = runRewardCLI(t, `{"completion": "<answer>12.5%</answer>", "answer": 12.5}`+"\n", "reward", "--name", "accuracy")
+	code, out, _ = runCLI(t, `{"completion": "<answer>12.5%</answer>", "answer": 12.5}`+"\n", "reward", "--name", "accuracy")
 	if code != 0 || strings.TrimSpace(out) != `{"reward":1}` {
 		t.Errorf("numeric answer: exit %d, out %q", code, out)
 	}
 	// Tolerance flag.
-	code, out, _ = runRewardCLI(t, `{"completion": "<answer>$82M</answer>", "answer": "$79M"}`+"\n", "reward", "--name", "accuracy", "--tol", "0.05")
+	code, out, _ = runCLI(t, `{"completion": "<answer>$82M</answer>", "answer": "$79M"}`+"\n", "reward", "--name", "accuracy", "--tol", "0.05")
 	if code != 0 || strings.TrimSpace(out) != `{"reward":1}` {
 		t.Errorf("--tol 0.05: exit %d, out %q", code, out)
 	}
@@ -86,7 +77,7 @@ func TestRewardCommandErrors(t *testing.T) {
 		{good, []string{"--name", "accuracy=two"}, 1, "not a finite number", 0},
 		{good, []string{}, 2, "--name is required", 0},
 	} {
-		code, out, errs := runRewardCLI(t, c.stdin, append([]string{"reward"}, c.args...)...)
+		code, out, errs := runCLI(t, c.stdin, append([]string{"reward"}, c.args...)...)
 		if code != c.code || !strings.Contains(errs, c.inErr) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", c.args, code, errs, c.code, c.inErr)
 		}
