@@ -17,8 +17,9 @@ type Sample struct {
 	Image []byte
 	// ImagePath is the image's original file name, when known.
 	ImagePath string
-	// Width and Height are the image's size in pixels (from its header).
+	// Width, Height and Format describe the image (from its header), as in Row.
 	Width, Height int
+	Format        string
 	// Question is the question, "<image>" removed and trimmed.
 	Question string
 	// Answer is the reference answer, trimmed.
@@ -31,7 +32,7 @@ type Sample struct {
 
 // Sample returns the i-th QA pair of r as a Sample.
 func (r Row) Sample(i int) Sample {
-	return Sample{DocID: r.DocID, Image: r.Image, ImagePath: r.ImagePath, Width: r.Width, Height: r.Height,
+	return Sample{DocID: r.DocID, Image: r.Image, ImagePath: r.ImagePath, Width: r.Width, Height: r.Height, Format: r.Format,
 		Question: r.QA[i].Question, Answer: r.QA[i].Answer, Content: r.Content, PairIndex: i}
 }
 

@@ -63,7 +63,8 @@ func TestSamplerFixture(t *testing.T) {
 			ids = append(ids, s.DocID)
 			r := rows[s.DocID]
 			if s.Question != r.QA[s.PairIndex].Question || s.Answer != r.QA[s.PairIndex].Answer ||
-				s.Content != r.Content || len(s.Image) != len(r.Image) || s.Width != r.Width {
+				s.Content != r.Content || len(s.Image) != len(r.Image) || s.Width != r.Width ||
+				s.Height != r.Height || s.Format != r.Format || s.Format == "" {
 				t.Fatalf("sample %+v does not match its row", s)
 			}
 			if pairsSeen[s.DocID] == nil {

@@ -78,7 +78,7 @@ are skipped here too and summarised on stderr.`)
 			if err != nil {
 				return err
 			}
-			rec := sampleRecord{DocID: smp.DocID, Width: smp.Width, Height: smp.Height, Format: imageFormat(smp.Image),
+			rec := sampleRecord{DocID: smp.DocID, Width: smp.Width, Height: smp.Height, Format: smp.Format,
 				PairIndex: smp.PairIndex, QA: []data.QAPair{{Question: smp.Question, Answer: smp.Answer}}}
 			if err := show(rec, smp.Image); err != nil {
 				return err
@@ -130,25 +130,6 @@ are skipped here too and summarised on stderr.`)
 		}
 	}
 	return nil
-}
-
-// imageFormat names the format of encoded image bytes from their magic number.
-func imageFormat(b []byte) string {
-	switch {
-	case strings.HasPrefix(string(b), "\x89PNG"):
-		return "png"
-	case strings.HasPrefix(string(b), "\xff\xd8"):
-		return "jpeg"
-	case strings.HasPrefix(string(b), "GIF8"):
-		return "gif"
-	case len(b) > 12 && string(b[:4]) == "RIFF" && string(b[8:12]) == "WEBP":
-		return "webp"
-	case strings.HasPrefix(string(b), "BM"):
-		return "bmp"
-	case strings.HasPrefix(string(b), "II*\x00"), strings.HasPrefix(string(b), "MM\x00*"):
-		return "tiff"
-	}
-	return "bin"
 }
 
 func extension(format string) string {
