@@ -202,14 +202,14 @@ func parse(data []byte) (*File, error) {
 }
 
 // parseHeader decodes the JSON header, rejecting duplicate names and entries
-// that are not objects of the expected form.
+// that are not objects of the expected form. Unknown fields in an entry are
+// ignored.
 func parseHeader(header []byte) (map[string]headerEntry, map[string]string, error) {
 	trimmed := bytes.TrimRight(header, " \x00")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, nil, errors.New("header is not a JSON object (corrupt or not a safetensors file)")
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	dec.DisallowUnknownFields()
 	if _, err := dec.Token(); err != nil {
 		return nil, nil, fmt.Errorf("header JSON: %w", err)
 	}
@@ -238,12 +238,8 @@ func parseHeader(header []byte) (map[string]headerEntry, map[string]string, erro
 		if _, dup := entries[name]; dup {
 			return nil, nil, fmt.Errorf("header JSON: tensor %q appears twice", name)
 		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, nil, fmt.Errorf("header JSON: tensor %q: %w", name, err)
-		}
 		var e headerEntry
-		if err := json.Unmarshal(raw, &e); err != nil {
+		if err := dec.Decode(&e); err != nil {
 			return nil, nil, fmt.Errorf("header JSON: tensor %q: %w", name, err)
 		}
 		entries[name] = e

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -412,7 +413,9 @@ func TestCorruptFiles(t *testing.T) {
 			t.Errorf("%s: Parse error %v, want one containing %q", c.name, err, c.want)
 		}
 		p := filepath.Join(dir, "c.safetensors")
-		os.WriteFile(p, c.data, 0o644)
+		if err := os.WriteFile(p, c.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		_, err = Open(p)
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), p) {
 			t.Errorf("%s: Open error %v, want one naming the file and containing %q", c.name, err, c.want)
@@ -420,6 +423,15 @@ func TestCorruptFiles(t *testing.T) {
 	}
 	if _, err := Open(filepath.Join(dir, "absent.safetensors")); err == nil || !os.IsNotExist(unwrapAll(err)) {
 		t.Errorf("absent file: %v", err)
+	}
+	// Fields a tensor entry may carry beyond dtype, shape and data_offsets are
+	// ignored, and the header may be padded with spaces, as writers align it.
+	f, err := Parse(header(`{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"extra":true}}   `, []byte{7, 9}))
+	if err != nil {
+		t.Fatalf("header with an extra field and padding: %v", err)
+	}
+	if a, ok := f.Tensor("a"); !ok || string(a.Data) != "\x07\x09" || !slices.Equal(a.Shape, []int{2}) {
+		t.Errorf("tensor a = %+v, %v; want U8 [2] {7, 9}", a, ok)
 	}
 }
 
