@@ -72,8 +72,12 @@ func TestSeedPromptMatchesFixture(t *testing.T) {
 	c := loadCase(t)
 	// The fixture's system prompt and prefill are the seed's defaults.
 	var sys, prefill string
-	json.Unmarshal(c.Messages[0].Content, &sys)
-	json.Unmarshal(c.Messages[2].Content, &prefill)
+	if err := json.Unmarshal(c.Messages[0].Content, &sys); err != nil {
+		t.Fatalf("fixture system message: %v", err)
+	}
+	if err := json.Unmarshal(c.Messages[2].Content, &prefill); err != nil {
+		t.Fatalf("fixture assistant prefill: %v", err)
+	}
 	if sys != DefaultSystemPrompt || prefill != DefaultPrefill {
 		t.Fatalf("defaults differ from the fixture:\n%q\n%q", sys, prefill)
 	}
@@ -133,8 +137,11 @@ func TestConfigVariants(t *testing.T) {
 	}
 	// Text only.
 	p, err = builder(t, DefaultConfig()).Build("2+2?", nil)
-	if err != nil || strings.Contains(p.Text, "image_pad") || len(p.Grids) != 0 {
-		t.Errorf("text-only prompt: %v %q", err, p.Text)
+	if err != nil {
+		t.Fatalf("text-only prompt: %v", err)
+	}
+	if strings.Contains(p.Text, "image_pad") || len(p.Grids) != 0 || len(p.PixelValues) != 0 {
+		t.Errorf("text-only prompt has image data: %q, grids %v", p.Text, p.Grids)
 	}
 	if _, err := builder(t, DefaultConfig()).Build("  ", img); err == nil {
 		t.Error("empty question accepted")
