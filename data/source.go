@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -181,12 +183,7 @@ func splitOf(path string) string {
 
 // Splits returns the split names, sorted.
 func (ds *Dataset) Splits() []string {
-	names := make([]string, 0, len(ds.splits))
-	for s := range ds.splits {
-		names = append(names, s)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(ds.splits))
 }
 
 // Files returns the shard paths of a split, sorted, or nil for an unknown split.

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
 	"math/rand/v2"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -52,12 +53,7 @@ type Adapter struct {
 
 // Names returns the canonical names of the adapted modules, sorted.
 func (a *Adapter) Names() []string {
-	names := make([]string, 0, len(a.Modules))
-	for n := range a.Modules {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(a.Modules))
 }
 
 // NumParams returns the number of trainable values (all A and B entries).

@@ -3,8 +3,10 @@ package lora
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -146,12 +148,7 @@ func fromTensors(cfg *Config, r safetensors.Reader) (*Adapter, error) {
 		return nil, err
 	}
 	ad := &Adapter{Config: cfg, Modules: make(map[string]*Module, len(pairs))}
-	names := make([]string, 0, len(pairs))
-	for n := range pairs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(pairs)) {
 		p := pairs[name]
 		if p.a == nil || p.b == nil {
 			missing := "lora_A"

@@ -6,8 +6,9 @@ package rewards
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -94,12 +95,7 @@ func (r *Registry) Get(name string) (Func, error) {
 
 // Names returns the registered names in order.
 func (r *Registry) Names() []string {
-	names := make([]string, 0, len(r.funcs))
-	for n := range r.funcs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(r.funcs))
 }
 
 // Component is one named, weighted reward of a Set.

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -114,7 +116,7 @@ func printSummary(w io.Writer, sum *data.Summary) {
 			fmt.Fprintf(w, "  image height: %s\n", statLine(sp.Height, 0))
 			fmt.Fprintf(w, "  image bytes:  %s\n", statLine(sp.ImageBytes, 0))
 			var formats []string
-			for _, f := range sortedKeys(sp.Formats) {
+			for _, f := range slices.Sorted(maps.Keys(sp.Formats)) {
 				formats = append(formats, fmt.Sprintf("%s %d", f, sp.Formats[f]))
 			}
 			fmt.Fprintf(w, "  image formats: %s\n", strings.Join(formats, ", "))

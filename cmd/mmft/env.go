@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,7 +82,7 @@ searched for a CUDA plugin when none is found.`)
 		}
 		fmt.Fprintln(c.stdout)
 	}
-	for _, k := range sortedKeys(info.Versions) {
+	for _, k := range slices.Sorted(maps.Keys(info.Versions)) {
 		fmt.Fprintf(c.stdout, "%-13s %s\n", k+":", info.Versions[k])
 	}
 	return nil
