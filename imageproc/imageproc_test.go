@@ -204,6 +204,9 @@ func TestSmartResize(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
+	if d := DefaultConfig(); d.PatchDim() != 1176 || d.Factor() != 28 || d.NumImageTokens([3]int{1, 6, 8}) != 12 {
+		t.Errorf("Qwen2-VL defaults: patch dim %d, factor %d, tokens of (1,6,8) %d; want 1176, 28, 12", d.PatchDim(), d.Factor(), d.NumImageTokens([3]int{1, 6, 8}))
+	}
 	c, err := ParseConfig([]byte(`{"size": {"shortest_edge": 100, "longest_edge": 200000}, "patch_size": 14}`))
 	if err != nil || c.MinPixels != 100 || c.MaxPixels != 200000 || c.MergeSize != 2 {
 		t.Errorf("size form: %+v %v", c, err)

@@ -94,7 +94,7 @@ func (p *Processor) patchify(img *RGB, grid [3]int, out []float32) {
 	c := p.cfg
 	P, T, M := c.PatchSize, c.TemporalPatchSize, c.MergeSize
 	gh, gw := grid[1], grid[2]
-	dim := 3 * T * P * P
+	dim := c.PatchDim()
 	row := 0
 	for bh := 0; bh < gh/M; bh++ {
 		for bw := 0; bw < gw/M; bw++ {
@@ -127,7 +127,7 @@ func (p *Processor) patchify(img *RGB, grid [3]int, out []float32) {
 
 // Preprocess processes several images into one batch, in order.
 func (p *Processor) Preprocess(images ...*RGB) (*Batch, error) {
-	dim := 3 * p.cfg.TemporalPatchSize * p.cfg.PatchSize * p.cfg.PatchSize
+	dim := p.cfg.PatchDim()
 	b := &Batch{PatchDim: dim, Grids: make([][3]int, len(images))}
 	sizes := make([][2]int, len(images))
 	total := 0

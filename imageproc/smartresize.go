@@ -51,6 +51,10 @@ func (c Config) Grid(height, width int) ([3]int, error) {
 	return [3]int{1, rh / c.PatchSize, rw / c.PatchSize}, nil
 }
 
+// PatchDim returns the length of one flattened patch row of pixel_values:
+// 3·temporal_patch_size·patch_size² (1176 for Qwen2-VL).
+func (c Config) PatchDim() int { return 3 * c.TemporalPatchSize * c.PatchSize * c.PatchSize }
+
 // NumImageTokens returns the number of <|image_pad|> tokens an image of the
 // given grid takes in the prompt: t·h·w / merge_size².
 func (c Config) NumImageTokens(grid [3]int) int {

@@ -30,12 +30,11 @@ import (
 // Processor turns messages and images into Qwen2-VL inputs. It holds no
 // mutable state and is safe for concurrent use.
 type Processor struct {
-	tok    *tokenizer.Tokenizer
-	tmpl   *chattemplate.Template
-	img    *imageproc.Processor
-	ids    tokenizer.SpecialIDs
-	padID  int32
-	merge2 int
+	tok   *tokenizer.Tokenizer
+	tmpl  *chattemplate.Template
+	img   *imageproc.Processor
+	ids   tokenizer.SpecialIDs
+	padID int32
 }
 
 // Load reads the tokenizer, chat template and preprocessor_config.json of a
@@ -76,8 +75,7 @@ func New(tok *tokenizer.Tokenizer, tmpl *chattemplate.Template, img *imageproc.P
 	if pad < 0 {
 		return nil, errors.New("processor: the tokenizer has neither a pad token nor <|endoftext|> to pad batches with")
 	}
-	m := img.Config().MergeSize
-	return &Processor{tok: tok, tmpl: tmpl, img: img, ids: ids, padID: int32(pad), merge2: m * m}, nil
+	return &Processor{tok: tok, tmpl: tmpl, img: img, ids: ids, padID: int32(pad)}, nil
 }
 
 // Tokenizer returns the processor's tokenizer.
@@ -161,7 +159,7 @@ func (p *Processor) EncodeText(text string, images []*imageproc.RGB) (*Encoding,
 			return nil, fmt.Errorf("processor: image %d is nil", i+1)
 		}
 	}
-	enc := &Encoding{Text: text, PatchDim: p.patchDim()}
+	enc := &Encoding{Text: text, PatchDim: p.img.Config().PatchDim()}
 	counts := make([]int, len(images))
 	if len(images) > 0 {
 		b, err := p.img.Preprocess(images...)
@@ -170,7 +168,7 @@ func (p *Processor) EncodeText(text string, images []*imageproc.RGB) (*Encoding,
 		}
 		enc.PixelValues, enc.PatchDim, enc.Grids = b.PixelValues, b.PatchDim, b.Grids
 		for i, g := range b.Grids {
-			counts[i] = g[0] * g[1] * g[2] / p.merge2
+			counts[i] = p.img.Config().NumImageTokens(g)
 		}
 	}
 	expanded, spans, err := ExpandImagePads(ids, int32(p.ids.ImagePad), counts)
@@ -179,11 +177,6 @@ func (p *Processor) EncodeText(text string, images []*imageproc.RGB) (*Encoding,
 	}
 	enc.InputIDs, enc.ImageSpans = expanded, spans
 	return enc, nil
-}
-
-func (p *Processor) patchDim() int {
-	c := p.img.Config()
-	return 3 * c.TemporalPatchSize * c.PatchSize * c.PatchSize
 }
 
 // Truncation selects what happens to a sequence longer than the maximum length.
@@ -277,7 +270,7 @@ func (p *Processor) Batch(encs []*Encoding, opts BatchOptions) (*Batch, error) {
 	if len(encs) == 0 {
 		return nil, errors.New("processor: Batch needs at least one sequence")
 	}
-	b := &Batch{PadID: p.padID, PatchDim: p.patchDim(), Encodings: make([]*Encoding, len(encs))}
+	b := &Batch{PadID: p.padID, PatchDim: p.img.Config().PatchDim(), Encodings: make([]*Encoding, len(encs))}
 	seqs := make([][]int32, len(encs))
 	patches := 0
 	for i, e := range encs {
