@@ -202,6 +202,28 @@ func (t Truncation) String() string {
 	return fmt.Sprintf("Truncation(%d)", int(t))
 }
 
+// MarshalText writes the policy's name ("none" or "left").
+func (t Truncation) MarshalText() ([]byte, error) {
+	switch t {
+	case TruncateNone, TruncateLeft:
+		return []byte(t.String()), nil
+	}
+	return nil, fmt.Errorf("processor: unknown truncation policy %d", int(t))
+}
+
+// UnmarshalText reads a policy name: "none" (or empty) or "left".
+func (t *Truncation) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "", "none":
+		*t = TruncateNone
+	case "left":
+		*t = TruncateLeft
+	default:
+		return fmt.Errorf("processor: unknown truncation policy %q (want \"none\" or \"left\")", b)
+	}
+	return nil
+}
+
 // Truncate returns e shortened to at most maxLength tokens under policy; e
 // itself is returned when it already fits or maxLength is 0.
 func (p *Processor) Truncate(e *Encoding, maxLength int, policy Truncation) (*Encoding, error) {
@@ -294,26 +316,4 @@ func (p *Processor) Batch(encs []*Encoding, opts BatchOptions) (*Batch, error) {
 		b.Grids = append(b.Grids, e.Grids...)
 	}
 	return b, nil
-}
-
-// MarshalText writes the policy's name ("none" or "left").
-func (t Truncation) MarshalText() ([]byte, error) {
-	switch t {
-	case TruncateNone, TruncateLeft:
-		return []byte(t.String()), nil
-	}
-	return nil, fmt.Errorf("processor: unknown truncation policy %d", int(t))
-}
-
-// UnmarshalText reads a policy name: "none" (or empty) or "left".
-func (t *Truncation) UnmarshalText(b []byte) error {
-	switch string(b) {
-	case "", "none":
-		*t = TruncateNone
-	case "left":
-		*t = TruncateLeft
-	default:
-		return fmt.Errorf("processor: unknown truncation policy %q (want \"none\" or \"left\")", b)
-	}
-	return nil
 }
