@@ -169,30 +169,9 @@ func usesOverlong(s rewards.Set) bool {
 	return false
 }
 
-// unescapeFlag turns the escapes \n, \t and \\ typed on a command line into characters.
-func unescapeFlag(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			switch s[i+1] {
-			case 'n':
-				b.WriteByte('\n')
-				i++
-				continue
-			case 't':
-				b.WriteByte('\t')
-				i++
-				continue
-			case '\\':
-				b.WriteByte('\\')
-				i++
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+// flagEscapes turns the escapes \n, \t and \\ typed on a command line into
+// characters; other backslashes stay as they are.
+var flagEscapes = strings.NewReplacer(`\\`, `\`, `\n`, "\n", `\t`, "\t")
+
+// unescapeFlag applies flagEscapes to s.
+func unescapeFlag(s string) string { return flagEscapes.Replace(s) }

@@ -86,3 +86,18 @@ func TestRewardCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestUnescapeFlag(t *testing.T) {
+	for in, want := range map[string]string{
+		`plain`:          "plain",
+		`step.\n<think>`: "step.\n<think>",
+		`a\tb`:           "a\tb",
+		`a\\nb`:          `a\nb`, // an escaped backslash, then a plain n
+		`C:\x\`:          `C:\x\`,
+		`\\\n`:           "\\\n",
+	} {
+		if got := unescapeFlag(in); got != want {
+			t.Errorf("unescapeFlag(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
