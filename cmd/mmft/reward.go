@@ -72,6 +72,10 @@ its output lines also hold the unweighted "components".`)
 		fmt.Fprintln(c.stderr, "mmft reward: --name is required (structural, format, accuracy or a set such as structural=0.5,accuracy=1)")
 		return errUsage
 	}
+	if *maxTokens == 0 && *buffer == 0 && strings.Contains(*name, "overlong") {
+		fmt.Fprintln(c.stderr, "mmft reward: the overlong reward needs --max-tokens and --overlong-buffer (e.g. --max-tokens 1024 --overlong-buffer 256)")
+		return errUsage
+	}
 	if math.IsNaN(*tol) || *tol < 0 {
 		return fmt.Errorf("--tol %v: the tolerance must be a number ≥ 0 (0.01 is 1%%)", *tol)
 	}

@@ -76,6 +76,7 @@ func TestRewardCommandErrors(t *testing.T) {
 		{good, []string{"--name", "acuracy"}, 1, "known: accuracy, format, structural", 0},
 		{good, []string{"--name", "accuracy=two"}, 1, "not a finite number", 0},
 		{good, []string{}, 2, "--name is required", 0},
+		{good, []string{"--name", "accuracy,overlong"}, 2, "needs --max-tokens and --overlong-buffer", 0},
 	} {
 		code, out, errs := runCLI(t, c.stdin, append([]string{"reward"}, c.args...)...)
 		if code != c.code || !strings.Contains(errs, c.inErr) {
