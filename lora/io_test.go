@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,7 +113,7 @@ func TestSaveRoundTripFixture(t *testing.T) {
 	for _, n := range ref.Names() {
 		a, _ := ref.Tensor(n)
 		b, _ := got.Tensor(n)
-		if a.DType != b.DType || !equalInts(a.Shape, b.Shape) || !bytes.Equal(a.Data, b.Data) {
+		if a.DType != b.DType || !slices.Equal(a.Shape, b.Shape) || !bytes.Equal(a.Data, b.Data) {
 			t.Errorf("%s: got %s %v (%d bytes), want %s %v (%d bytes)", n, b.DType, b.Shape, len(b.Data), a.DType, a.Shape, len(a.Data))
 		}
 	}
@@ -134,34 +135,10 @@ func TestSaveRoundTripFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range ad.Names() {
-		if !equalFloats(ad.Modules[n].A, back.Modules[n].A) || !equalFloats(ad.Modules[n].B, back.Modules[n].B) {
+		if !slices.Equal(ad.Modules[n].A, back.Modules[n].A) || !slices.Equal(ad.Modules[n].B, back.Modules[n].B) {
 			t.Errorf("%s changed in the round trip", n)
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalFloats(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // rewriteAdapter copies the fixture adapter into a temporary folder with its

@@ -3,6 +3,7 @@ package lora
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -305,7 +306,7 @@ func TestTensorsRoundTrip(t *testing.T) {
 	if err := m2.SetTensors(a, b); err != nil {
 		t.Fatal(err)
 	}
-	if !equalFloats(m.A, m2.A) || !equalFloats(m.B, m2.B) {
+	if !slices.Equal(m.A, m2.A) || !slices.Equal(m.B, m2.B) {
 		t.Error("Tensors/SetTensors changed the values")
 	}
 	if err := m2.SetTensors(b, a); err == nil || !strings.Contains(err.Error(), "want float32 [2 3]") {

@@ -2,6 +2,7 @@ package lora
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -221,10 +222,10 @@ func TestNewAdapterInit(t *testing.T) {
 	}
 	again, _ := NewAdapter(cfg, []string{targets[2], targets[0], targets[1], targets[3]}, shapes, 42)
 	other, _ := NewAdapter(cfg, targets, shapes, 43)
-	if !equalFloats(again.Modules[q.Name].A, q.A) {
+	if !slices.Equal(again.Modules[q.Name].A, q.A) {
 		t.Error("same seed gave different A (order of targets must not matter)")
 	}
-	if equalFloats(other.Modules[q.Name].A, q.A) {
+	if slices.Equal(other.Modules[q.Name].A, q.A) {
 		t.Error("different seeds gave the same A")
 	}
 
@@ -294,7 +295,7 @@ func TestNewAdapterInit(t *testing.T) {
 	}
 	for _, n := range ad.Names() {
 		a, b := ad.Modules[n], back.Modules[n]
-		if a.R != b.R || a.Scale != b.Scale || !equalFloats(a.A, b.A) || !equalFloats(a.B, b.B) {
+		if a.R != b.R || a.Scale != b.Scale || !slices.Equal(a.A, b.A) || !slices.Equal(a.B, b.B) {
 			t.Errorf("%s differs after Save/Load", n)
 		}
 	}
