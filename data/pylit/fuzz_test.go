@@ -36,7 +36,7 @@ y'''], 0x1f: {1, 2}}`,
 		if err != nil {
 			t.Fatalf("Parse(Format(Parse(%q))) = Parse(%q): %v", src, text, err)
 		}
-		if !equal(v, back) {
+		if !reflect.DeepEqual(v, back) {
 			t.Fatalf("round trip of %q changed the value:\n%#v\n%#v", src, v, back)
 		}
 	})
@@ -59,13 +59,11 @@ func FuzzRoundTrip(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Parse(Format(v)) = Parse(%q): %v", text, err)
 		}
-		if !equal(v, back) {
+		if !reflect.DeepEqual(v, back) {
 			t.Fatalf("round trip changed the value via %q:\n%#v\n%#v", text, v, back)
 		}
 	})
 }
-
-func equal(a, b any) bool { return reflect.DeepEqual(a, b) }
 
 // gen turns fuzz bytes into a Python value.
 type gen struct {

@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 )
 
@@ -74,7 +75,7 @@ func (b *builder) series(n int, m metric, u Unit) []int64 {
 			k := b.rng.IntN(n)
 			vs[k] = -vs[k] / 3
 		}
-		if distinct(vs) && !hasZero(vs) {
+		if distinct(vs) && !slices.Contains(vs, 0) {
 			return vs
 		}
 	}
@@ -89,15 +90,6 @@ func distinct(vs []int64) bool {
 		seen[v] = true
 	}
 	return true
-}
-
-func hasZero(vs []int64) bool {
-	for _, v := range vs {
-		if v == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // categories returns n column labels of one kind and the kind's names (singular, plural).
@@ -446,7 +438,7 @@ func (b *builder) lineChart() Doc {
 			for i, v := range t.Cells[0] {
 				row[i] = v * int64(8+b.rng.IntN(38)) / 100
 			}
-			if distinct(row) && !hasZero(row) {
+			if distinct(row) && !slices.Contains(row, 0) {
 				t.Cells = append(t.Cells, row)
 				break
 			}
