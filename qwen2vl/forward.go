@@ -28,18 +28,38 @@ type ForwardOutput struct {
 	RopeDeltas  []int64         // [B]
 }
 
-// prepared holds the host-side inputs of the text graph.
+// prepared holds the inputs of the text graph: small host-built index
+// tensors and the image features, which stay on the device.
 type prepared struct {
 	b, l       int
 	ids        *tensors.Tensor // [B, L] int32
 	imgIdx     *tensors.Tensor // [B, L] int32 index into the image embeddings
 	isImg      *tensors.Tensor // [B, L] bool
-	imgEmb     *tensors.Tensor // [N, hidden]
-	cos, sin   *tensors.Tensor // [B, L, D] float32
+	imgEmb     *tensors.Tensor // [N, hidden] float32 (on the device)
+	posIDs     *tensors.Tensor // [3, B, L] int32 M-RoPE positions
+	valid      *tensors.Tensor // [B, L] bool: the position holds a token
 	mask       [][]int32
 	pos        [3][][]int64
 	deltas     []int64
 	imageEmbed *tensors.Tensor
+}
+
+// args lists the prompt inputs in the order promptInputs reads them.
+func (p *prepared) args() []any {
+	return []any{p.ids, p.imgIdx, p.isImg, p.imgEmb, p.posIDs, p.valid}
+}
+
+// numPromptInputs is the number of graph inputs promptInputs consumes.
+const numPromptInputs = 6
+
+// promptInputs builds the decoder input of a whole prompt (no cache) from the
+// graph inputs of prepared.args: the embeddings, the M-RoPE tables (computed
+// on the device from the positions) and the causal mask over valid tokens.
+func (w *Weights) promptInputs(in []*Node) DecoderInput {
+	h := w.embed(in[0], in[1], in[2], in[3])
+	cos, sin := w.MRope(in[4])
+	l := in[0].Shape().Dimensions[1]
+	return DecoderInput{Hidden: h, Cos: cos, Sin: sin, Mask: causalMaskNode(in[5], Const(h.Graph(), int32(0)), l)}
 }
 
 func (m *Model) prepare(in Batch, lora *LoRA) (*prepared, error) {
@@ -111,45 +131,93 @@ func (m *Model) prepare(in Batch, lora *LoRA) (*prepared, error) {
 	p.ids = tensors.FromFlatDataAndDimensions(ids, b, l)
 	p.imgIdx = tensors.FromFlatDataAndDimensions(idx, b, l)
 	p.isImg = tensors.FromFlatDataAndDimensions(isImg, b, l)
-	cos, sin := MRopeTables(m.Config.Text, p.pos)
-	d := m.Config.Text.HeadDim()
-	p.cos = tensors.FromFlatDataAndDimensions(cos, b, l, d)
-	p.sin = tensors.FromFlatDataAndDimensions(sin, b, l, d)
+	p.posIDs = positionsTensor(p.pos)
+	valid := make([]bool, 0, b*l)
+	for _, row := range mask {
+		for _, v := range row {
+			valid = append(valid, v != 0)
+		}
+	}
+	p.valid = tensors.FromFlatDataAndDimensions(valid, b, l)
 	return p, nil
 }
 
-// causalMask returns [B, S, C]: query s (at cache slot start+s) may attend to
-// slot c when c ≤ start+s and the slot holds a real token.
-func causalMask(valid [][]bool, start, s int) *tensors.Tensor {
-	b, c := len(valid), len(valid[0])
-	out := make([]bool, b*s*c)
-	for i := range b {
-		for q := range s {
-			for k := 0; k <= start+q && k < c; k++ {
-				out[(i*s+q)*c+k] = valid[i][k]
+// positionsTensor packs M-RoPE positions [3][B][S] into an int32 tensor.
+func positionsTensor(pos [3][][]int64) *tensors.Tensor {
+	b, s := len(pos[0]), len(pos[0][0])
+	flat := make([]int32, 0, 3*b*s)
+	for a := range 3 {
+		for _, row := range pos[a] {
+			for _, v := range row {
+				flat = append(flat, int32(v))
 			}
 		}
 	}
-	return tensors.FromFlatDataAndDimensions(out, b, s, c)
+	return tensors.FromFlatDataAndDimensions(flat, 3, b, s)
 }
 
-func validSlots(mask [][]int32, capacity int) [][]bool {
-	out := make([][]bool, len(mask))
-	for i, row := range mask {
-		out[i] = make([]bool, capacity)
-		for j, v := range row {
-			out[i][j] = v != 0
+// causalMaskNode returns [B, S, C] bool: query s (at cache slot start+s) may
+// attend to slot c when c ≤ start+s and valid[b, c] ([B, C] bool) holds; start
+// is an int32 scalar node.
+func causalMaskNode(valid, start *Node, s int) *Node {
+	g := valid.Graph()
+	b, c := valid.Shape().Dimensions[0], valid.Shape().Dimensions[1]
+	q := Add(Iota(g, shapes.Make(dtypes.Int32, s, c), 0), start)
+	k := Iota(g, shapes.Make(dtypes.Int32, s, c), 1)
+	causal := BroadcastToDims(InsertAxes(LessOrEqual(k, q), 0), b, s, c)
+	return LogicalAnd(causal, BroadcastToDims(InsertAxes(valid, 1), b, s, c))
+}
+
+// MRope returns the M-RoPE cos and sin tables [B, S, head_dim] (float32) for
+// positions [3, B, S] (int32), as MRopeTables computes them on the host:
+// frequency j of the head's first half (and its copy in the second half)
+// takes its angle from the temporal, height or width position according to
+// mrope_section; angle = float32(position) · inv_freq in float32.
+func (w *Weights) MRope(pos *Node) (cos, sin *Node) {
+	cfg := w.Config.Text
+	g := pos.Graph()
+	d := cfg.HeadDim()
+	inv := invFreq(cfg.RopeTheta, d)
+	invFull := make([]float32, d)
+	for k := range d {
+		invFull[k] = inv[k%(d/2)]
+	}
+	sel := make([][]float32, 3)
+	for a := range sel {
+		sel[a] = make([]float32, d)
+	}
+	j := 0
+	for a, n := range cfg.MRopeSection {
+		for range n {
+			sel[a][j], sel[a][j+d/2] = 1, 1
+			j++
 		}
 	}
-	return out
+	pf := ConvertDType(pos, dtypes.Float32) // exact below 2²⁴
+	var posK *Node                          // [B, S, D]: each frequency's position (a 0/1 selection, exact)
+	for a := range 3 {
+		term := Mul(InsertAxes(Squeeze(SliceAxis(pf, 0, AxisElem(a)), 0), -1), ExpandLeftToRank(Const(g, sel[a]), 3))
+		if posK == nil {
+			posK = term
+		} else {
+			posK = Add(posK, term)
+		}
+	}
+	angle := Mul(posK, ExpandLeftToRank(Const(g, invFull), 3))
+	return Cos(angle), Sin(angle)
 }
 
 // embed builds the input embeddings (float32): token embeddings with the
 // image tokens replaced by the image features in order.
 func (w *Weights) embed(ids, imgIdx, isImg, imgEmb *Node) *Node {
-	tok := ConvertDType(Gather(w.param("model.embed_tokens.weight"), InsertAxes(ids, -1)), dtypes.Float32)
+	tok := w.embedTokens(ids)
 	img := Gather(ConvertDType(imgEmb, dtypes.Float32), InsertAxes(imgIdx, -1))
 	return Where(isImg, img, tok)
+}
+
+// embedTokens looks up token embeddings [..., hidden] (float32) for int ids.
+func (w *Weights) embedTokens(ids *Node) *Node {
+	return ConvertDType(Gather(w.param("model.embed_tokens.weight"), InsertAxes(ids, -1)), dtypes.Float32)
 }
 
 // ImageEmbeds runs the vision tower and merger over the images of a batch:
@@ -190,9 +258,6 @@ func (m *Model) ImageEmbeds(pixels []float32, grids []Grid) (*tensors.Tensor, er
 			row += g.H * g.W
 		}
 	}
-	hidden := m.Config.Text.HiddenSize
-	result := tensors.FromShape(shapes.Make(dtypes.Float32, total/win, hidden))
-	elem := dtypes.Float32.Size()
 	keys := make([][2]int, 0, len(groups))
 	for k := range groups {
 		keys = append(keys, k)
@@ -200,6 +265,11 @@ func (m *Model) ImageEmbeds(pixels []float32, grids []Grid) (*tensors.Tensor, er
 	sort.Slice(keys, func(i, j int) bool {
 		return keys[i][0] < keys[j][0] || (keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1])
 	})
+	// Each group's features stay on the device; a small graph puts the rows
+	// of all groups back in image order (perm[row] = row of the concatenation).
+	var parts []any
+	perm := make([]int32, total/win)
+	base := 0
 	for _, key := range keys {
 		gr := groups[key]
 		p := gr.h * gr.w
@@ -216,24 +286,34 @@ func (m *Model) ImageEmbeds(pixels []float32, grids []Grid) (*tensors.Tensor, er
 		if err != nil {
 			return nil, err
 		}
-		frameBytes := p / win * hidden * elem
-		var copyErr error
-		err = outs[0].ConstBytes(func(src []byte) {
-			copyErr = result.MutableBytes(func(dst []byte) {
-				for f, o := range gr.outRows {
-					copy(dst[o*hidden*elem:], src[f*frameBytes:(f+1)*frameBytes])
-				}
-			})
-		})
-		outs[0].FinalizeAll()
-		if err == nil {
-			err = copyErr
+		parts = append(parts, outs[0])
+		for f, o := range gr.outRows {
+			for r := range p / win {
+				perm[o+r] = int32(base + f*(p/win) + r)
+			}
 		}
-		if err != nil {
-			return nil, err
-		}
+		base += len(gr.frames) * (p / win)
 	}
-	return result, nil
+	parts = append(parts, tensors.FromFlatDataAndDimensions(perm, len(perm)))
+	outs, err := m.runPlain("images", func(in []*Node) []*Node {
+		hidden := m.Config.Text.HiddenSize
+		flat := make([]*Node, len(in)-1)
+		for i, x := range in[:len(in)-1] {
+			flat[i] = Reshape(x, -1, hidden)
+		}
+		all := flat[0]
+		if len(flat) > 1 {
+			all = Concatenate(flat, 0)
+		}
+		return []*Node{Gather(all, InsertAxes(in[len(in)-1], -1))}
+	}, parts...)
+	for _, t := range parts[:len(parts)-1] {
+		t.(*tensors.Tensor).FinalizeAll()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return outs[0], nil
 }
 
 // Forward runs the full model on a batch and returns float32 logits for
@@ -243,12 +323,10 @@ func (m *Model) Forward(in Batch, lora *LoRA) (*ForwardOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	mask := causalMask(validSlots(p.mask, p.l), 0, p.l)
 	outs, err := m.run("logits", lora, func(w *Weights, in []*Node) []*Node {
-		h := w.embed(in[0], in[1], in[2], in[3])
-		h, _ = w.Decoder(DecoderInput{Hidden: h, Cos: in[4], Sin: in[5], Mask: in[6]})
+		h, _ := w.Decoder(w.promptInputs(in))
 		return []*Node{w.Logits(h)}
-	}, p.ids, p.imgIdx, p.isImg, p.imgEmb, p.cos, p.sin, mask)
+	}, p.args()...)
 	if err != nil {
 		return nil, err
 	}
@@ -282,12 +360,11 @@ func (m *Model) LogProbs(in Batch, targets [][]int32, lora *LoRA, vocabChunk int
 	if len(targets) != p.b {
 		return nil, fmt.Errorf("targets has %d rows, input_ids %d", len(targets), p.b)
 	}
-	mask := causalMask(validSlots(p.mask, p.l), 0, p.l)
+	args := append(p.args(), tensors.FromFlatDataAndDimensions(flat, p.b, p.l))
 	outs, err := m.run(fmt.Sprintf("logprobs%d", vocabChunk), lora, func(w *Weights, in []*Node) []*Node {
-		h := w.embed(in[0], in[1], in[2], in[3])
-		h, _ = w.Decoder(DecoderInput{Hidden: h, Cos: in[4], Sin: in[5], Mask: in[6]})
-		return []*Node{w.ChosenLogProbs(h, in[7], vocabChunk)}
-	}, p.ids, p.imgIdx, p.isImg, p.imgEmb, p.cos, p.sin, mask, tensors.FromFlatDataAndDimensions(flat, p.b, p.l))
+		h, _ := w.Decoder(w.promptInputs(in))
+		return []*Node{w.ChosenLogProbs(h, in[numPromptInputs], vocabChunk)}
+	}, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +384,9 @@ type State struct {
 
 // Prefill runs the prompt through the model into a new KV cache of the given
 // capacity (≥ prompt length) and returns the state and the float32 logits of
-// the last position [B, vocab].
+// the last position [B, vocab]. The prompt attends over its own keys only; the
+// cache is the prompt's keys and values followed by zeros, built on the device
+// (no empty cache travels from the host).
 func (m *Model) Prefill(in Batch, capacity int, lora *LoRA) (*State, *tensors.Tensor, error) {
 	p, err := m.prepare(in, lora)
 	if err != nil {
@@ -325,32 +404,31 @@ func (m *Model) Prefill(in Batch, capacity int, lora *LoRA) (*State, *tensors.Te
 			}
 		}
 	}
-	write := make([]float32, p.l*capacity)
-	for s := range p.l {
-		write[s*capacity+s] = 1
-	}
-	cache := m.emptyCache(p.b, capacity)
-	args := []any{p.ids, p.imgIdx, p.isImg, p.imgEmb, p.cos, p.sin, causalMask(st.valid, 0, p.l), tensors.FromFlatDataAndDimensions(write, p.l, capacity)}
-	for _, t := range cache {
-		args = append(args, t)
-	}
-	last := make([]int32, p.b)
-	for i := range last {
-		last[i] = int32(p.l - 1)
-	}
-	args = append(args, tensors.FromFlatDataAndDimensions(last, p.b))
-	outs, err := m.run("prefill", lora, func(w *Weights, in []*Node) []*Node {
-		h := w.embed(in[0], in[1], in[2], in[3])
-		h, kv := w.Decoder(DecoderInput{Hidden: h, Cos: in[4], Sin: in[5], Mask: in[6], Write: in[7], Cache: kvPairs(in[8 : 8+2*w.Config.Text.NumLayers])})
-		lastIdx := in[8+2*w.Config.Text.NumLayers]
-		hLast := lastPosition(h, lastIdx)
+	outs, err := m.run(fmt.Sprintf("prefill%d", capacity), lora, func(w *Weights, in []*Node) []*Node {
+		h, kv := w.Decoder(w.promptInputs(in))
+		hb := h.Shape().Dimensions
+		// Left padding puts every row's last token at the last position.
+		hLast := Reshape(SliceAxis(h, 1, AxisElem(hb[1]-1)), hb[0], hb[2])
+		for i := range kv {
+			kv[i] = KV{K: padSlots(kv[i].K, capacity), V: padSlots(kv[i].V, capacity)}
+		}
 		return append([]*Node{w.Logits(hLast)}, flattenKV(kv)...)
-	}, args...)
+	}, p.args()...)
 	if err != nil {
 		return nil, nil, err
 	}
 	st.Cache = outs[1:]
 	return st, outs[0], nil
+}
+
+// padSlots extends [B, KVH, S, D] with zeros to [B, KVH, capacity, D].
+func padSlots(x *Node, capacity int) *Node {
+	dims := x.Shape().Dimensions
+	if dims[2] == capacity {
+		return x
+	}
+	zeros := Zeros(x.Graph(), shapes.Make(x.DType(), dims[0], dims[1], capacity-dims[2], dims[3]))
+	return Concatenate([]*Node{x, zeros}, 2)
 }
 
 // Decode appends one token per row at the next cache slot and returns the
@@ -366,8 +444,10 @@ func (m *Model) Decode(st *State, tokens []int32) (*tensors.Tensor, error) {
 		return nil, fmt.Errorf("KV cache is full (capacity %d); prefill with a larger capacity", st.Capacity)
 	}
 	slot := st.Length
+	valid := make([]bool, 0, b*st.Capacity)
 	for i := range b {
 		st.valid[i][slot] = true
+		valid = append(valid, st.valid[i]...)
 	}
 	var pos [3][][]int64
 	for a := range 3 {
@@ -376,27 +456,21 @@ func (m *Model) Decode(st *State, tokens []int32) (*tensors.Tensor, error) {
 			pos[a][i] = []int64{st.real[i] + st.Deltas[i]}
 		}
 	}
-	cos, sin := MRopeTables(m.Config.Text, pos)
-	d := m.Config.Text.HeadDim()
-	write := make([]float32, st.Capacity)
-	write[slot] = 1
-	zeros := make([]int32, b)
 	args := []any{
 		tensors.FromFlatDataAndDimensions(append([]int32(nil), tokens...), b, 1),
-		tensors.FromFlatDataAndDimensions(zeros, b, 1),
-		tensors.FromFlatDataAndDimensions(make([]bool, b), b, 1),
-		tensors.FromShape(shapes.Make(dtypes.Float32, 1, m.Config.Text.HiddenSize)),
-		tensors.FromFlatDataAndDimensions(cos, b, 1, d),
-		tensors.FromFlatDataAndDimensions(sin, b, 1, d),
-		causalMask(st.valid, slot, 1),
-		tensors.FromFlatDataAndDimensions(write, 1, st.Capacity),
+		positionsTensor(pos),
+		tensors.FromFlatDataAndDimensions(valid, b, st.Capacity),
+		tensors.FromScalar(int32(slot)),
 	}
 	for _, t := range st.Cache {
 		args = append(args, t)
 	}
 	outs, err := m.run("decode", st.lora, func(w *Weights, in []*Node) []*Node {
-		h := w.embed(in[0], in[1], in[2], in[3])
-		h, kv := w.Decoder(DecoderInput{Hidden: h, Cos: in[4], Sin: in[5], Mask: in[6], Write: in[7], Cache: kvPairs(in[8:])})
+		h := w.embedTokens(in[0])
+		cos, sin := w.MRope(in[1])
+		c := in[2].Shape().Dimensions[1]
+		write := ConvertDType(Equal(Iota(h.Graph(), shapes.Make(dtypes.Int32, 1, c), 1), in[3]), dtypes.Float32)
+		h, kv := w.Decoder(DecoderInput{Hidden: h, Cos: cos, Sin: sin, Mask: causalMaskNode(in[2], in[3], 1), Write: write, Cache: kvPairs(in[4:])})
 		hb := h.Shape().Dimensions
 		return append([]*Node{w.Logits(Reshape(h, hb[0], hb[2]))}, flattenKV(kv)...)
 	}, args...)
@@ -487,11 +561,15 @@ func flattenKV(kv []KV) []*Node {
 	return out
 }
 
-// lastPosition picks h[b, idx[b]] from [B, S, hidden] → [B, hidden].
-func lastPosition(h, idx *Node) *Node {
-	b := h.Shape().Dimensions[0]
-	rows := Iota(h.Graph(), shapes.Make(dtypes.Int32, b, 1), 0)
-	return Gather(h, Concatenate([]*Node{rows, Reshape(ConvertDType(idx, dtypes.Int32), b, 1)}, 1))
+func validSlots(mask [][]int32, capacity int) [][]bool {
+	out := make([][]bool, len(mask))
+	for i, row := range mask {
+		out[i] = make([]bool, capacity)
+		for j, v := range row {
+			out[i][j] = v != 0
+		}
+	}
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -37,16 +37,14 @@ func TestLoRAGradient(t *testing.T) {
 			flat = append(flat, r...)
 		}
 		outs, err := m.run("gradtest", l, func(w *Weights, in []*Node) []*Node {
-			h := w.embed(in[0], in[1], in[2], in[3])
-			h, _ = w.Decoder(DecoderInput{Hidden: h, Cos: in[4], Sin: in[5], Mask: in[6]})
+			h, _ := w.Decoder(w.promptInputs(in))
 			// Vocabulary chunks of 300 exercise the streaming log-sum-exp.
-			lp := w.ChosenLogProbs(h, in[7], 300)
-			valid := ConvertDType(in[8], lp.DType())
+			lp := w.ChosenLogProbs(h, in[numPromptInputs], 300)
+			valid := ConvertDType(in[numPromptInputs+1], lp.DType())
 			total := Neg(ReduceAllSum(Mul(lp, valid)))
 			grads := Gradient(total, w.LoRA[module].A, w.LoRA[module].B)
 			return []*Node{total, grads[0], grads[1]}
-		}, p.ids, p.imgIdx, p.isImg, p.imgEmb, p.cos, p.sin, causalMask(validSlots(p.mask, p.l), 0, p.l),
-			tensors.FromFlatDataAndDimensions(flat, p.b, p.l), tensors.FromFlatDataAndDimensions(flatMask(b.AttentionMask), p.b, p.l))
+		}, append(p.args(), tensors.FromFlatDataAndDimensions(flat, p.b, p.l), tensors.FromFlatDataAndDimensions(flatMask(b.AttentionMask), p.b, p.l))...)
 		if err != nil {
 			t.Fatal(err)
 		}

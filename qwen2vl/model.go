@@ -233,3 +233,26 @@ func (m *Model) run(key string, lora *LoRA, build builder, inputs ...any) (outs 
 	}()
 	return exec.Exec(args...)
 }
+
+// runPlain executes a graph named key over inputs only (no weights), compiled
+// once per key and input shapes.
+func (m *Model) runPlain(key string, build func(inputs []*graph.Node) []*graph.Node, inputs ...any) (outs []*tensors.Tensor, err error) {
+	m.mu.Lock()
+	exec, ok := m.execs["plain/"+key]
+	if !ok {
+		exec, err = graph.NewExec(m.Backend, build)
+		if err != nil {
+			m.mu.Unlock()
+			return nil, err
+		}
+		exec = exec.WithName("qwen2vl." + key)
+		m.execs["plain/"+key] = exec
+	}
+	m.mu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("qwen2vl %s: %v", key, r)
+		}
+	}()
+	return exec.Exec(inputs...)
+}
