@@ -32,8 +32,32 @@ type Model struct {
 	names  []string // canonical names, in ParamSpecs order
 	params map[string]*tensors.Tensor
 
-	mu    sync.Mutex
-	execs map[string]*graph.Exec
+	mu     sync.Mutex
+	execs  map[string]*graph.Exec
+	graphs map[string]*graph.Graph // the last graph each exec ran, by graph name
+}
+
+// Graphs returns the last compiled graph each of the model's computations
+// ran, by name (e.g. "qwen2vl.prefill427", "qwen2vl.vision"): a tool can
+// inspect their backend executables (e.g. compiled memory statistics).
+func (m *Model) Graphs() map[string]*graph.Graph {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]*graph.Graph, len(m.graphs))
+	for k, g := range m.graphs {
+		out[k] = g
+	}
+	return out
+}
+
+// noteGraph records the graph an exec ran.
+func (m *Model) noteGraph(name string, g *graph.Graph) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.graphs == nil {
+		m.graphs = map[string]*graph.Graph{}
+	}
+	m.graphs[name] = g
 }
 
 // Load reads config.json and the safetensors weights (single file or shards)
@@ -231,7 +255,11 @@ func (m *Model) run(key string, lora *LoRA, build builder, inputs ...any) (outs 
 			err = fmt.Errorf("qwen2vl %s: %v", key, r)
 		}
 	}()
-	return exec.Exec(args...)
+	outs, g, err := exec.ExecWithGraph(args...)
+	if err == nil {
+		m.noteGraph("qwen2vl."+key, g)
+	}
+	return outs, err
 }
 
 // runPlain executes a graph named key over inputs only (no weights), compiled
@@ -254,5 +282,9 @@ func (m *Model) runPlain(key string, build func(inputs []*graph.Node) []*graph.N
 			err = fmt.Errorf("qwen2vl %s: %v", key, r)
 		}
 	}()
-	return exec.Exec(inputs...)
+	outs, g, err := exec.ExecWithGraph(inputs...)
+	if err == nil {
+		m.noteGraph("qwen2vl."+key, g)
+	}
+	return outs, err
 }

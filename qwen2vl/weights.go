@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -169,6 +170,10 @@ func toDevice(backend backends.Backend, srcDType string, shape []int, data []byt
 			}
 		case []bfloat16.BFloat16:
 			if srcDType == "BF16" {
+				if hostLittleEndian {
+					copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(dst))), 2*n), data[:2*n])
+					return
+				}
 				for i := range n {
 					dst[i] = bfloat16.FromBits(binary.LittleEndian.Uint16(data[2*i:]))
 				}
@@ -190,6 +195,13 @@ func toDevice(backend backends.Backend, srcDType string, shape []int, data []byt
 	t.FinalizeLocal()
 	return t, nil
 }
+
+// hostLittleEndian is true on little-endian hosts, where BF16 checkpoint
+// bytes are the in-memory layout of []bfloat16.BFloat16.
+var hostLittleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
 
 // readF32 reads element i of little-endian F32/BF16/F16 data as float32.
 func readF32(dtype string, data []byte, i int) float32 {

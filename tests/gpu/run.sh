@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU parity and prefill benchmark for Qwen2-VL-2B, in one call on the GPU machine
 # (which has no Go toolchain). Build here first:
-#   CGO_ENABLED=1 go build -o bin/gpu-compare ./tests/gpu/compare
-#   CGO_ENABLED=1 go build -o bin/bench-prefill ./bench/prefill
+#   CGO_ENABLED=1 go build -ldflags="-s -w" -o bin/gpu-compare ./tests/gpu/compare
+#   CGO_ENABLED=1 go build -ldflags="-s -w" -o bin/bench-prefill ./bench/prefill
 #   cp ../shared/assets/qwen2-vl-2b-instruct/config.json bin/qwen2-vl-2b-config.json
 # then carry bin/ and run: bash tests/gpu/run.sh
 set -euo pipefail
@@ -25,6 +25,10 @@ echo "== prefill benchmark: mmft"
 SAMPLER=$!
 bin/bench-prefill --config "$CONFIG" --device gpu
 kill "$SAMPLER" 2>/dev/null || true
-echo "mmft peak GPU memory used (nvidia-smi, MiB, includes XLA's preallocation): $(sort -n "$WORK/gpumem.txt" | tail -1)"
+echo "mmft peak GPU memory used (nvidia-smi, MiB, whole process, XLA preallocation off: BFC pool high-water mark incl. CUDA context): $(sort -n "$WORK/gpumem.txt" | tail -1)"
 echo "== prefill benchmark: transformers"
 "$PY" bench/prefill/bench_transformers.py --config "$CONFIG"
+if [[ -x bin/bench-prefill-old ]]; then
+  echo "== prefill benchmark: mmft before this change (bin/bench-prefill-old, same device)"
+  bin/bench-prefill-old --config "$CONFIG" --device gpu
+fi
