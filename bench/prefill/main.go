@@ -103,8 +103,14 @@ func newBackend(device string, preallocate bool) (backends.Backend, error) {
 	}
 	b, err := xla.NewWithOptions(found.Path, pjrt.NamedValuesMap{"preallocate": false})
 	if err != nil {
-		return nil, fmt.Errorf("loading %s without preallocation: %w", found.Path, err)
+		fmt.Printf("the plugin refused preallocate=false (%v); using its defaults\n", err)
+		be, err := compute.New(compute.Options{Device: device})
+		if err != nil {
+			return nil, err
+		}
+		return be.Backend, nil
 	}
+	fmt.Println("XLA GPU preallocation off (PJRT client option preallocate=false)")
 	return b, nil
 }
 
