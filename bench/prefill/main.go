@@ -220,6 +220,21 @@ func run(cfgPath, device string, b, l, side, reps int, prealloc bool) error {
 		}
 	}
 	el := time.Since(t0) / time.Duration(reps)
+	// The vision tower alone (its output is copied to the host to wait for it).
+	t0 = time.Now()
+	for range reps {
+		emb, err := m.ImageEmbeds(in.PixelValues, in.Grids)
+		if err != nil {
+			return err
+		}
+		if err := emb.ToLocal(); err != nil {
+			return err
+		}
+		emb.FinalizeAll()
+	}
+	vis := time.Since(t0) / time.Duration(reps)
+	fmt.Printf("of which the vision tower (%d images, incl. a %d MiB copy to the host to wait for it): %v per batch\n",
+		b, b*imgTokens*cfg.Text.HiddenSize*4>>20, vis.Round(time.Millisecond))
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	fmt.Printf("prefill %d × %d tokens (image %dx%d px, %d image tokens): %v per batch, %.0f tokens/s; Go heap peak (Sys) %.2f GiB\n",
