@@ -273,16 +273,18 @@ func (m *Model) ImageEmbeds(pixels []float32, grids []Grid) (*tensors.Tensor, er
 	for _, key := range keys {
 		gr := groups[key]
 		p := gr.h * gr.w
-		buf := make([]float32, 0, len(gr.frames)*p*pd)
-		for _, start := range gr.frames {
-			buf = append(buf, pixels[start*pd:(start+p)*pd]...)
-		}
-		cos, sin := visionRopeTables(vc, gr.h, gr.w)
-		d := vc.HeadDim()
+		// One copy of the group's frames, straight into the input tensor.
+		patches := tensors.FromShape(shapes.Make(dtypes.Float32, len(gr.frames), p, pd))
+		patches.MustMutableFlatData(func(flat any) {
+			dst := flat.([]float32)
+			for f, start := range gr.frames {
+				copy(dst[f*p*pd:(f+1)*p*pd], pixels[start*pd:(start+p)*pd])
+			}
+		})
+		cos, sin := m.visionRope(gr.h, gr.w)
 		outs, err := m.run("vision", nil, func(w *Weights, in []*Node) []*Node {
 			return []*Node{w.VisionFrames(in[0], in[1], in[2])}
-		}, tensors.FromFlatDataAndDimensions(buf, len(gr.frames), p, pd),
-			tensors.FromFlatDataAndDimensions(cos, p, d), tensors.FromFlatDataAndDimensions(sin, p, d))
+		}, patches, cos, sin)
 		if err != nil {
 			return nil, err
 		}
@@ -314,6 +316,25 @@ func (m *Model) ImageEmbeds(pixels []float32, grids []Grid) (*tensors.Tensor, er
 		return nil, err
 	}
 	return outs[0], nil
+}
+
+// visionRope returns the vision rotary tables [P, head_dim] of an h×w grid,
+// computed once per grid and kept (on the device after their first use).
+func (m *Model) visionRope(h, w int) (cos, sin *tensors.Tensor) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := [2]int{h, w}
+	if t, ok := m.visionRopes[key]; ok {
+		return t[0], t[1]
+	}
+	c, s := visionRopeTables(m.Config.Vision, h, w)
+	d := m.Config.Vision.HeadDim()
+	t := [2]*tensors.Tensor{tensors.FromFlatDataAndDimensions(c, h*w, d), tensors.FromFlatDataAndDimensions(s, h*w, d)}
+	if m.visionRopes == nil {
+		m.visionRopes = map[[2]int][2]*tensors.Tensor{}
+	}
+	m.visionRopes[key] = t
+	return t[0], t[1]
 }
 
 // Forward runs the full model on a batch and returns float32 logits for

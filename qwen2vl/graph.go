@@ -16,7 +16,8 @@ import (
 // accumulate in float32. Everything else is float32: the residual stream
 // (hidden states between blocks and the residual adds), RMSNorm/LayerNorm,
 // biases, activations, rotary embeddings (tables and rotation), the
-// attention scores (float32 products of the bf16-rounded q and k), softmax,
+// text attention scores (float32 products of the bf16-rounded q and k; the
+// vision tower's P×P scores come out in bf16, see visionAttention), softmax,
 // the vision patch embedding (float32 pixels), image features and the logits
 // (a float32 product). On the CPU this halves the bf16-vs-float32 logits error
 // of a bf16-everywhere forward (see precision_test.go).

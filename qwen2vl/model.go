@@ -35,6 +35,8 @@ type Model struct {
 	mu     sync.Mutex
 	execs  map[string]*graph.Exec
 	graphs map[string]*graph.Graph // the last graph each exec ran, by graph name
+
+	visionRopes map[[2]int][2]*tensors.Tensor // vision rotary cos/sin by grid (h, w)
 }
 
 // Graphs returns the last compiled graph each of the model's computations

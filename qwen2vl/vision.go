@@ -64,7 +64,13 @@ func (w *Weights) visionAttention(pre string, x, cos, sin *Node) *Node {
 		return Add(Mul(t32, c), Mul(r, s))
 	}
 	q, k, v := rot(part(0)), rot(part(1)), part(2)
-	scores := MulScalar(einsumF32("fhpd,fhqd->fhpq", q, k, w.DType), 1/math.Sqrt(float64(d)))
+	// The scores come out of the product in the model dtype (widened for the
+	// float32 softmax): at P² per head they are the vision tower's largest
+	// tensors, and float32 scores cost 20% more prefill time on an H100 with
+	// no measurable change of the logits (CPU medium model: rel 0.00861 vs
+	// 0.00869). The text attention keeps float32 scores (see attention).
+	scores := ConvertDType(Einsum("fhpd,fhqd->fhpq", ConvertDType(q, w.DType), ConvertDType(k, w.DType)), dtypes.Float32)
+	scores = MulScalar(scores, 1/math.Sqrt(float64(d)))
 	probs := Softmax(scores, -1)
 	out := ConvertDType(Einsum("fhpq,fhqd->fhpd", ConvertDType(probs, w.DType), ConvertDType(v, w.DType)), dtypes.Float32)
 	out = Reshape(TransposeAllDims(out, 0, 2, 1, 3), f, p, heads*d)
