@@ -273,14 +273,24 @@ func (m *Model) ImageEmbeds(pixels []float32, grids []Grid) (*tensors.Tensor, er
 	for _, key := range keys {
 		gr := groups[key]
 		p := gr.h * gr.w
-		// One copy of the group's frames, straight into the input tensor.
-		patches := tensors.FromShape(shapes.Make(dtypes.Float32, len(gr.frames), p, pd))
-		patches.MustMutableFlatData(func(flat any) {
-			dst := flat.([]float32)
-			for f, start := range gr.frames {
-				copy(dst[f*p*pd:(f+1)*p*pd], pixels[start*pd:(start+p)*pd])
+		// The group's frames go to the device straight from the caller's
+		// pixels when they lie contiguously (e.g. all images of one size);
+		// otherwise they are gathered into one buffer first.
+		first := gr.frames[0]
+		src := pixels[first*pd : (first+len(gr.frames)*p)*pd]
+		for f, start := range gr.frames {
+			if start != first+f*p {
+				src = make([]float32, 0, len(gr.frames)*p*pd)
+				for _, start := range gr.frames {
+					src = append(src, pixels[start*pd:(start+p)*pd]...)
+				}
+				break
 			}
-		})
+		}
+		patches, err := m.upload(src, len(gr.frames), p, pd)
+		if err != nil {
+			return nil, err
+		}
 		cos, sin := m.visionRope(gr.h, gr.w)
 		outs, err := m.run("vision", nil, func(w *Weights, in []*Node) []*Node {
 			return []*Node{w.VisionFrames(in[0], in[1], in[2])}
@@ -316,6 +326,16 @@ func (m *Model) ImageEmbeds(pixels []float32, grids []Grid) (*tensors.Tensor, er
 		return nil, err
 	}
 	return outs[0], nil
+}
+
+// upload places float32 host data on the model's device without an
+// intermediate host tensor.
+func (m *Model) upload(flat []float32, dims ...int) (*tensors.Tensor, error) {
+	buf, err := m.Backend.BufferFromFlatData(0, flat, shapes.Make(dtypes.Float32, dims...))
+	if err != nil {
+		return nil, fmt.Errorf("uploading %v float32: %w", dims, err)
+	}
+	return tensors.FromBuffer(m.Backend, buf)
 }
 
 // visionRope returns the vision rotary tables [P, head_dim] of an h×w grid,

@@ -17,8 +17,10 @@ import (
 
 // Options configure loading.
 type Options struct {
-	// DType of weights and activations: dtypes.Float32 (default, CPU) or
-	// dtypes.BFloat16 (GPU); softmax and norms accumulate in float32 either way.
+	// DType of the weights and of the matmul inputs: dtypes.Float32 (default,
+	// CPU) or dtypes.BFloat16 (GPU). With bf16 the default mixed-precision
+	// policy applies (see Weights): residual stream, norms, rotary, softmax,
+	// text attention scores and logits stay float32; the KV cache is bf16.
 	DType dtypes.DType
 }
 

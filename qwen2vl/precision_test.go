@@ -205,3 +205,38 @@ func TestPrecisionBF16Medium(t *testing.T) {
 	rel, top1 := precisionRun(t, cfg, []Grid{{1, 8, 8}, {1, 12, 8}, {1, 6, 14}}, 40)
 	t.Logf("medium bf16 vs f32: rel L2 logits error %.4g, top-1 agreement %.4f", rel, top1)
 }
+
+// TestImageEmbedsRegroup checks that images grouped by grid (here the first
+// and third share one, the second lies between them) come back in image
+// order, equal to embedding each image alone.
+func TestImageEmbedsRegroup(t *testing.T) {
+	m, ref := loadTiny(t)
+	b := ref.batch(t)
+	g0, g1 := b.Grids[0], b.Grids[1]
+	pd := m.Config.Vision.PatchDim()
+	n0, n1 := g0.T*g0.H*g0.W*pd, g1.T*g1.H*g1.W*pd
+	p0, p1 := b.PixelValues[:n0], b.PixelValues[n0:n0+n1]
+	p2 := make([]float32, n0)
+	for i := range p2 {
+		p2[i] = -p0[i]
+	}
+	all, err := m.ImageEmbeds(append(append(append([]float32(nil), p0...), p1...), p2...), []Grid{g0, g1, g0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []float32
+	for _, c := range []struct {
+		px []float32
+		g  Grid
+	}{{p0, g0}, {p1, g1}, {p2, g0}} {
+		e, err := m.ImageEmbeds(c.px, []Grid{c.g})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := tensors.CopyFlatData[float32](e)
+		want = append(want, v...)
+	}
+	if d := maxAbsDiff(t, all, want); d > 1e-5 {
+		t.Errorf("regrouped image features differ by %g", d)
+	}
+}
