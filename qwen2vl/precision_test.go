@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/mmft-go/mmft/safetensors"
@@ -238,5 +239,28 @@ func TestImageEmbedsRegroup(t *testing.T) {
 	}
 	if d := maxAbsDiff(t, all, want); d > 1e-5 {
 		t.Errorf("regrouped image features differ by %g", d)
+	}
+}
+
+// TestMRopeGraphMatchesHost checks the in-graph M-RoPE tables against the
+// host reference MRopeTables on the tiny batch's positions.
+func TestMRopeGraphMatchesHost(t *testing.T) {
+	m, ref := loadTiny(t)
+	b := ref.batch(t)
+	pos, _, err := RopeIndex(m.Config, b.InputIDs, b.AttentionMask, b.Grids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := m.runPlain("mropetest", func(in []*Node) []*Node {
+		w := &Weights{Config: m.Config}
+		c, s := w.MRope(in[0])
+		return []*Node{c, s}
+	}, positionsTensor(pos))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cos, sin := MRopeTables(m.Config.Text, pos)
+	if d := max(maxAbsDiff(t, outs[0], cos), maxAbsDiff(t, outs[1], sin)); d > 1e-6 {
+		t.Errorf("graph M-RoPE tables differ from MRopeTables by %g", d)
 	}
 }
