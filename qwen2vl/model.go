@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/gomlx/gomlx/backends"
@@ -181,6 +182,19 @@ func (l *LoRA) sortedModules() []string {
 	return sortedKeys(l.Modules)
 }
 
+// signature names what a graph bakes in of an adapter: its module names and
+// scales (A and B shapes are input shapes, which the exec keys on itself).
+func (l *LoRA) signature(mods []string) string {
+	if l == nil {
+		return "none"
+	}
+	var b strings.Builder
+	for _, name := range mods {
+		fmt.Fprintf(&b, "%s*%g;", name, l.Modules[name].Scale)
+	}
+	return b.String()
+}
+
 // Validate checks that every module names one of the seven LLM projections
 // of this model with matching shapes.
 func (l *LoRA) Validate(cfg Config) error {
@@ -220,10 +234,12 @@ func isLLMProjection(name string) bool {
 type builder func(w *Weights, inputs []*graph.Node) []*graph.Node
 
 // run executes a graph named key over the model weights, the adapter (if
-// any) and inputs. Graphs are compiled once per key, adapter and input shapes.
+// any) and inputs. Graphs are compiled once per key, adapter layout (module
+// names and scales, which the graph bakes in; not per *LoRA object, so a new
+// adapter of the same layout reuses the compiled graph) and input shapes.
 func (m *Model) run(key string, lora *LoRA, build builder, inputs ...any) (outs []*tensors.Tensor, err error) {
 	mods := lora.sortedModules()
-	execKey := fmt.Sprintf("%s/%p", key, lora)
+	execKey := key + "/" + lora.signature(mods)
 	m.mu.Lock()
 	exec, ok := m.execs[execKey]
 	if !ok {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
+	"github.com/mmft-go/mmft/internal/shared"
+	"github.com/mmft-go/mmft/lora"
 	"github.com/mmft-go/mmft/safetensors"
 )
 
@@ -262,5 +265,42 @@ func TestMRopeGraphMatchesHost(t *testing.T) {
 	cos, sin := MRopeTables(m.Config.Text, pos)
 	if d := max(maxAbsDiff(t, outs[0], cos), maxAbsDiff(t, outs[1], sin)); d > 1e-6 {
 		t.Errorf("graph M-RoPE tables differ from MRopeTables by %g", d)
+	}
+}
+
+// TestLoRAGraphReused checks that a new adapter object of the same layout
+// reuses the compiled graph (graphs were once cached per *LoRA).
+func TestLoRAGraphReused(t *testing.T) {
+	m, ref := loadTiny(t)
+	ad, err := lora.Load(shared.Fixture(t, "qwen2vl-tiny", "lora_adapter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := ref.batch(t)
+	var first []float32
+	for i := range 2 {
+		l, err := m.LoRAFromAdapter(ad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := m.Forward(b, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := tensors.CopyFlatData[float32](out.Logits)
+		if i == 0 {
+			first = got
+		} else if d := maxAbsDiff(t, out.Logits, first); d != 0 {
+			t.Errorf("same adapter, new object: logits differ by %g", d)
+		}
+	}
+	n := 0
+	for k := range m.execs {
+		if strings.HasPrefix(k, "logits/") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d compiled logits graphs for one adapter layout, want 1", n)
 	}
 }
