@@ -106,6 +106,10 @@ func Inspect(ctx context.Context, ds *Dataset, opts InspectOptions) (*Summary, e
 	if opts.MinPixels < 0 || opts.MaxPixels < opts.MinPixels {
 		return nil, fmt.Errorf("data: min_pixels %d and max_pixels %d must satisfy 0 < min_pixels <= max_pixels", opts.MinPixels, opts.MaxPixels)
 	}
+	if opts.MaxPixels > imageproc.DefaultMaxDecodePixels {
+		return nil, fmt.Errorf("data: max_pixels %d is over %d, the largest image the image processor resizes to (Qwen2-VL's configs use at most %d)",
+			opts.MaxPixels, imageproc.DefaultMaxDecodePixels, DefaultMaxPixels)
+	}
 	splits := opts.Splits
 	if len(splits) == 0 {
 		splits = ds.Splits()

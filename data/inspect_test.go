@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mmft-go/mmft/internal/shared"
@@ -110,5 +111,16 @@ func TestStats(t *testing.T) {
 	}
 	if (statsOf(nil) != Stats{}) {
 		t.Error("empty stats")
+	}
+}
+
+func TestInspectRefusesHugePixelBounds(t *testing.T) {
+	ds, err := Open(context.Background(), shared.Fixture(t, "sujet-parquet"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Inspect(context.Background(), ds, InspectOptions{MinPixels: 1 << 50, MaxPixels: 1 << 50})
+	if err == nil || !strings.Contains(err.Error(), "max_pixels") {
+		t.Fatalf("huge pixel bounds: want a clear error, got %v", err)
 	}
 }
