@@ -69,10 +69,18 @@ func RopeIndex(cfg Config, ids, mask [][]int32, grids []Grid) (pos [3][][]int64,
 			}
 			g := grids[next]
 			next++
+			if g.T <= 0 || g.H <= 0 || g.W <= 0 {
+				return pos, nil, fmt.Errorf("image %d has grid %dx%dx%d: t, h and w must be positive", next-1, g.T, g.H, g.W)
+			}
 			if g.H%merge != 0 || g.W%merge != 0 {
 				return pos, nil, fmt.Errorf("image %d grid %dx%d is not a multiple of the merge size %d", next-1, g.H, g.W, merge)
 			}
 			gt, gh, gw := g.T, g.H/merge, g.W/merge
+			// Check the image's tokens fit in the row before emitting their
+			// positions (factor by factor: a huge grid must not overflow).
+			if left := len(toks) - ed; gt > left || gh > left || gw > left || gt*gh > left || gt*gh*gw > left {
+				return pos, nil, fmt.Errorf("row %d: image %d (grid %dx%dx%d) needs %d×%d×%d image tokens after position %d, the row ends first", i, next-1, g.T, g.H, g.W, gt, gh, gw, where[ed])
+			}
 			base := maxPos + 1
 			for k := 0; k < ed-st; k++ {
 				v := base + int64(k)
@@ -87,9 +95,6 @@ func RopeIndex(cfg Config, ids, mask [][]int32, grids []Grid) (pos [3][][]int64,
 				}
 			}
 			n := gt * gh * gw
-			if ed+n > len(toks) {
-				return pos, nil, fmt.Errorf("row %d: image %d needs %d image tokens after position %d, the row ends first", i, next-1, n, ed)
-			}
 			for k := ed; k < ed+n; k++ {
 				if toks[k] != int32(cfg.ImageTokenID) {
 					return pos, nil, fmt.Errorf("row %d: image %d (grid %dx%dx%d) needs %d consecutive image tokens, found another token at %d", i, next-1, g.T, g.H, g.W, n, where[k])
