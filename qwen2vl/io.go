@@ -53,7 +53,9 @@ func ReadBatch(r safetensors.Reader) (Batch, error) {
 	return b, nil
 }
 
-func readInts(r safetensors.Reader, name string, required bool) ([]int64, []int, error) {
+// readInts reads an integer tensor as int32 (token ids, masks and grid sizes
+// all fit; a value that does not is an error rather than wrapping around).
+func readInts(r safetensors.Reader, name string, required bool) ([]int32, []int, error) {
 	info, ok := r.Tensor(name)
 	if !ok {
 		if required {
@@ -61,20 +63,18 @@ func readInts(r safetensors.Reader, name string, required bool) ([]int64, []int,
 		}
 		return nil, nil, nil
 	}
-	v, err := safetensors.ToInt64(info)
+	v, err := safetensors.ToInt32(info)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return v, info.Shape, nil
 }
 
-func toRows(flat []int64, shape []int) [][]int32 {
+// toRows splits a row-major [rows, cols] tensor into rows.
+func toRows(flat []int32, shape []int) [][]int32 {
 	out := make([][]int32, shape[0])
 	for i := range out {
-		out[i] = make([]int32, shape[1])
-		for j := range out[i] {
-			out[i][j] = int32(flat[i*shape[1]+j])
-		}
+		out[i] = flat[i*shape[1] : (i+1)*shape[1] : (i+1)*shape[1]]
 	}
 	return out
 }
