@@ -7,6 +7,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
 	"github.com/gomlx/gomlx/pkg/core/shapes"
+
+	"github.com/mmft-go/mmft/lora"
 )
 
 // Precision policy. A float32 model computes everything in float32. A bf16
@@ -84,21 +86,18 @@ func einsumF32(eq string, a, b *Node, dt dtypes.DType) *Node {
 }
 
 // Proj applies the LLM projection module (canonical module name, e.g.
-// "model.layers.3.mlp.up_proj") to x: x·Wᵀ + b, plus scale·(x·Aᵀ)·Bᵀ when a
-// LoRA adapter is bound for that module. Every one of the seven adapted LLM
-// projections (q, k, v, o, gate, up, down) goes through here. The input is
-// cast to the model dtype; the result is float32.
+// "model.layers.3.mlp.up_proj") to x: x·Wᵀ + b, plus scale·(x·Aᵀ)·Bᵀ
+// (lora.Apply) when a LoRA adapter is bound for that module. Every one of the
+// seven adapted LLM projections (q, k, v, o, gate, up, down) goes through
+// here. The input is cast to the model dtype; the result is float32.
 func (w *Weights) Proj(module string, x *Node) *Node {
-	var bias *Node
-	if b, ok := w.Params[module+".bias"]; ok {
-		bias = b
-	}
-	y := linear(x, w.param(module+".weight"), bias)
+	y := linear(x, w.param(module+".weight"), w.Params[module+".bias"])
 	if ad, ok := w.LoRA[module]; ok {
-		a := ConvertDType(ad.A, w.DType)
-		b := ConvertDType(ad.B, w.DType)
-		low := linear(linear(x, a, nil), b, nil)
-		y = Add(y, MulScalar(low, ad.Scale))
+		// The two low-rank products run in the model dtype, as the base
+		// projection does; the scale multiplies their float32 widening, so a
+		// bf16 model does not round the scaled update once more.
+		low := lora.Apply(ConvertDType(x, w.DType), ConvertDType(ad.A, w.DType), ConvertDType(ad.B, w.DType), 1)
+		y = Add(y, MulScalar(ConvertDType(low, dtypes.Float32), ad.Scale))
 	}
 	return y
 }
