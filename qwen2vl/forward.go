@@ -1,8 +1,10 @@
 package qwen2vl
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
@@ -258,13 +260,7 @@ func (m *Model) ImageEmbeds(pixels []float32, grids []Grid) (*tensors.Tensor, er
 			row += g.H * g.W
 		}
 	}
-	keys := make([][2]int, 0, len(groups))
-	for k := range groups {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		return keys[i][0] < keys[j][0] || (keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1])
-	})
+	keys := slices.SortedFunc(maps.Keys(groups), func(a, b [2]int) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
 	// Each group's features stay on the device; a small graph puts the rows
 	// of all groups back in image order (perm[row] = row of the concatenation).
 	var parts []any
@@ -611,13 +607,4 @@ func validSlots(mask [][]int32, capacity int) [][]bool {
 		}
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -3,8 +3,10 @@ package qwen2vl
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -48,11 +50,7 @@ type Model struct {
 func (m *Model) Graphs() map[string]*graph.Graph {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string]*graph.Graph, len(m.graphs))
-	for k, g := range m.graphs {
-		out[k] = g
-	}
-	return out
+	return maps.Clone(m.graphs)
 }
 
 // noteGraph records the graph an exec ran.
@@ -179,7 +177,7 @@ func (l *LoRA) sortedModules() []string {
 	if l == nil {
 		return nil
 	}
-	return sortedKeys(l.Modules)
+	return slices.Sorted(maps.Keys(l.Modules))
 }
 
 // signature names what a graph bakes in of an adapter: its module names and
@@ -221,13 +219,11 @@ func (l *LoRA) Validate(cfg Config) error {
 	return errors.Join(errs...)
 }
 
+// isLLMProjection reports whether a module name ends in one of the seven
+// LLM projections an adapter may target.
 func isLLMProjection(name string) bool {
-	for _, s := range []string{".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj", ".self_attn.o_proj", ".mlp.gate_proj", ".mlp.up_proj", ".mlp.down_proj"} {
-		if len(name) > len(s) && name[len(name)-len(s):] == s {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc([]string{".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj", ".self_attn.o_proj", ".mlp.gate_proj", ".mlp.up_proj", ".mlp.down_proj"},
+		func(s string) bool { return strings.HasSuffix(name, s) })
 }
 
 // builder builds a graph's outputs from the bound weights and the call inputs.

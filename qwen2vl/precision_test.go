@@ -2,9 +2,11 @@ package qwen2vl
 
 import (
 	"encoding/binary"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,11 +28,7 @@ type randomBF16Source struct {
 }
 
 func (r randomBF16Source) Names() []string {
-	out := make([]string, 0, len(r.specs))
-	for k := range r.specs {
-		out = append(out, k)
-	}
-	return out
+	return slices.Collect(maps.Keys(r.specs))
 }
 
 func (r randomBF16Source) Raw(name string) (string, []int, []byte, error) {
@@ -45,8 +43,8 @@ func (r randomBF16Source) Raw(name string) (string, []int, []byte, error) {
 	}
 	rng := rand.New(rand.NewPCG(h, 7))
 	data := make([]byte, 2*n)
-	isNorm := len(shape) == 1 && (hasSuffix(name, "norm.weight") || hasSuffix(name, "layernorm.weight") ||
-		hasSuffix(name, "norm1.weight") || hasSuffix(name, "norm2.weight") || hasSuffix(name, "ln_q.weight"))
+	isNorm := len(shape) == 1 && (strings.HasSuffix(name, "norm.weight") || strings.HasSuffix(name, "layernorm.weight") ||
+		strings.HasSuffix(name, "norm1.weight") || strings.HasSuffix(name, "norm2.weight") || strings.HasSuffix(name, "ln_q.weight"))
 	for i := range n {
 		var v float32
 		switch {
@@ -61,8 +59,6 @@ func (r randomBF16Source) Raw(name string) (string, []int, []byte, error) {
 	}
 	return "BF16", shape, data, nil
 }
-
-func hasSuffix(s, suf string) bool { return len(s) >= len(suf) && s[len(s)-len(suf):] == suf }
 
 // mediumConfig is a Qwen2-VL of medium size for precision experiments on the
 // CPU: hidden 512, 8 layers, 8 heads / 2 KV heads, vocabulary 4096.
