@@ -64,6 +64,9 @@ func (w *Weights) promptInputs(in []*Node) DecoderInput {
 	return DecoderInput{Hidden: h, Cos: cos, Sin: sin, Mask: causalMaskNode(in[5], Const(h.Graph(), int32(0)), l)}
 }
 
+// prepare validates a batch (and adapter) and builds the text graph's inputs:
+// token ids, where the image features go, M-RoPE positions and the valid
+// positions; the images run through the vision tower here.
 func (m *Model) prepare(in Batch, lora *LoRA) (*prepared, error) {
 	if err := lora.Validate(m.Config); err != nil {
 		return nil, err
@@ -573,15 +576,7 @@ func argmaxRows(t *tensors.Tensor) ([]int32, error) {
 	return out, nil
 }
 
-func (m *Model) emptyCache(b, capacity int) []*tensors.Tensor {
-	t := m.Config.Text
-	out := make([]*tensors.Tensor, 2*t.NumLayers)
-	for i := range out {
-		out[i] = tensors.FromShape(shapes.Make(m.DType, b, t.NumKVHeads, capacity, t.HeadDim()))
-	}
-	return out
-}
-
+// kvPairs groups per-layer cache nodes (K then V, layer by layer) into KVs.
 func kvPairs(nodes []*Node) []KV {
 	out := make([]KV, len(nodes)/2)
 	for i := range out {
@@ -590,6 +585,7 @@ func kvPairs(nodes []*Node) []KV {
 	return out
 }
 
+// flattenKV is the inverse of kvPairs.
 func flattenKV(kv []KV) []*Node {
 	out := make([]*Node, 0, 2*len(kv))
 	for _, p := range kv {
@@ -598,6 +594,8 @@ func flattenKV(kv []KV) []*Node {
 	return out
 }
 
+// validSlots widens an attention mask [B][L] to the cache capacity: slot j of
+// row i holds a token when j < L and mask[i][j] ≠ 0.
 func validSlots(mask [][]int32, capacity int) [][]bool {
 	out := make([][]bool, len(mask))
 	for i, row := range mask {

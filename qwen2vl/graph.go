@@ -6,7 +6,6 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
-	"github.com/gomlx/gomlx/pkg/core/shapes"
 
 	"github.com/mmft-go/mmft/lora"
 )
@@ -284,6 +283,3 @@ func (w *Weights) ChosenLogProbs(h, targets *Node, chunk int) *Node {
 	}
 	return Sub(chosen, lse)
 }
-
-// shapeOf is a small helper for building parameter shapes.
-func shapeOf(dt dtypes.DType, dims ...int) shapes.Shape { return shapes.Make(dt, dims...) }

@@ -198,10 +198,7 @@ func toDevice(backend backends.Backend, srcDType string, shape []int, data []byt
 
 // hostLittleEndian is true on little-endian hosts, where BF16 checkpoint
 // bytes are the in-memory layout of []bfloat16.BFloat16.
-var hostLittleEndian = func() bool {
-	x := uint16(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()
+var hostLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // readF32 reads element i of little-endian F32/BF16/F16 data as float32.
 func readF32(dtype string, data []byte, i int) float32 {
