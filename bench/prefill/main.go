@@ -13,12 +13,13 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"reflect"
 	"runtime"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -43,11 +44,7 @@ type randomSource struct {
 }
 
 func (r *randomSource) Names() []string {
-	out := make([]string, 0, len(r.specs))
-	for k := range r.specs {
-		out = append(out, k)
-	}
-	return out
+	return slices.Collect(maps.Keys(r.specs))
 }
 
 func (r *randomSource) Raw(name string) (string, []int, []byte, error) {
@@ -155,6 +152,9 @@ func main() {
 }
 
 func run(cfgPath, device string, b, l, side, reps int, prealloc bool) error {
+	if b < 1 || reps < 1 {
+		return fmt.Errorf("--batch %d, --reps %d: both must be at least 1", b, reps)
+	}
 	cfg, err := qwen2vl.LoadConfig(cfgPath)
 	if err != nil {
 		return err
@@ -173,6 +173,9 @@ func run(cfgPath, device string, b, l, side, reps int, prealloc bool) error {
 		return err
 	}
 	fmt.Printf("loaded random 2B-shape bf16 weights in %v\n", time.Since(t0).Round(time.Millisecond))
+	if unit := cfg.Vision.PatchSize * cfg.Vision.SpatialMergeSize; side < unit || side%unit != 0 {
+		return fmt.Errorf("--image %d: the side must be a positive multiple of %d pixels (patch × merge size)", side, unit)
+	}
 	g := side / cfg.Vision.PatchSize
 	imgTokens := g * g / (cfg.Vision.SpatialMergeSize * cfg.Vision.SpatialMergeSize)
 	text := l - imgTokens - 2
@@ -240,11 +243,7 @@ func run(cfgPath, device string, b, l, side, reps int, prealloc bool) error {
 	fmt.Printf("prefill %d × %d tokens (image %dx%d px, %d image tokens): %v per batch, %.0f tokens/s; Go heap peak (Sys) %.2f GiB\n",
 		b, l, side, side, imgTokens, el.Round(time.Millisecond), float64(b*l)/el.Seconds(), float64(ms.Sys)/(1<<30))
 	graphs := m.Graphs()
-	names := make([]string, 0, len(graphs))
-	for k := range graphs {
-		names = append(names, k)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(graphs))
 	var weights int64
 	for _, name := range m.ParamNames() {
 		weights += int64(m.Param(name).Shape().Memory())

@@ -36,13 +36,18 @@ func run(dir, device, dtypeName, refKey string, check bool) error {
 	if dir == "" {
 		return fmt.Errorf("--dir is required")
 	}
+	var dt dtypes.DType
+	switch dtypeName {
+	case "bf16":
+		dt = dtypes.BFloat16
+	case "f32":
+		dt = dtypes.Float32
+	default:
+		return fmt.Errorf("--dtype %q: use bf16 or f32", dtypeName)
+	}
 	be, err := compute.New(compute.Options{Device: device})
 	if err != nil {
 		return err
-	}
-	dt := dtypes.BFloat16
-	if dtypeName == "f32" {
-		dt = dtypes.Float32
 	}
 	m, err := qwen2vl.Load(be.Backend, filepath.Join(dir, "model"), qwen2vl.Options{DType: dt})
 	if err != nil {
@@ -107,6 +112,10 @@ func run(dir, device, dtypeName, refKey string, check bool) error {
 				agree++
 			}
 		}
+	}
+	if total == 0 {
+		// NaN metrics would pass both bounds.
+		return fmt.Errorf("no position to compare: inputs.safetensors needs an attention_mask with unpadded positions")
 	}
 	rel := math.Sqrt(num / den)
 	top1 := float64(agree) / float64(total)
