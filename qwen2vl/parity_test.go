@@ -1,7 +1,6 @@
 package qwen2vl
 
 import (
-	"encoding/binary"
 	"math"
 	"path/filepath"
 	"sync"
@@ -33,7 +32,7 @@ func cpuBackend(t testing.TB) backends.Backend {
 }
 
 // reference is the tiny model's reference.safetensors.
-type reference struct{ set ReaderSource }
+type reference struct{ f *safetensors.File }
 
 func openReference(t testing.TB) (dir string, ref reference) {
 	dir = shared.Fixture(t, "qwen2vl-tiny")
@@ -42,52 +41,45 @@ func openReference(t testing.TB) (dir string, ref reference) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return dir, reference{ReaderSource{f}}
+	return dir, reference{f}
+}
+
+// tensor returns a reference tensor, failing the test when it is absent.
+func (r reference) tensor(t testing.TB, name string) safetensors.Info {
+	info, ok := r.f.Tensor(name)
+	if !ok {
+		t.Fatalf("reference has no %s", name)
+	}
+	return info
 }
 
 func (r reference) ints(t testing.TB, name string) ([]int64, []int) {
-	dt, shape, data, err := r.set.Raw(name)
-	if err != nil || dt != "I64" {
-		t.Fatalf("reference %s: %v (dtype %s)", name, err, dt)
+	info := r.tensor(t, name)
+	v, err := safetensors.ToInt64(info)
+	if err != nil {
+		t.Fatalf("reference %s: %v", name, err)
 	}
-	out := make([]int64, len(data)/8)
-	for i := range out {
-		out[i] = int64(binary.LittleEndian.Uint64(data[8*i:]))
-	}
-	return out, shape
+	return v, info.Shape
 }
 
 func (r reference) floats(t testing.TB, name string) ([]float32, []int) {
-	dt, shape, data, err := r.set.Raw(name)
-	if err != nil || dt != "F32" {
-		t.Fatalf("reference %s: %v (dtype %s)", name, err, dt)
+	info := r.tensor(t, name)
+	v, err := safetensors.ToFloat32(info)
+	if err != nil {
+		t.Fatalf("reference %s: %v", name, err)
 	}
-	out := make([]float32, len(data)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
-	}
-	return out, shape
+	return v, info.Shape
 }
 
-func rows32(flat []int64, shape []int) [][]int32 {
-	out := make([][]int32, shape[0])
-	for i := range out {
-		out[i] = make([]int32, shape[1])
-		for j := range out[i] {
-			out[i][j] = int32(flat[i*shape[1]+j])
-		}
-	}
-	return out
-}
-
+// batch reads the reference's inputs (input_ids, attention_mask,
+// pixel_values, image_grid_thw) as mmft forward does.
 func (r reference) batch(t testing.TB) Batch {
-	ids, s := r.ints(t, "input_ids")
-	mask, _ := r.ints(t, "attention_mask")
-	grid, gs := r.ints(t, "image_grid_thw")
-	pix, _ := r.floats(t, "pixel_values")
-	b := Batch{InputIDs: rows32(ids, s), AttentionMask: rows32(mask, s), PixelValues: pix}
-	for i := range gs[0] {
-		b.Grids = append(b.Grids, Grid{int(grid[3*i]), int(grid[3*i+1]), int(grid[3*i+2])})
+	b, err := ReadBatch(r.f)
+	if err != nil {
+		t.Fatalf("reference inputs: %v", err)
+	}
+	if b.AttentionMask == nil || len(b.Grids) == 0 {
+		t.Fatal("reference inputs lack attention_mask or images")
 	}
 	return b
 }
