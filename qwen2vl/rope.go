@@ -3,6 +3,9 @@ package qwen2vl
 import (
 	"fmt"
 	"math"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
 )
 
 // Grid is an image's patch grid (temporal, height, width) as in image_grid_thw.
@@ -163,6 +166,45 @@ func MRopeTables(cfg TextConfig, pos [3][][]int64) (cos, sin []float32) {
 		}
 	}
 	return cos, sin
+}
+
+// MRope returns the M-RoPE cos and sin tables [B, S, head_dim] (float32) for
+// positions [3, B, S] (int32), as MRopeTables computes them on the host:
+// frequency j of the head's first half (and its copy in the second half)
+// takes its angle from the temporal, height or width position according to
+// mrope_section; angle = float32(position) · inv_freq in float32.
+func (w *Weights) MRope(pos *Node) (cos, sin *Node) {
+	cfg := w.Config.Text
+	g := pos.Graph()
+	d := cfg.HeadDim()
+	inv := invFreq(cfg.RopeTheta, d)
+	invFull := make([]float32, d)
+	for k := range d {
+		invFull[k] = inv[k%(d/2)]
+	}
+	sel := make([][]float32, 3)
+	for a := range sel {
+		sel[a] = make([]float32, d)
+	}
+	j := 0
+	for a, n := range cfg.MRopeSection {
+		for range n {
+			sel[a][j], sel[a][j+d/2] = 1, 1
+			j++
+		}
+	}
+	pf := ConvertDType(pos, dtypes.Float32) // exact below 2²⁴
+	var posK *Node                          // [B, S, D]: each frequency's position (a 0/1 selection, exact)
+	for a := range 3 {
+		term := Mul(InsertAxes(Squeeze(SliceAxis(pf, 0, AxisElem(a)), 0), -1), ExpandLeftToRank(Const(g, sel[a]), 3))
+		if posK == nil {
+			posK = term
+		} else {
+			posK = Add(posK, term)
+		}
+	}
+	angle := Mul(posK, ExpandLeftToRank(Const(g, invFull), 3))
+	return Cos(angle), Sin(angle)
 }
 
 // visionRopeTables returns cos and sin [P·head_dim] for one frame of an image
