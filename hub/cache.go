@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/mmft-go/mmft/internal/atomicfile"
 )
 
 // repoCache is one repository's folder in the hub cache.
@@ -63,21 +65,8 @@ func (c repoCache) writeRef(revision, commit string) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("hub: recording revision %q: %w", revision, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), filepath.Base(p)+".*.tmp")
-	if err != nil {
+	if err := atomicfile.WriteBytes(p, []byte(commit)); err != nil {
 		return fmt.Errorf("hub: recording revision %q: %w", revision, err)
-	}
-	_, werr := tmp.WriteString(commit)
-	cerr := tmp.Close()
-	if werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), p)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("hub: recording revision %q: %w", revision, werr)
 	}
 	return nil
 }

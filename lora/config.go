@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/mmft-go/mmft/internal/atomicfile"
 )
 
 // ConfigFile is the name of PEFT's adapter configuration file in an adapter folder.
@@ -316,22 +318,7 @@ func (c *Config) WriteConfig(dir string) error {
 // writeFileAtomic writes data to path through a temporary file and a rename,
 // so that an existing file is never left half-written.
 func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("lora: %w", err)
-	}
-	name := tmp.Name()
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(name)
-		return fmt.Errorf("lora: writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(name)
-		return fmt.Errorf("lora: writing %s: %w", path, err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		os.Remove(name)
+	if err := atomicfile.WriteBytes(path, data); err != nil {
 		return fmt.Errorf("lora: %w", err)
 	}
 	return nil

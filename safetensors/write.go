@@ -1,17 +1,19 @@
 package safetensors
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+
+	"github.com/mmft-go/mmft/internal/atomicfile"
 )
 
 // NamedTensor is a tensor to write: its name, dtype, shape and raw little-endian bytes.
@@ -199,39 +201,12 @@ func Write(path string, tensors []NamedTensor, metadata map[string]string) error
 	if _, _, err := buildHeader(tensors, metadata); err != nil {
 		return err
 	}
-	return writeAtomic(path, func(w *bufio.Writer) error { return encode(w, tensors, metadata) })
+	return writeAtomic(path, func(w io.Writer) error { return encode(w, tensors, metadata) })
 }
 
 // writeAtomic writes path through a temporary file in the same folder, synced and renamed.
-func writeAtomic(path string, fill func(w *bufio.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("safetensors: creating %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	if err = fill(w); err != nil {
-		return fmt.Errorf("safetensors: writing %s: %w", path, err)
-	}
-	if err = w.Flush(); err != nil {
-		return fmt.Errorf("safetensors: writing %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("safetensors: syncing %s: %w", path, err)
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("safetensors: closing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+func writeAtomic(path string, fill func(w io.Writer) error) error {
+	if err := atomicfile.Write(path, fill); err != nil {
 		return fmt.Errorf("safetensors: %w", err)
 	}
 	return nil
@@ -319,7 +294,7 @@ func WriteSharded(dir string, tensors []NamedTensor, metadata map[string]string,
 		return written, fmt.Errorf("safetensors: index: %w", err)
 	}
 	ip := filepath.Join(dir, IndexFile)
-	if err := writeAtomic(ip, func(w *bufio.Writer) error {
+	if err := writeAtomic(ip, func(w io.Writer) error {
 		_, err := w.Write(append(ib, '\n'))
 		return err
 	}); err != nil {

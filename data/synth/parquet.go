@@ -3,7 +3,6 @@ package synth
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/mmft-go/mmft/data/pylit"
+
+	"github.com/mmft-go/mmft/internal/atomicfile"
 )
 
 // imageCell is the Hugging Face Image feature as stored in parquet.
@@ -168,28 +169,9 @@ func WriteDataset(ctx context.Context, dir string, nTrain, nTest, rowGroupSize i
 }
 
 // writeFileAtomic writes path through a temporary file in the same folder.
-func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	if err := atomicfile.Write(path, write); err != nil {
 		return fmt.Errorf("synth: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := write(f); err != nil {
-		return fmt.Errorf("synth: writing %s: %w", path, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("synth: writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("synth: writing %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return errors.Join(fmt.Errorf("synth: moving %s into place", path), err)
 	}
 	return nil
 }
