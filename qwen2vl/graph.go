@@ -133,31 +133,31 @@ func rotateHalfMatrix(g *Graph, d int, dt dtypes.DType) *Node {
 	return ConvertDType(Reshape(Const(g, r), d, d), dt)
 }
 
-// applyRotary computes x·cos + rotate_half(x)·sin in float32 for x [B, heads,
-// S, D] and cos, sin [B, S, D] (float32).
+// applyRotary computes x·cos + rotate_half(x)·sin in float32 for x [B, S,
+// heads, D] and cos, sin [B, S, D] (float32).
 func applyRotary(x, cos, sin *Node) *Node {
 	d := x.Shape().Dimensions[x.Rank()-1]
 	x = ConvertDType(x, dtypes.Float32)
-	cos = InsertAxes(cos, 1)
-	sin = InsertAxes(sin, 1)
-	rot := Einsum("bhsi,ij->bhsj", x, rotateHalfMatrix(x.Graph(), d, dtypes.Float32))
+	cos = InsertAxes(cos, 2)
+	sin = InsertAxes(sin, 2)
+	rot := Einsum("bshi,ij->bshj", x, rotateHalfMatrix(x.Graph(), d, dtypes.Float32))
 	return Add(Mul(x, cos), Mul(rot, sin))
 }
 
-// attention computes softmax(q·kᵀ/√d + mask)·v for q [B, H, S, D], k, v [B,
-// KVH, C, D] and mask [B, S, C] (true = may attend); key/value heads are
+// attention computes softmax(q·kᵀ/√d + mask)·v for q [B, S, H, D], k, v [B,
+// C, KVH, D] and mask [B, S, C] (true = may attend); key/value heads are
 // shared by H/KVH query heads (GQA). q, k and v enter the products rounded to
 // dt (the model dtype); the scores are float32 products of those values
 // (exact, float32 accumulation), softmax is float32, and the probabilities
 // enter the value product in dt. Returns [B, S, H·D] float32.
 func attention(q, k, v, mask *Node, dt dtypes.DType) *Node {
 	dims := q.Shape().Dimensions
-	b, h, s, d := dims[0], dims[1], dims[2], dims[3]
-	kvh, c := k.Shape().Dimensions[1], k.Shape().Dimensions[2]
+	b, s, h, d := dims[0], dims[1], dims[2], dims[3]
+	kvh, c := k.Shape().Dimensions[2], k.Shape().Dimensions[1]
 	groups := h / kvh
-	// Group the query heads by their key/value head: [B, KVH, G, S, D].
-	qg := Reshape(q, b, kvh, groups, s, d)
-	scores := einsumF32("bkgsd,bkcd->bkgsc", qg, k, dt)
+	// Group the query heads by their key/value head: [B, S, KVH, G, D].
+	qg := Reshape(q, b, s, kvh, groups, d)
+	scores := einsumF32("bskgd,bckd->bkgsc", qg, k, dt)
 	scores = MulScalar(scores, 1/math.Sqrt(float64(d)))
 	m := BroadcastToDims(Reshape(mask, b, 1, 1, s, c), b, kvh, groups, s, c)
 	// A large finite negative keeps fully masked rows finite (no NaN).
@@ -167,36 +167,36 @@ func attention(q, k, v, mask *Node, dt dtypes.DType) *Node {
 	// torch's scaled_dot_product_attention does for a fully masked row.
 	anyKey := ReduceMax(ConvertDType(m, dtypes.Float32), -1)
 	probs = Mul(probs, InsertAxes(anyKey, -1))
-	out := ConvertDType(Einsum("bkgsc,bkcd->bkgsd", ConvertDType(probs, dt), ConvertDType(v, dt)), dtypes.Float32) // [B, KVH, G, S, D]
-	out = Reshape(out, b, h, s, d)
-	return Reshape(TransposeAllDims(out, 0, 2, 1, 3), b, s, h*d)
+	out := ConvertDType(Einsum("bkgsc,bckd->bskgd", ConvertDType(probs, dt), ConvertDType(v, dt)), dtypes.Float32)
+	return Reshape(out, b, s, h*d)
 }
 
-// splitHeads reshapes [B, S, H·D] to [B, H, S, D].
+// splitHeads reshapes [B, S, H·D] to [B, S, H, D].
 func splitHeads(x *Node, heads int) *Node {
 	dims := x.Shape().Dimensions
-	return TransposeAllDims(Reshape(x, dims[0], dims[1], heads, dims[2]/heads), 0, 2, 1, 3)
+	return Reshape(x, dims[0], dims[1], heads, dims[2]/heads)
 }
 
-// KV is one layer's key/value cache, [B, KVH, C, D] each.
+// KV is one layer's keys and values, [B, C, KVH, D] each, in the model dtype.
 type KV struct{ K, V *Node }
 
-// DecoderInput is the input of the Qwen2 decoder stack for S new positions
-// written into a cache of capacity C (C = S for a plain forward).
+// DecoderInput is the input of the Qwen2 decoder stack for S new positions.
 type DecoderInput struct {
 	Hidden   *Node // [B, S, hidden] input embeddings
 	Cos, Sin *Node // [B, S, head_dim] M-RoPE tables (float32)
-	Mask     *Node // [B, S, C] bool: query s may attend to cache slot c
-	// Write is a [S, C] 0/1 matrix placing the new positions into cache slots;
-	// nil means no cache (C = S, keys are the new positions themselves).
-	Write *Node
-	// Cache holds the incoming per-layer caches (ignored when Write is nil).
-	Cache []KV
+	// Mask is [B, S, C] bool: new position s may attend to key c (C = S
+	// without Attend, or the C keys Attend returns).
+	Mask *Node
+	// Attend, when set, turns layer i's new keys and values [B, S, KVH, D]
+	// (model dtype, rotary applied to keys) into the keys and values the
+	// layer attends to, [B, C, KVH, D] — e.g. by writing them into a KV
+	// cache and returning the cache. Nil attends to the new positions only.
+	Attend func(layer int, k, v *Node) KV
 }
 
 // Decoder runs the Qwen2 decoder layers and the final norm. It returns the
-// final hidden states [B, S, hidden] and the per-layer K/V (the updated
-// caches, or this call's keys/values when Write is nil).
+// final hidden states [B, S, hidden] (float32) and each layer's attended keys
+// and values (Attend's results, or this call's keys and values).
 func (w *Weights) Decoder(in DecoderInput) (*Node, []KV) {
 	cfg := w.Config.Text
 	h := ConvertDType(in.Hidden, dtypes.Float32) // the residual stream stays float32
@@ -209,14 +209,12 @@ func (w *Weights) Decoder(in DecoderInput) (*Node, []KV) {
 		k := splitHeads(w.Proj(p+"self_attn.k_proj", x), cfg.NumKVHeads)
 		v := splitHeads(w.Proj(p+"self_attn.v_proj", x), cfg.NumKVHeads)
 		q = applyRotary(q, in.Cos, in.Sin)
-		k = ConvertDType(applyRotary(k, in.Cos, in.Sin), w.DType) // the cache holds the model dtype
-		v = ConvertDType(v, w.DType)
-		if in.Write != nil {
-			k = writeCache(in.Cache[i].K, k, in.Write)
-			v = writeCache(in.Cache[i].V, v, in.Write)
+		kv := KV{K: ConvertDType(applyRotary(k, in.Cos, in.Sin), w.DType), V: ConvertDType(v, w.DType)} // the cache holds the model dtype
+		if in.Attend != nil {
+			kv = in.Attend(i, kv.K, kv.V)
 		}
-		out[i] = KV{K: k, V: v}
-		attn := attention(q, k, v, in.Mask, w.DType)
+		out[i] = kv
+		attn := attention(q, kv.K, kv.V, in.Mask, w.DType)
 		h = Add(h, w.Proj(p+"self_attn.o_proj", attn))
 		// SwiGLU MLP block.
 		x = rmsNorm(h, w.param(p+"post_attention_layernorm.weight"), cfg.RMSNormEps)
@@ -225,17 +223,6 @@ func (w *Weights) Decoder(in DecoderInput) (*Node, []KV) {
 		h = Add(h, w.Proj(p+"mlp.down_proj", Mul(Mul(gate, Sigmoid(gate)), up)))
 	}
 	return rmsNorm(h, w.param("model.norm.weight"), cfg.RMSNormEps), out
-}
-
-// writeCache places new [B, KVH, S, D] entries into cache [B, KVH, C, D] at the
-// slots given by the 0/1 matrix write [S, C] (a masked sum, which every backend
-// supports and differentiates, unlike DynamicUpdateSlice).
-func writeCache(cache, update, write *Node) *Node {
-	write = ConvertDType(write, cache.DType())
-	placed := Einsum("bksd,sc->bkcd", update, write)
-	keep := OneMinus(ReduceSum(write, 0)) // [C]: 1 where no new entry lands
-	keep = Reshape(keep, 1, 1, keep.Shape().Dimensions[0], 1)
-	return Add(Mul(cache, keep), placed)
 }
 
 // LMHeadWeight is the output projection [vocab, hidden]: embed_tokens when tied.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -36,31 +35,6 @@ type Model struct {
 
 	names  []string // canonical names, in ParamSpecs order
 	params map[string]*tensors.Tensor
-
-	mu     sync.Mutex
-	execs  map[string]*graph.Exec
-	graphs map[string]*graph.Graph // the last graph each exec ran, by graph name
-
-	visionRopes map[[2]int][2]*tensors.Tensor // vision rotary cos/sin by grid (h, w)
-}
-
-// Graphs returns the last compiled graph each of the model's computations
-// ran, by name (e.g. "qwen2vl.prefill427", "qwen2vl.vision"): a tool can
-// inspect their backend executables (e.g. compiled memory statistics).
-func (m *Model) Graphs() map[string]*graph.Graph {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return maps.Clone(m.graphs)
-}
-
-// noteGraph records the graph an exec ran.
-func (m *Model) noteGraph(name string, g *graph.Graph) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.graphs == nil {
-		m.graphs = map[string]*graph.Graph{}
-	}
-	m.graphs[name] = g
 }
 
 // Load reads config.json and the safetensors weights (single file or shards)
@@ -96,7 +70,7 @@ func LoadFrom(backend backends.Backend, cfg Config, src TensorSource, opts Optio
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Config: cfg, DType: dt, Backend: backend, params: map[string]*tensors.Tensor{}, execs: map[string]*graph.Exec{}}
+	m := &Model{Config: cfg, DType: dt, Backend: backend, params: map[string]*tensors.Tensor{}}
 	for _, spec := range cfg.ParamSpecs() {
 		sdt, shape, data, err := src.Raw(keys[spec.Name])
 		if err != nil {
@@ -226,81 +200,63 @@ func isLLMProjection(name string) bool {
 		func(s string) bool { return strings.HasSuffix(name, s) })
 }
 
-// builder builds a graph's outputs from the bound weights and the call inputs.
-type builder func(w *Weights, inputs []*graph.Node) []*graph.Node
-
-// run executes a graph named key over the model weights, the adapter (if
-// any) and inputs. Graphs are compiled once per key, adapter layout (module
-// names and scales, which the graph bakes in; not per *LoRA object, so a new
-// adapter of the same layout reuses the compiled graph) and input shapes.
-func (m *Model) run(key string, lora *LoRA, build builder, inputs ...any) (outs []*tensors.Tensor, err error) {
-	mods := lora.sortedModules()
-	execKey := key + "/" + lora.signature(mods)
-	m.mu.Lock()
-	exec, ok := m.execs[execKey]
-	if !ok {
-		nParams := len(m.names)
-		exec, err = graph.NewExec(m.Backend, func(nodes []*graph.Node) []*graph.Node {
-			w := &Weights{Config: m.Config, DType: m.DType, Params: map[string]*graph.Node{}, LoRA: map[string]LoRANodes{}}
-			for i, name := range m.names {
-				w.Params[name] = nodes[i]
-			}
-			for i, name := range mods {
-				w.LoRA[name] = LoRANodes{A: nodes[nParams+2*i], B: nodes[nParams+2*i+1], Scale: lora.Modules[name].Scale}
-			}
-			return build(w, nodes[nParams+2*len(mods):])
-		})
-		if err != nil {
-			m.mu.Unlock()
-			return nil, err
-		}
-		exec = exec.WithName("qwen2vl." + key)
-		m.execs[execKey] = exec
-	}
-	m.mu.Unlock()
-	args := make([]any, 0, len(m.names)+2*len(mods)+len(inputs))
-	for _, name := range m.names {
-		args = append(args, m.params[name])
-	}
-	for _, name := range mods {
-		args = append(args, lora.Modules[name].A, lora.Modules[name].B)
-	}
-	args = append(args, inputs...)
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("qwen2vl %s: %v", key, r)
-		}
-	}()
-	outs, g, err := exec.ExecWithGraph(args...)
-	if err == nil {
-		m.noteGraph("qwen2vl."+key, g)
-	}
-	return outs, err
+// Binding lays out a model's parameters (and an optional adapter) as the
+// first inputs of a graph: run a graph with Tensors() followed by its own
+// inputs, and inside the graph builder call Weights on the input nodes to get
+// the Weights view and the remaining (own) inputs. Adapter tensors are graph
+// inputs, so a trainer can take gradients with respect to the A and B nodes
+// (Weights.LoRA[module].A / .B). No weight is copied.
+type Binding struct {
+	cfg     Config
+	dt      dtypes.DType
+	names   []string
+	mods    []string
+	scales  []float64
+	tensors []*tensors.Tensor
+	layout  string
 }
 
-// runPlain executes a graph named key over inputs only (no weights), compiled
-// once per key and input shapes.
-func (m *Model) runPlain(key string, build func(inputs []*graph.Node) []*graph.Node, inputs ...any) (outs []*tensors.Tensor, err error) {
-	m.mu.Lock()
-	exec, ok := m.execs["plain/"+key]
-	if !ok {
-		exec, err = graph.NewExec(m.Backend, build)
-		if err != nil {
-			m.mu.Unlock()
-			return nil, err
-		}
-		exec = exec.WithName("qwen2vl." + key)
-		m.execs["plain/"+key] = exec
+// Bind lays out the model's parameters and l (nil = no adapter, the base /
+// reference model) as graph inputs, after checking l against the config.
+func (m *Model) Bind(l *LoRA) (*Binding, error) {
+	if err := l.Validate(m.Config); err != nil {
+		return nil, fmt.Errorf("qwen2vl: %w", err)
 	}
-	m.mu.Unlock()
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("qwen2vl %s: %v", key, r)
-		}
-	}()
-	outs, g, err := exec.ExecWithGraph(inputs...)
-	if err == nil {
-		m.noteGraph("qwen2vl."+key, g)
+	mods := l.sortedModules()
+	b := &Binding{cfg: m.Config, dt: m.DType, names: m.names, mods: mods, layout: l.signature(mods)}
+	for _, name := range m.names {
+		b.tensors = append(b.tensors, m.params[name])
 	}
-	return outs, err
+	for _, name := range mods {
+		mod := l.Modules[name]
+		b.scales = append(b.scales, mod.Scale)
+		b.tensors = append(b.tensors, mod.A, mod.B)
+	}
+	return b, nil
+}
+
+// Tensors returns the bound tensors in input order: every parameter in
+// ParamNames order, then each adapter module's A and B (modules sorted by name).
+func (b *Binding) Tensors() []*tensors.Tensor { return b.tensors }
+
+// NumInputs is len(Tensors()): the number of graph inputs the binding takes.
+func (b *Binding) NumInputs() int { return len(b.tensors) }
+
+// Layout names what a graph bakes in of the binding (the adapter's module
+// names and scales; shapes are input shapes): use it in program variants so
+// that a new adapter of the same layout reuses compiled programs.
+func (b *Binding) Layout() string { return b.layout }
+
+// Weights maps the first NumInputs nodes of a graph's inputs to the Weights
+// view and returns the remaining nodes.
+func (b *Binding) Weights(nodes []*graph.Node) (*Weights, []*graph.Node) {
+	w := &Weights{Config: b.cfg, DType: b.dt, Params: make(map[string]*graph.Node, len(b.names)), LoRA: map[string]LoRANodes{}}
+	for i, name := range b.names {
+		w.Params[name] = nodes[i]
+	}
+	n := len(b.names)
+	for i, name := range b.mods {
+		w.LoRA[name] = LoRANodes{A: nodes[n+2*i], B: nodes[n+2*i+1], Scale: b.scales[i]}
+	}
+	return w, nodes[len(b.tensors):]
 }

@@ -8,13 +8,15 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
 )
 
-// VisionFrames runs the vision tower and the patch merger on F frames that
-// share one patch grid: patches [F, P, C·T·p·p] (the image processor's
-// flattened patches, in merge-window order), cos and sin [P, head_dim] from
-// the 2-D rotary tables. Attention stays within each frame (the block-diagonal
-// mask of cu_seqlens). It returns the merged embeddings [F, P/m², hidden] in
-// float32 (matmul inputs in the model dtype, everything else float32).
-func (w *Weights) VisionFrames(patches, cos, sin *Node) *Node {
+// VisionFrames runs the vision tower and the patch merger on F frames padded
+// to P patches each: patches [F, P, C·T·p·p] (the image processor's
+// flattened patches, in merge-window order), cos and sin [F, P, head_dim]
+// from each frame's 2-D rotary tables, valid [F, P] bool (false on padding
+// patches, which no patch attends to). Attention stays within each frame (the
+// block-diagonal mask of cu_seqlens). It returns the merged embeddings [F,
+// P/m², hidden] in float32 (matmul inputs in the model dtype, everything else
+// float32); rows merged from padding are meaningless.
+func (w *Weights) VisionFrames(patches, cos, sin, valid *Node) *Node {
 	cfg := w.Config.Vision
 	dims := patches.Shape().Dimensions
 	f, p := dims[0], dims[1]
@@ -27,7 +29,7 @@ func (w *Weights) VisionFrames(patches, cos, sin *Node) *Node {
 	for i := range cfg.Depth {
 		pre := fmt.Sprintf("visual.blocks.%d.", i)
 		h := layerNorm(x, w.param(pre+"norm1.weight"), w.param(pre+"norm1.bias"), 1e-6)
-		x = Add(x, w.visionAttention(pre+"attn.", h, cos, sin))
+		x = Add(x, w.visionAttention(pre+"attn.", h, cos, sin, valid))
 		h = layerNorm(x, w.param(pre+"norm2.weight"), w.param(pre+"norm2.bias"), 1e-6)
 		h = linear(h, w.param(pre+"mlp.fc1.weight"), w.param(pre+"mlp.fc1.bias"))
 		h = Mul(h, Sigmoid(MulScalar(h, 1.702))) // QuickGELU
@@ -45,7 +47,7 @@ func (w *Weights) VisionFrames(patches, cos, sin *Node) *Node {
 
 // visionAttention is full (non-causal) multi-head attention within each frame
 // with the 2-D rotary embedding applied to queries and keys in float32.
-func (w *Weights) visionAttention(pre string, x, cos, sin *Node) *Node {
+func (w *Weights) visionAttention(pre string, x, cos, sin, valid *Node) *Node {
 	cfg := w.Config.Vision
 	dims := x.Shape().Dimensions
 	f, p := dims[0], dims[1]
@@ -58,8 +60,8 @@ func (w *Weights) visionAttention(pre string, x, cos, sin *Node) *Node {
 	}
 	rot := func(t *Node) *Node {
 		t32 := ConvertDType(t, dtypes.Float32)
-		c := Reshape(cos, 1, 1, p, d)
-		s := Reshape(sin, 1, 1, p, d)
+		c := Reshape(cos, f, 1, p, d)
+		s := Reshape(sin, f, 1, p, d)
 		r := Einsum("fhpi,ij->fhpj", t32, rotateHalfMatrix(t.Graph(), d, dtypes.Float32))
 		return Add(Mul(t32, c), Mul(r, s))
 	}
@@ -71,6 +73,8 @@ func (w *Weights) visionAttention(pre string, x, cos, sin *Node) *Node {
 	// 0.00869). The text attention keeps float32 scores (see attention).
 	scores := ConvertDType(Einsum("fhpd,fhqd->fhpq", ConvertDType(q, w.DType), ConvertDType(k, w.DType)), dtypes.Float32)
 	scores = MulScalar(scores, 1/math.Sqrt(float64(d)))
+	keys := BroadcastToDims(Reshape(valid, f, 1, 1, p), f, heads, p, p)
+	scores = Where(keys, scores, Scalar(x.Graph(), dtypes.Float32, -math.MaxFloat32))
 	probs := Softmax(scores, -1)
 	out := ConvertDType(Einsum("fhpq,fhqd->fhpd", ConvertDType(probs, w.DType), ConvertDType(v, w.DType)), dtypes.Float32)
 	out = Reshape(TransposeAllDims(out, 0, 2, 1, 3), f, p, heads*d)

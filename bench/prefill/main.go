@@ -31,6 +31,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/qwen2vl"
 	"github.com/mmft-go/mmft/safetensors"
 )
@@ -204,21 +205,26 @@ func run(cfgPath, device string, b, l, side, reps int, prealloc bool) error {
 	for i := range in.PixelValues {
 		in.PixelValues[i] = float32(rng.NormFloat64())
 	}
+	eng, err := engine.New(m, engine.Options{})
+	if err != nil {
+		return err
+	}
 	t0 = time.Now()
-	if _, _, err := m.Prefill(in, l, nil); err != nil {
+	if _, err := eng.Prefill(in, nil); err != nil {
 		return err
 	}
 	fmt.Printf("warm-up (compile + run) %v\n", time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
 	for range reps {
-		st, logits, err := m.Prefill(in, l, nil)
+		kv, err := eng.Prefill(in, nil)
 		if err != nil {
 			return err
 		}
-		if err := logits.ToLocal(); err != nil {
+		// Copying the last layer's values (B·L·KVH·D entries) waits for the call.
+		if err := kv[len(kv)-1].ToLocal(); err != nil {
 			return err
 		}
-		for _, c := range st.Cache {
+		for _, c := range kv {
 			c.FinalizeAll()
 		}
 	}
@@ -226,7 +232,7 @@ func run(cfgPath, device string, b, l, side, reps int, prealloc bool) error {
 	// The vision tower alone (its output is copied to the host to wait for it).
 	t0 = time.Now()
 	for range reps {
-		emb, err := m.ImageEmbeds(in.PixelValues, in.Grids)
+		emb, err := eng.ImageFeatures(in.PixelValues, in.Grids)
 		if err != nil {
 			return err
 		}
@@ -242,7 +248,7 @@ func run(cfgPath, device string, b, l, side, reps int, prealloc bool) error {
 	runtime.ReadMemStats(&ms)
 	fmt.Printf("prefill %d × %d tokens (image %dx%d px, %d image tokens): %v per batch, %.0f tokens/s; Go heap peak (Sys) %.2f GiB\n",
 		b, l, side, side, imgTokens, el.Round(time.Millisecond), float64(b*l)/el.Seconds(), float64(ms.Sys)/(1<<30))
-	graphs := m.Graphs()
+	graphs := eng.Runner().Graphs()
 	names := slices.Sorted(maps.Keys(graphs))
 	var weights int64
 	for _, name := range m.ParamNames() {

@@ -7,6 +7,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/lora"
 	"github.com/mmft-go/mmft/qwen2vl"
 	"github.com/mmft-go/mmft/safetensors"
@@ -80,7 +81,11 @@ names); OUT receives logits [B,L,V] and image_embeds as float32, position_ids
 			return fmt.Errorf("adapter %s: %w", *adapter, err)
 		}
 	}
-	res, err := m.Forward(batch, l)
+	eng, err := engine.New(m, engine.Options{})
+	if err != nil {
+		return err
+	}
+	res, err := eng.Forward(batch, l)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/qwen2vl"
 	"github.com/mmft-go/mmft/safetensors"
 )
@@ -67,7 +68,11 @@ func run(dir, device, dtypeName, refKey string, check bool) error {
 	if err != nil {
 		return err
 	}
-	out, err := m.Forward(batch, nil)
+	eng, err := engine.New(m, engine.Options{})
+	if err != nil {
+		return err
+	}
+	out, err := eng.Forward(batch, nil)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package qwen2vl
+package engine
 
 import (
 	"encoding/binary"
@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/mmft-go/mmft/internal/shared"
 	"github.com/mmft-go/mmft/lora"
+	"github.com/mmft-go/mmft/qwen2vl"
 	"github.com/mmft-go/mmft/safetensors"
 )
 
@@ -62,11 +62,11 @@ func (r randomBF16Source) Raw(name string) (string, []int, []byte, error) {
 
 // mediumConfig is a Qwen2-VL of medium size for precision experiments on the
 // CPU: hidden 512, 8 layers, 8 heads / 2 KV heads, vocabulary 4096.
-func mediumConfig(layers, visionDepth int) Config {
-	return Config{
-		Text: TextConfig{VocabSize: 4096, HiddenSize: 512, IntermediateSize: 1536, NumLayers: layers, NumHeads: 8, NumKVHeads: 2,
+func mediumConfig(layers, visionDepth int) qwen2vl.Config {
+	return qwen2vl.Config{
+		Text: qwen2vl.TextConfig{VocabSize: 4096, HiddenSize: 512, IntermediateSize: 1536, NumLayers: layers, NumHeads: 8, NumKVHeads: 2,
 			RMSNormEps: 1e-6, RopeTheta: 1e6, MRopeSection: []int{8, 12, 12}, MaxPositions: 4096, TieWordEmbeddings: true},
-		Vision: VisionConfig{Depth: visionDepth, EmbedDim: 256, NumHeads: 4, MLPRatio: 4, InChannels: 3, PatchSize: 14,
+		Vision: qwen2vl.VisionConfig{Depth: visionDepth, EmbedDim: 256, NumHeads: 4, MLPRatio: 4, InChannels: 3, PatchSize: 14,
 			TemporalPatchSize: 2, SpatialMergeSize: 2, HiddenSize: 512, RopeTheta: 10000},
 		ImageTokenID: 4000, VideoTokenID: 4001, VisionStartTokenID: 4002, VisionEndTokenID: 4003, EOSTokenID: 4004, BOSTokenID: 4005,
 	}
@@ -74,7 +74,7 @@ func mediumConfig(layers, visionDepth int) Config {
 
 // randomBatch builds rows with one image each (grids of different sizes) and
 // left padding.
-func randomBatch(cfg Config, grids []Grid, text int, seed uint64) Batch {
+func randomBatch(cfg qwen2vl.Config, grids []qwen2vl.Grid, text int, seed uint64) qwen2vl.Batch {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	var rows [][]int32
 	l := 0
@@ -94,7 +94,7 @@ func randomBatch(cfg Config, grids []Grid, text int, seed uint64) Batch {
 		rows = append(rows, row)
 		l = max(l, len(row))
 	}
-	b := Batch{}
+	b := qwen2vl.Batch{}
 	for _, r := range rows {
 		ids := make([]int32, l)
 		mask := make([]int32, l)
@@ -158,18 +158,19 @@ func compareLogits(t testing.TB, got, want *tensors.Tensor, mask [][]int32) (rel
 	return math.Sqrt(num / den), float64(agree) / float64(total)
 }
 
-func precisionRun(t *testing.T, cfg Config, grids []Grid, text int) (rel, top1 float64) {
+func precisionRun(t *testing.T, cfg qwen2vl.Config, grids []qwen2vl.Grid, text int) (rel, top1 float64) {
 	src := randomBF16Source{specs: map[string][]int{}, seed: 11}
 	for _, s := range cfg.ParamSpecs() {
 		src.specs[s.Name] = s.Shape
 	}
 	b := randomBatch(cfg, grids, text, 5)
-	var outs [2]*ForwardOutput
+	var outs [2]*qwen2vl.ForwardOutput
 	for i, dt := range []dtypes.DType{dtypes.Float32, dtypes.BFloat16} {
-		m, err := LoadFrom(cpuBackend(t), cfg, src, Options{DType: dt})
+		base, err := qwen2vl.LoadFrom(cpuBackend(t), cfg, src, qwen2vl.Options{DType: dt})
 		if err != nil {
 			t.Fatal(err)
 		}
+		m := newTestModel(t, base)
 		t0 := time.Now()
 		if outs[i], err = m.Forward(b, nil); err != nil {
 			t.Fatal(err)
@@ -187,7 +188,7 @@ func TestPrecisionBF16Small(t *testing.T) {
 	cfg.Text.HiddenSize, cfg.Text.IntermediateSize, cfg.Text.VocabSize = 256, 512, 4096
 	cfg.Vision.EmbedDim, cfg.Vision.HiddenSize = 128, 256
 	cfg.Text.MRopeSection = []int{4, 6, 6}
-	rel, top1 := precisionRun(t, cfg, []Grid{{1, 4, 4}, {1, 4, 6}}, 12)
+	rel, top1 := precisionRun(t, cfg, []qwen2vl.Grid{{T: 1, H: 4, W: 4}, {T: 1, H: 4, W: 6}}, 12)
 	t.Logf("bf16 vs f32: rel L2 logits error %.4g, top-1 agreement %.4f", rel, top1)
 	if rel > 1e-2 || top1 < 0.97 {
 		t.Errorf("bf16 vs f32: rel %.4g (bound 1e-2), top-1 %.4f (bound 0.97)", rel, top1)
@@ -202,7 +203,7 @@ func TestPrecisionBF16Medium(t *testing.T) {
 		t.Skip("set MMFT_PRECISION_MEDIUM=1 to run the medium precision experiment")
 	}
 	cfg := mediumConfig(8, 4)
-	rel, top1 := precisionRun(t, cfg, []Grid{{1, 8, 8}, {1, 12, 8}, {1, 6, 14}}, 40)
+	rel, top1 := precisionRun(t, cfg, []qwen2vl.Grid{{T: 1, H: 8, W: 8}, {T: 1, H: 12, W: 8}, {T: 1, H: 6, W: 14}}, 40)
 	t.Logf("medium bf16 vs f32: rel L2 logits error %.4g, top-1 agreement %.4f", rel, top1)
 }
 
@@ -220,16 +221,16 @@ func TestImageEmbedsRegroup(t *testing.T) {
 	for i := range p2 {
 		p2[i] = -p0[i]
 	}
-	all, err := m.ImageEmbeds(append(append(append([]float32(nil), p0...), p1...), p2...), []Grid{g0, g1, g0})
+	all, err := m.ImageFeatures(append(append(append([]float32(nil), p0...), p1...), p2...), []qwen2vl.Grid{g0, g1, g0})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var want []float32
 	for _, c := range []struct {
 		px []float32
-		g  Grid
+		g  qwen2vl.Grid
 	}{{p0, g0}, {p1, g1}, {p2, g0}} {
-		e, err := m.ImageEmbeds(c.px, []Grid{c.g})
+		e, err := m.ImageFeatures(c.px, []qwen2vl.Grid{c.g})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,31 +242,8 @@ func TestImageEmbedsRegroup(t *testing.T) {
 	}
 }
 
-// TestMRopeGraphMatchesHost checks the in-graph M-RoPE tables against the
-// host reference MRopeTables on the tiny batch's positions.
-func TestMRopeGraphMatchesHost(t *testing.T) {
-	m, ref := loadTiny(t)
-	b := ref.batch(t)
-	pos, _, err := RopeIndex(m.Config, b.InputIDs, b.AttentionMask, b.Grids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	outs, err := m.runPlain("mropetest", func(in []*Node) []*Node {
-		w := &Weights{Config: m.Config}
-		c, s := w.MRope(in[0])
-		return []*Node{c, s}
-	}, positionsTensor(pos))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cos, sin := MRopeTables(m.Config.Text, pos)
-	if d := max(maxAbsDiff(t, outs[0], cos), maxAbsDiff(t, outs[1], sin)); d > 1e-6 {
-		t.Errorf("graph M-RoPE tables differ from MRopeTables by %g", d)
-	}
-}
-
 // TestLoRAGraphReused checks that a new adapter object of the same layout
-// reuses the compiled graph (graphs were once cached per *LoRA).
+// reuses the compiled graph (graphs were once cached per *qwen2vl.LoRA).
 func TestLoRAGraphReused(t *testing.T) {
 	m, ref := loadTiny(t)
 	ad, err := lora.Load(shared.Fixture(t, "qwen2vl-tiny", "lora_adapter"))
@@ -290,12 +268,7 @@ func TestLoRAGraphReused(t *testing.T) {
 			t.Errorf("same adapter, new object: logits differ by %g", d)
 		}
 	}
-	n := 0
-	for k := range m.execs {
-		if strings.HasPrefix(k, "logits/") {
-			n++
-		}
-	}
+	n := m.Runner().Stats().ByProgram["engine.logits"]
 	if n != 1 {
 		t.Errorf("%d compiled logits graphs for one adapter layout, want 1", n)
 	}

@@ -1,4 +1,4 @@
-package qwen2vl
+package engine
 
 import (
 	"testing"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/mmft-go/mmft/internal/shared"
 	"github.com/mmft-go/mmft/lora"
+	"github.com/mmft-go/mmft/qwen2vl"
 )
 
 // TestParityTinyLoRABF16 runs the tiny model in bf16 with its adapter: the
@@ -15,10 +16,11 @@ import (
 // the bf16 products and is scaled in float32).
 func TestParityTinyLoRABF16(t *testing.T) {
 	dir, ref := openReference(t)
-	m, err := Load(cpuBackend(t), dir, Options{DType: dtypes.BFloat16})
+	loaded, err := qwen2vl.Load(cpuBackend(t), dir, qwen2vl.Options{DType: dtypes.BFloat16})
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := newTestModel(t, loaded)
 	ad, err := lora.Load(shared.Fixture(t, "qwen2vl-tiny", "lora_adapter"))
 	if err != nil {
 		t.Fatal(err)

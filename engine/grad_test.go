@@ -1,4 +1,4 @@
-package qwen2vl
+package engine
 
 import (
 	"math"
@@ -7,13 +7,17 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
+	"github.com/mmft-go/mmft/execution"
 	"github.com/mmft-go/mmft/internal/shared"
 	"github.com/mmft-go/mmft/lora"
+	"github.com/mmft-go/mmft/qwen2vl"
 )
 
 // TestLoRAGradient checks on the CPU backend that the gradient of a
-// log-probability loss reaches the adapter weights (no Slice/Rsqrt on the
-// path) and matches central finite differences on a few entries.
+// log-probability loss built from the trainer's graph API (Model.Bind,
+// PrepareText, ReadTextInputs, Weights.TokenLogProbs) reaches the adapter
+// weights (no Slice/Rsqrt on the path) and matches central finite
+// differences on a few entries.
 func TestLoRAGradient(t *testing.T) {
 	m, ref := loadTiny(t)
 	ad, err := lora.Load(shared.Fixture(t, "qwen2vl-tiny", "lora_adapter"))
@@ -21,30 +25,50 @@ func TestLoRAGradient(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := ref.batch(t)
-	// Targets: the next token (the last position predicts token 0).
-	targets := make([][]int32, len(b.InputIDs))
+	tb, err := qwen2vl.PrepareText(m.Config, b.InputIDs, b.AttentionMask, b.Grids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feats, err := m.ImageFeatures(b.PixelValues, b.Grids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Targets: every token after the first, weighted where it and the
+	// position predicting it are tokens.
+	bs, l := len(b.InputIDs), len(b.InputIDs[0])
+	var targets []int32
+	var weights []float32
 	for i, row := range b.InputIDs {
-		targets[i] = append(append([]int32(nil), row[1:]...), 0)
+		targets = append(targets, row[1:]...)
+		for j := 1; j < l; j++ {
+			weights = append(weights, float32(b.AttentionMask[i][j]*b.AttentionMask[i][j-1]))
+		}
 	}
 	const module = "model.layers.0.self_attn.q_proj"
-	loss := func(l *LoRA) (float64, []float32, []float32) {
-		p, err := m.prepare(b, l)
+	run := execution.New(m.Model.Backend, execution.Placement{})
+	loss := func(lr *qwen2vl.LoRA) (float64, []float32, []float32) {
+		bind, err := m.Bind(lr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		flat := make([]int32, 0)
-		for _, r := range targets {
-			flat = append(flat, r...)
-		}
-		outs, err := m.run("gradtest", l, func(w *Weights, in []*Node) []*Node {
-			h, _ := w.Decoder(w.promptInputs(in))
+		prog := execution.NewProgram("gradtest", func(_ any, in []*Node) []*Node {
+			w, rest := bind.Weights(in)
+			ti, rest := qwen2vl.ReadTextInputs(rest)
 			// Vocabulary chunks of 300 exercise the streaming log-sum-exp.
-			lp := w.ChosenLogProbs(h, in[numPromptInputs], 300)
-			valid := ConvertDType(in[numPromptInputs+1], lp.DType())
-			total := Neg(ReduceAllSum(Mul(lp, valid)))
+			lp := w.TokenLogProbs(ti, rest[0], 300)
+			total := Neg(ReduceAllSum(Mul(lp, rest[1])))
 			grads := Gradient(total, w.LoRA[module].A, w.LoRA[module].B)
 			return []*Node{total, grads[0], grads[1]}
-		}, append(p.args(), tensors.FromFlatDataAndDimensions(flat, p.b, p.l), tensors.FromFlatDataAndDimensions(flatMask(b.AttentionMask), p.b, p.l))...)
+		})
+		var args []any
+		for _, x := range bind.Tensors() {
+			args = append(args, x)
+		}
+		for _, x := range tb.Tensors(feats) {
+			args = append(args, x)
+		}
+		args = append(args, tensors.FromFlatDataAndDimensions(targets, bs, l-1), tensors.FromFlatDataAndDimensions(weights, bs, l-1))
+		outs, err := run.Run(prog, nil, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,14 +129,4 @@ func TestLoRAGradient(t *testing.T) {
 			t.Errorf("d loss / d %s[%d]: autodiff %g vs finite difference %g", which, best, an, fd)
 		}
 	}
-}
-
-func flatMask(mask [][]int32) []float32 {
-	var out []float32
-	for _, r := range mask {
-		for _, v := range r {
-			out = append(out, float32(v))
-		}
-	}
-	return out
 }

@@ -1,0 +1,107 @@
+// Package engine generates completions from a Qwen2-VL model: token ids and
+// images in, completions (ids, sampler and policy log-probs, finish reason,
+// timings) out. It plays vLLM's role for GRPO rollouts: each image runs
+// through the vision tower once, each prompt is prefilled once (in batches of
+// prompts) and its KV copied into the slots of its completions, a fixed set
+// of KV-cache slots decodes with per-row write positions (a scatter, so a
+// step writes one entry per row), a finished slot takes the next waiting
+// sequence (continuous batching), and sampling runs on the device.
+//
+// The engine is also the front door of the model: Batch / PromptsFromBatch
+// turn the processor's batches into model inputs, and Forward, LogProbs and
+// ImageFeatures run the model's graphs through the execution layer.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/mmft-go/mmft/execution"
+	"github.com/mmft-go/mmft/qwen2vl"
+)
+
+// Options configure an engine.
+type Options struct {
+	// Placement is where the programs run (device 0 by default).
+	Placement execution.Placement
+	// Slots is the number of sequences decoded together (KV-cache rows);
+	// 0 means 8. It is rounded up to a shape bucket.
+	Slots int
+	// PrefillBatch is the number of prompts prefilled per call; 0 means 8.
+	PrefillBatch int
+	// EOSIDs end a completion with finish reason eos; nil means the model
+	// config's eos_token_id.
+	EOSIDs []int32
+	// Decode turns ids into text, for stop strings (e.g. a tokenizer's
+	// Decode); nil refuses requests with stop strings.
+	Decode func(ids []int32) string
+	// MemoryBytes is the device memory the KV cache may take; 0 = unchecked.
+	// A Generate call whose cache would not fit is refused before any
+	// memory is taken.
+	MemoryBytes int64
+}
+
+// Engine generates completions and runs the model's graphs. Methods are safe
+// for concurrent use, but Generate calls run one at a time.
+type Engine struct {
+	m      *qwen2vl.Model
+	opts   Options
+	run    *execution.Runner
+	models *models
+	progs  programs
+
+	mu      sync.Mutex
+	adapter *qwen2vl.LoRA
+	gen     sync.Mutex // one Generate at a time
+}
+
+// New returns an engine over m.
+func New(m *qwen2vl.Model, opts Options) (*Engine, error) {
+	if m == nil {
+		return nil, errors.New("engine: New needs a model")
+	}
+	if opts.Slots < 0 || opts.PrefillBatch < 0 || opts.MemoryBytes < 0 {
+		return nil, fmt.Errorf("engine: negative option (slots %d, prefill batch %d, memory %d)", opts.Slots, opts.PrefillBatch, opts.MemoryBytes)
+	}
+	if opts.Slots == 0 {
+		opts.Slots = 8
+	}
+	if opts.PrefillBatch == 0 {
+		opts.PrefillBatch = 8
+	}
+	if opts.EOSIDs == nil {
+		opts.EOSIDs = []int32{int32(m.Config.EOSTokenID)}
+	}
+	run := execution.New(m.Backend, opts.Placement)
+	ms := &models{m: m, run: run, bindings: map[string]*qwen2vl.Binding{}}
+	return &Engine{m: m, opts: opts, run: run, models: ms, progs: definePrograms(ms, canUpdateSlice(m.Backend))}, nil
+}
+
+// Model returns the engine's model.
+func (e *Engine) Model() *qwen2vl.Model { return e.m }
+
+// Runner returns the engine's execution runner (its Stats report programs
+// compiled and compile time).
+func (e *Engine) Runner() *execution.Runner { return e.run }
+
+// SetAdapter sets the LoRA adapter Generate uses from its next call on
+// (nil = the base model, e.g. the reference policy). The adapter's tensors
+// are graph inputs: nothing is copied, and updating them in place (a trainer
+// step) is seen by the next call.
+func (e *Engine) SetAdapter(l *qwen2vl.LoRA) error {
+	if err := l.Validate(e.m.Config); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.adapter = l
+	return nil
+}
+
+// currentAdapter returns the adapter set by SetAdapter.
+func (e *Engine) currentAdapter() *qwen2vl.LoRA {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.adapter
+}

@@ -1,0 +1,426 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/mmft-go/mmft/execution"
+	"github.com/mmft-go/mmft/qwen2vl"
+)
+
+// Request asks for N completions of one prompt.
+type Request struct {
+	Prompt   Prompt
+	N        int
+	Sampling Sampling
+}
+
+// FinishReason says why a completion ended.
+type FinishReason string
+
+// The finish reasons.
+const (
+	FinishEOS    FinishReason = "eos"    // an EOS id (Options.EOSIDs) was generated
+	FinishStop   FinishReason = "stop"   // a stop id or stop string
+	FinishLength FinishReason = "length" // MaxNewTokens reached
+)
+
+// Timings are where a completion's time went.
+type Timings struct {
+	// Queue is from the Generate call to the completion taking a slot.
+	Queue time.Duration `json:"queue_ns"`
+	// Prefill is the prefill call of its prompt's group (vision tower included).
+	Prefill time.Duration `json:"prefill_ns"`
+	// Decode is from taking a slot to finishing.
+	Decode time.Duration `json:"decode_ns"`
+}
+
+// Completion is one generated continuation.
+type Completion struct {
+	// Request is the index of the request, Index the completion's number
+	// within it (0 … N−1).
+	Request, Index int
+	// IDs are the generated token ids (the prompt's ids not included; a
+	// final EOS or stop id included).
+	IDs []int32
+	// SamplerLogProbs are the log-probs of each id under the distribution it
+	// was drawn from (after penalty, temperature and filters; 0 for greedy);
+	// PolicyLogProbs under the model at temperature 1 (with the adapter set
+	// when Generate was called).
+	SamplerLogProbs, PolicyLogProbs []float32
+	Finish                          FinishReason
+	Timings                         Timings
+}
+
+// Progress is reported after every decode step.
+type Progress struct {
+	Done, Total int // completions finished / asked for
+	NewTokens   int // tokens generated so far
+	Elapsed     time.Duration
+}
+
+// slot is one KV-cache row's sequence.
+type slot struct {
+	active     bool
+	req, index int
+	cur        int32 // the token fed at the next step
+	write      int   // cache slot it goes to
+	start      int   // first valid cache slot
+	real       int   // real tokens before cur
+	delta      int64 // M-RoPE delta
+	admitted   time.Time
+	prefill    time.Duration
+	comp       *Completion
+}
+
+// group is a batch of prompts prefilled together; its KV stays on the device
+// until every completion of its prompts took a slot.
+type group struct {
+	kv      []*tensors.Tensor // per layer K, V [rows, L, KVH, D]
+	l       int
+	pending int
+	took    time.Duration
+}
+
+// prefilled is where a request's prompt KV lives.
+type prefilled struct {
+	g        *group
+	row      int
+	real     int // prefix tokens (the prompt but its last token)
+	delta    int64
+	presence []bool
+}
+
+// zeroSpec is the variant of the program that makes an empty KV cache.
+type zeroSpec struct {
+	n, slots, capacity, kvh, d, vocab int
+	dt                                dtypes.DType
+}
+
+// Generate runs the requests to completion and returns their completions,
+// ordered by request then index. The adapter set by SetAdapter when the call
+// starts is used throughout. Cancelling ctx stops between steps with an
+// error. progress (may be nil) is called after each decode step. Sampling
+// draws from one RNG per call, seeded by the first request's Seed.
+func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Progress)) (out []Completion, err error) {
+	e.gen.Lock()
+	defer e.gen.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("engine: generate: %v", r)
+		}
+	}()
+	t0 := time.Now()
+	cfg := e.m.Config
+	if len(reqs) == 0 {
+		return nil, fmt.Errorf("engine: Generate needs at least one request")
+	}
+	total, maxPrefix, maxNew := 0, 1, 0
+	for i, r := range reqs {
+		if err := e.checkRequest(r); err != nil {
+			return nil, fmt.Errorf("engine: request %d: %w", i, err)
+		}
+		total += r.N
+		maxPrefix = max(maxPrefix, len(r.Prompt.IDs)-1)
+		maxNew = max(maxNew, r.Sampling.MaxNewTokens)
+	}
+	capacity := execution.Bucket(execution.Bucket(maxPrefix, 16, 1)+maxNew, 16, 1)
+	nSlots := execution.Bucket(min(e.opts.Slots, total), 1, 1)
+	tc := cfg.Text
+	kvBytes := int64(2*tc.NumLayers) * int64(nSlots) * int64(capacity) * int64(tc.NumKVHeads*tc.HeadDim()) * int64(e.m.DType.Size())
+	if e.opts.MemoryBytes > 0 && kvBytes > e.opts.MemoryBytes {
+		return nil, fmt.Errorf("engine: the KV cache needs %d MiB (%d slots × %d positions × %d layers), more than the %d MiB allowed: lower Slots or max_new_tokens",
+			kvBytes>>20, nSlots, capacity, tc.NumLayers, e.opts.MemoryBytes>>20)
+	}
+	lora := e.currentAdapter()
+	if err := lora.Validate(cfg); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	// The empty cache and presence mask, made on the device.
+	state, err := e.run.Run(e.progs.zeros, zeroSpec{n: 2 * tc.NumLayers, slots: nSlots, capacity: capacity, kvh: tc.NumKVHeads,
+		d: tc.HeadDim(), vocab: tc.VocabSize, dt: e.m.DType}, tensors.FromScalar(int32(0)))
+	if err != nil {
+		return nil, fmt.Errorf("engine: allocating the KV cache: %w", err)
+	}
+	caches, presence := state[:2*tc.NumLayers], state[2*tc.NumLayers]
+	rng, err := RNGStateFromSeed(int64(reqs[0].Sampling.Seed))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, t := range append(caches, presence, rng) {
+			t.FinalizeAll()
+		}
+	}()
+
+	type seqRef struct{ req, index int }
+	var queue []seqRef
+	for i, r := range reqs {
+		for j := range r.N {
+			queue = append(queue, seqRef{i, j})
+		}
+	}
+	done := make([][]Completion, len(reqs))
+	for i, r := range reqs {
+		done[i] = make([]Completion, r.N)
+	}
+	pre := make([]*prefilled, len(reqs))
+	nextPrefill := 0
+	slots := make([]slot, nSlots)
+	finished, newTokens := 0, 0
+	for finished < total {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("engine: generation cancelled after %d of %d completions: %w", finished, total, err)
+		}
+		// Continuous batching: every free slot takes the next waiting sequence.
+		for s := range slots {
+			if slots[s].active || len(queue) == 0 {
+				continue
+			}
+			q := queue[0]
+			queue = queue[1:]
+			for pre[q.req] == nil {
+				end := min(nextPrefill+e.opts.PrefillBatch, len(reqs))
+				if err := e.prefillGroup(reqs, nextPrefill, end, lora, pre); err != nil {
+					return nil, err
+				}
+				nextPrefill = end
+			}
+			p := pre[q.req]
+			args := make([]any, 0, 2*len(caches)+4)
+			for _, c := range caches {
+				args = append(args, execution.Donate(c))
+			}
+			args = append(args, execution.Donate(presence))
+			for _, t := range p.g.kv {
+				args = append(args, t)
+			}
+			args = append(args, tensors.FromScalar(int32(p.row)), tensors.FromScalar(int32(s)),
+				tensors.FromFlatDataAndDimensions(p.presence, len(p.presence)))
+			outs, err := e.run.Run(e.progs.admit, len(caches), args...)
+			if err != nil {
+				return nil, fmt.Errorf("engine: admitting request %d completion %d: %w", q.req, q.index, err)
+			}
+			copy(caches, outs[:len(caches)])
+			presence = outs[len(caches)]
+			r := reqs[q.req]
+			slots[s] = slot{active: true, req: q.req, index: q.index, cur: r.Prompt.IDs[len(r.Prompt.IDs)-1], write: p.g.l,
+				start: p.g.l - p.real, real: p.real, delta: p.delta, admitted: time.Now(), prefill: p.g.took,
+				comp: &Completion{Request: q.req, Index: q.index}}
+			slots[s].comp.Timings.Queue = time.Since(t0)
+			if p.g.pending--; p.g.pending == 0 {
+				for _, t := range p.g.kv {
+					t.FinalizeAll()
+				}
+			}
+		}
+		// One decode step over every slot.
+		next, lpS, lpP, err := e.step(slots, reqs, lora, caches, &presence, &rng)
+		if err != nil {
+			return nil, err
+		}
+		for s := range slots {
+			sl := &slots[s]
+			if !sl.active {
+				continue
+			}
+			r := reqs[sl.req]
+			tok := next[s]
+			c := sl.comp
+			c.IDs = append(c.IDs, tok)
+			c.SamplerLogProbs = append(c.SamplerLogProbs, lpS[s])
+			c.PolicyLogProbs = append(c.PolicyLogProbs, lpP[s])
+			newTokens++
+			if c.Finish = e.finish(r.Sampling, c.IDs); c.Finish == "" {
+				sl.cur, sl.write, sl.real = tok, sl.write+1, sl.real+1
+				continue
+			}
+			c.Timings.Prefill = sl.prefill
+			c.Timings.Decode = time.Since(sl.admitted)
+			done[sl.req][sl.index] = *c
+			finished++
+			*sl = slot{}
+		}
+		if progress != nil {
+			progress(Progress{Done: finished, Total: total, NewTokens: newTokens, Elapsed: time.Since(t0)})
+		}
+	}
+	for _, d := range done {
+		out = append(out, d...)
+	}
+	return out, nil
+}
+
+// checkRequest validates one request against the model.
+func (e *Engine) checkRequest(r Request) error {
+	cfg := e.m.Config
+	if r.N <= 0 {
+		return fmt.Errorf("n = %d: want ≥ 1 completion", r.N)
+	}
+	if err := r.Sampling.Validate(); err != nil {
+		return err
+	}
+	if len(r.Sampling.StopStrings) > 0 && e.opts.Decode == nil {
+		return fmt.Errorf("stop strings need Options.Decode (a tokenizer)")
+	}
+	ids := r.Prompt.IDs
+	if len(ids) == 0 {
+		return fmt.Errorf("the prompt has no tokens")
+	}
+	for j, id := range ids {
+		if id < 0 || int(id) >= cfg.Text.VocabSize {
+			return fmt.Errorf("prompt id %d at %d is outside the vocabulary [0, %d)", id, j, cfg.Text.VocabSize)
+		}
+	}
+	if ids[len(ids)-1] == int32(cfg.ImageTokenID) {
+		return fmt.Errorf("the prompt ends inside an image; it must end with text (e.g. the assistant turn's start)")
+	}
+	for i, im := range r.Prompt.Images {
+		g := im.Grid
+		if len(im.Pixels) != g.T*g.H*g.W*cfg.Vision.PatchDim() {
+			return fmt.Errorf("image %d: %d pixel values for grid %v (want %d)", i, len(im.Pixels), g, g.T*g.H*g.W*cfg.Vision.PatchDim())
+		}
+	}
+	return nil
+}
+
+// finish returns why a completion with these ids ends now ("" = it goes on).
+func (e *Engine) finish(s Sampling, ids []int32) FinishReason {
+	last := ids[len(ids)-1]
+	if !s.IgnoreEOS && slices.Contains(e.opts.EOSIDs, last) {
+		return FinishEOS
+	}
+	if slices.Contains(s.StopIDs, last) {
+		return FinishStop
+	}
+	if len(s.StopStrings) > 0 {
+		text := e.opts.Decode(ids)
+		for _, stop := range s.StopStrings {
+			if stop != "" && strings.Contains(text, stop) {
+				return FinishStop
+			}
+		}
+	}
+	if len(ids) >= s.MaxNewTokens {
+		return FinishLength
+	}
+	return ""
+}
+
+// prefillGroup prefills the prompts of requests [from, to) (all but each
+// prompt's last token, which the first decode step feeds) in one call, each
+// image through the vision tower once.
+func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre []*prefilled) error {
+	t0 := time.Now()
+	cfg := e.m.Config
+	prefixes := make([]Prompt, 0, to-from)
+	longest := 1
+	for _, r := range reqs[from:to] {
+		p := Prompt{IDs: r.Prompt.IDs[:len(r.Prompt.IDs)-1], Images: r.Prompt.Images}
+		prefixes = append(prefixes, p)
+		longest = max(longest, len(p.IDs))
+	}
+	length := execution.Bucket(longest, 16, 1)
+	b := batchOf(prefixes, length, execution.Bucket(len(prefixes), 1, 1))
+	tb, args, feats, _, err := e.textInputs(b)
+	if err != nil {
+		return fmt.Errorf("engine: prefilling requests %d–%d: %w", from, to-1, err)
+	}
+	kv, err := e.models.call(e.progs.prefill, l, nil, args...)
+	if feats != nil {
+		feats.FinalizeAll()
+	}
+	if err != nil {
+		return fmt.Errorf("engine: prefilling requests %d–%d: %w", from, to-1, err)
+	}
+	g := &group{kv: kv, l: length, took: time.Since(t0)}
+	for i, r := range reqs[from:to] {
+		real := len(prefixes[i].IDs)
+		delta := tb.RopeDeltas[i]
+		if top := int64(real+r.Sampling.MaxNewTokens) + delta; cfg.Text.MaxPositions > 0 && top > int64(cfg.Text.MaxPositions) {
+			return fmt.Errorf("engine: request %d: prompt and max_new_tokens reach position %d, beyond max_position_embeddings %d", from+i, top, cfg.Text.MaxPositions)
+		}
+		seen := make([]bool, cfg.Text.VocabSize)
+		for _, id := range prefixes[i].IDs {
+			seen[id] = true
+		}
+		pre[from+i] = &prefilled{g: g, row: i, real: real, delta: delta, presence: seen}
+		g.pending += r.N
+	}
+	return nil
+}
+
+// step runs one decode step over every slot and returns each slot's next
+// token and its sampler and policy log-probs; caches, presence and rng are
+// replaced by the step's outputs (their buffers donated).
+func (e *Engine) step(slots []slot, reqs []Request, l *qwen2vl.LoRA, caches []*tensors.Tensor, presence, rng **tensors.Tensor) ([]int32, []float32, []float32, error) {
+	n := len(slots)
+	ids, write, start, topK := make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
+	pos := make([]int32, 3*n)
+	temp, topP, minP, rep := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+	for s, sl := range slots {
+		if !sl.active {
+			continue
+		}
+		sp := reqs[sl.req].Sampling
+		ids[s], write[s], start[s] = sl.cur, int32(sl.write), int32(sl.start)
+		p := int32(int64(sl.real) + sl.delta)
+		pos[s], pos[n+s], pos[2*n+s] = p, p, p
+		temp[s], topP[s], minP[s], rep[s], topK[s] = sp.Temperature, sp.TopP, sp.MinP, sp.RepetitionPenalty, int32(sp.TopK)
+	}
+	args := []any{
+		tensors.FromFlatDataAndDimensions(ids, n), tensors.FromFlatDataAndDimensions(pos, 3, n, 1),
+		tensors.FromFlatDataAndDimensions(write, n), tensors.FromFlatDataAndDimensions(start, n),
+		tensors.FromFlatDataAndDimensions(temp, n), tensors.FromFlatDataAndDimensions(topP, n),
+		tensors.FromFlatDataAndDimensions(minP, n), tensors.FromFlatDataAndDimensions(rep, n),
+		tensors.FromFlatDataAndDimensions(topK, n), execution.Donate(*presence), execution.Donate(*rng),
+	}
+	for _, c := range caches {
+		args = append(args, execution.Donate(c))
+	}
+	outs, err := e.models.call(e.progs.decode, l, decodeSettings{layers: len(caches) / 2}, args...)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("engine: decode step: %w", err)
+	}
+	*presence, *rng = outs[3], outs[4]
+	copy(caches, outs[5:])
+	next, err := tensors.CopyFlatData[int32](outs[0])
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	lpS, err := tensors.CopyFlatData[float32](outs[1])
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	lpP, err := tensors.CopyFlatData[float32](outs[2])
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, t := range outs[:3] {
+		t.FinalizeAll()
+	}
+	return next, lpS, lpP, nil
+}
+
+// zerosProgram makes n caches [slots, capacity, kvh, d] and a presence mask
+// [slots, vocab] (false) on the device (its one input, a scalar, only
+// anchors the graph).
+func zerosProgram() *execution.Program {
+	return execution.NewProgram("engine.zeros", func(variant any, in []*Node) []*Node {
+		z := variant.(zeroSpec)
+		g := in[0].Graph()
+		out := make([]*Node, 0, z.n+1)
+		for range z.n {
+			out = append(out, Zeros(g, shapes.Make(z.dt, z.slots, z.capacity, z.kvh, z.d)))
+		}
+		return append(out, Zeros(g, shapes.Make(dtypes.Bool, z.slots, z.vocab)))
+	})
+}

@@ -1,0 +1,96 @@
+package engine
+
+import (
+	"testing"
+
+	"github.com/mmft-go/mmft/internal/shared"
+	"github.com/mmft-go/mmft/processor"
+	"github.com/mmft-go/mmft/qwen2vl"
+)
+
+// TestFrontDoorTiny sends the tiny fixture's sequences through the Go input
+// side (processor encodings, batched and left-padded by a real processor)
+// and the engine's front door into the model: the logits must be the
+// fixture's. (The fixture's ids come from a 1024-token vocabulary, so the
+// encodings are built from its ids and images rather than from text.)
+func TestFrontDoorTiny(t *testing.T) {
+	m, ref := loadTiny(t)
+	proc, err := processor.Load(shared.Asset(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fix := ref.batch(t)
+	pd := m.Config.Vision.PatchDim()
+	var encs []*processor.Encoding
+	off := 0
+	for i, row := range fix.InputIDs {
+		enc := &processor.Encoding{PatchDim: pd}
+		for j, id := range row {
+			if fix.AttentionMask[i][j] != 0 {
+				enc.InputIDs = append(enc.InputIDs, id)
+			}
+		}
+		g := fix.Grids[i] // one image per row
+		n := g.T * g.H * g.W * pd
+		enc.PixelValues = fix.PixelValues[off : off+n]
+		enc.Grids = [][3]int{{g.T, g.H, g.W}}
+		off += n
+		encs = append(encs, enc)
+	}
+	pb, err := proc.Batch(encs, processor.BatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := Batch(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.Forward(in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := ref.floats(t, "logits")
+	if d := maxAbsDiff(t, out.Logits, want); d > 1e-3 {
+		t.Errorf("logits through the front door differ from the fixture by %g", d)
+	}
+	// The same batch as prompts for the engine keeps every id.
+	ps, err := PromptsFromBatch(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range ps {
+		if len(p.IDs) != len(encs[i].InputIDs) || len(p.Images) != 1 || p.Images[0].Grid != fix.Grids[i] {
+			t.Errorf("prompt %d: %d ids, %d images; want %d ids and grid %v", i, len(p.IDs), len(p.Images), len(encs[i].InputIDs), fix.Grids[i])
+		}
+	}
+}
+
+// TestManyImageSizes runs 100 distinct image sizes through the vision tower:
+// shape buckets bound the programs compiled, and a padded run equals the
+// unpadded reference features (checked on the fixture in TestParityTiny).
+func TestManyImageSizes(t *testing.T) {
+	m, _ := loadTiny(t)
+	pd := m.Config.Vision.PatchDim()
+	n := 0
+	for h := 2; h <= 40 && n < 100; h += 2 {
+		for w := 2; w <= 10 && n < 100; w += 2 {
+			px := make([]float32, h*w*pd)
+			for i := range px {
+				px[i] = float32((i*7+h*13+w)%17)/17 - 0.5
+			}
+			f, err := m.ImageFeatures(px, []qwen2vl.Grid{{T: 1, H: h, W: w}})
+			if err != nil {
+				t.Fatalf("image %d×%d patches: %v", h, w, err)
+			}
+			if got := f.Shape().Dimensions[0]; got != h*w/4 {
+				t.Fatalf("image %d×%d patches: %d features, want %d", h, w, got, h*w/4)
+			}
+			n++
+		}
+	}
+	st := m.Runner().Stats()
+	t.Logf("%d distinct image sizes: %d programs compiled (%v compiling)", n, st.Programs, st.CompileTime)
+	if n != 100 || st.Programs > 12 {
+		t.Errorf("%d image sizes compiled %d programs, want ≤ 12", n, st.Programs)
+	}
+}

@@ -1,0 +1,337 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/mmft-go/mmft/execution"
+	"github.com/mmft-go/mmft/qwen2vl"
+)
+
+// modelVariant is the variant of a program over the model's weights: the
+// adapter layout it was built for and the program's own static settings.
+type modelVariant struct {
+	layout string
+	extra  any
+}
+
+// modelBuilder builds a program's outputs from the model's weights, its
+// static settings and its own inputs.
+type modelBuilder func(w *qwen2vl.Weights, extra any, in []*Node) []*Node
+
+// models runs programs over one model's weights (and an adapter): each
+// program's first inputs are a qwen2vl.Binding's tensors.
+type models struct {
+	m   *qwen2vl.Model
+	run *execution.Runner
+
+	mu       sync.Mutex
+	bindings map[string]*qwen2vl.Binding // one binding per adapter layout, for building graphs
+}
+
+// program defines a program over the model's weights.
+func (ms *models) program(name string, build modelBuilder) *execution.Program {
+	return execution.NewProgram(name, func(variant any, nodes []*Node) []*Node {
+		v := variant.(modelVariant)
+		ms.mu.Lock()
+		b := ms.bindings[v.layout]
+		ms.mu.Unlock()
+		w, rest := b.Weights(nodes)
+		return build(w, v.extra, rest)
+	})
+}
+
+// call runs prog over the model bound with l (nil = base weights) and args.
+func (ms *models) call(prog *execution.Program, l *qwen2vl.LoRA, extra any, args ...any) ([]*tensors.Tensor, error) {
+	b, err := ms.m.Bind(l)
+	if err != nil {
+		return nil, err
+	}
+	ms.mu.Lock()
+	if _, ok := ms.bindings[b.Layout()]; !ok {
+		ms.bindings[b.Layout()] = b
+	}
+	ms.mu.Unlock()
+	all := make([]any, 0, b.NumInputs()+len(args))
+	for _, t := range b.Tensors() {
+		all = append(all, t)
+	}
+	all = append(all, args...)
+	return ms.run.Run(prog, modelVariant{layout: b.Layout(), extra: extra}, all...)
+}
+
+// programs are the engine's compiled computations.
+type programs struct {
+	vision, logits, tokenLogProbs, prefill, admit, decode, zeros *execution.Program
+}
+
+// definePrograms defines the engine's programs over ms.
+func definePrograms(ms *models, canUpdateSlice bool) programs {
+	p := programs{zeros: zerosProgram()}
+	// vision: features [R, hidden] (donated), patches [F, P, pd], cos, sin
+	// [F, P, d], valid [F, P], dest [F·P/m²] → features with the frames'
+	// merged patches scattered into their rows.
+	p.vision = ms.program("engine.vision", func(w *qwen2vl.Weights, _ any, in []*Node) []*Node {
+		merged := w.VisionFrames(in[1], in[2], in[3], in[4])
+		hidden := merged.Shape().Dimensions[2]
+		rows := Reshape(merged, -1, hidden)
+		return []*Node{ScatterSum(in[0], InsertAxes(in[5], -1), rows, false, false)}
+	})
+	// logits: text inputs → float32 logits [B, L, V].
+	p.logits = ms.program("engine.logits", func(w *qwen2vl.Weights, _ any, in []*Node) []*Node {
+		ti, _ := qwen2vl.ReadTextInputs(in)
+		h, _ := w.Decoder(w.Prompt(ti))
+		return []*Node{w.Logits(h)}
+	})
+	// tokenLogProbs: text inputs, targets [B, T] → [B, T] (extra: vocab chunk).
+	p.tokenLogProbs = ms.program("engine.logprobs", func(w *qwen2vl.Weights, extra any, in []*Node) []*Node {
+		ti, rest := qwen2vl.ReadTextInputs(in)
+		return []*Node{w.TokenLogProbs(ti, rest[0], extra.(int))}
+	})
+	// prefill: text inputs → per layer K, V [B, L, KVH, D].
+	p.prefill = ms.program("engine.prefill", func(w *qwen2vl.Weights, _ any, in []*Node) []*Node {
+		ti, _ := qwen2vl.ReadTextInputs(in)
+		_, kv := w.Decoder(w.Prompt(ti))
+		return flattenKV(kv)
+	})
+	// admit: caches (2·layers, donated) [S, C, KVH, D], presence [S, V]
+	// (donated), prompt K/V (2·layers) [P, L, KVH, D], src, dst int32
+	// scalars, prompt presence [V] → caches with row dst = prompt row src
+	// followed by zeros, presence with row dst replaced.
+	p.admit = execution.NewProgram("engine.admit", func(variant any, in []*Node) []*Node {
+		n := variant.(int) // 2·layers
+		caches, presence, prompts := in[:n], in[n], in[n+1:2*n+1]
+		src, dst, row := in[2*n+1], in[2*n+2], in[2*n+3]
+		out := make([]*Node, 0, n+1)
+		for i, c := range caches {
+			cd := c.Shape().Dimensions
+			pr := Gather(prompts[i], Reshape(src, 1, 1)) // [1, L, KVH, D]
+			l := pr.Shape().Dimensions[1]
+			if l < cd[1] {
+				pr = Concatenate([]*Node{pr, Zeros(c.Graph(), shapes.Make(c.DType(), 1, cd[1]-l, cd[2], cd[3]))}, 1)
+			}
+			out = append(out, putRow(c, pr, dst, canUpdateSlice))
+		}
+		return append(out, putRow(presence, InsertAxes(row, 0), dst, canUpdateSlice))
+	})
+	// decode: see decodeStep.
+	p.decode = ms.program("engine.decode", func(w *qwen2vl.Weights, extra any, in []*Node) []*Node {
+		return decodeStep(w, extra.(decodeSettings), in)
+	})
+	return p
+}
+
+// putRow replaces row dst (an int32 scalar) of x [S, ...] with row [1, ...]:
+// a DynamicUpdateSlice where the backend has one (cost of one row), else a
+// masked select over x.
+func putRow(x, row, dst *Node, canUpdateSlice bool) *Node {
+	if canUpdateSlice {
+		starts := []*Node{dst}
+		for range x.Rank() - 1 {
+			starts = append(starts, ScalarZero(x.Graph(), dtypes.Int32))
+		}
+		return DynamicUpdateSlice(x, row, starts)
+	}
+	dims := x.Shape().Dimensions
+	mask := Equal(Iota(x.Graph(), shapes.Make(dtypes.Int32, dims...), 0), dst)
+	return Where(mask, BroadcastToDims(row, dims...), x)
+}
+
+// decodeSettings are the decode program's static settings.
+type decodeSettings struct {
+	layers int
+}
+
+// decodeStep is one decode step for every slot: inputs ids [S], positions
+// [3, S, 1], write [S], start [S] (int32), temperature, top-p, min-p,
+// repetition penalty [S] (float32), top-k [S] int32, presence [S, V] bool,
+// RNG state, then the caches (K, V per layer). Outputs: next ids [S], the
+// sampler's and the policy's (temperature 1) log-probs [S], presence, RNG
+// state, caches.
+func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
+	ids, positions, write, start := in[0], in[1], in[2], in[3]
+	params := SamplingParams{Temperature: in[4], TopP: in[5], MinP: in[6], RepetitionPenalty: in[7], TopK: in[8]}
+	presence, rng := in[9], in[10]
+	cache := make([]qwen2vl.KV, s.layers)
+	for i := range cache {
+		cache[i] = qwen2vl.KV{K: in[11+2*i], V: in[12+2*i]}
+	}
+	h, kv := w.DecodeStep(ids, positions, write, start, cache)
+	logits := w.Logits(h) // [S, V] float32
+	v := logits.Shape().Dimensions[1]
+	presence = LogicalOr(presence, Equal(Iota(ids.Graph(), shapes.Make(dtypes.Int32, ids.Shape().Dimensions[0], v), 1), InsertAxes(ids, -1)))
+	next, lpSampler, lpPolicy, rng := sampleTokens(logits, params, presence, rng)
+	return append([]*Node{next, lpSampler, lpPolicy, presence, rng}, flattenKV(kv)...)
+}
+
+// flattenKV lists per-layer K and V nodes in order.
+func flattenKV(kv []qwen2vl.KV) []*Node {
+	out := make([]*Node, 0, 2*len(kv))
+	for _, p := range kv {
+		out = append(out, p.K, p.V)
+	}
+	return out
+}
+
+// canUpdateSlice reports whether the backend runs DynamicUpdateSlice.
+func canUpdateSlice(b backends.Backend) bool {
+	return b.Capabilities().Operations[backends.OpTypeDynamicUpdateSlice]
+}
+
+// imageFeatures runs the images of a batch through the vision tower once,
+// padded to shape buckets, into one features tensor [rows, hidden] whose
+// first tokens rows are the merged patches of every image in order.
+func (e *Engine) imageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors.Tensor, int, error) {
+	cfg := e.m.Config
+	win := cfg.Vision.SpatialMergeSize * cfg.Vision.SpatialMergeSize
+	plan, err := qwen2vl.PlanVision(cfg.Vision, pixels, grids,
+		func(n int) int { return execution.Bucket(n, 64, win) },
+		func(n int) int { return execution.Bucket(n, 1, 1) },
+		func(n int) int { return execution.Bucket(n, 64, 1) })
+	if err != nil {
+		return nil, 0, fmt.Errorf("engine: %w", err)
+	}
+	feats := tensors.FromShape(shapes.Make(dtypes.Float32, plan.Rows, cfg.Text.HiddenSize))
+	pd, d := cfg.Vision.PatchDim(), cfg.Vision.HeadDim()
+	for _, c := range plan.Calls {
+		outs, err := e.models.call(e.progs.vision, nil, nil, execution.Donate(feats),
+			tensors.FromFlatDataAndDimensions(c.Pixels, c.Frames, c.Patches, pd),
+			tensors.FromFlatDataAndDimensions(c.Cos, c.Frames, c.Patches, d),
+			tensors.FromFlatDataAndDimensions(c.Sin, c.Frames, c.Patches, d),
+			tensors.FromFlatDataAndDimensions(c.Valid, c.Frames, c.Patches),
+			tensors.FromFlatDataAndDimensions(c.Dest, len(c.Dest)))
+		if err != nil {
+			return nil, 0, fmt.Errorf("engine: vision tower: %w", err)
+		}
+		feats = outs[0]
+	}
+	return feats, plan.Tokens, nil
+}
+
+// ImageFeatures runs images (the processor's patches of every image in
+// order, and their grids) through the vision tower once and returns the
+// merged features [tokens, hidden] (float32, on the host), as transformers'
+// image_embeds.
+func (e *Engine) ImageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors.Tensor, error) {
+	feats, n, err := e.imageFeatures(pixels, grids)
+	if err != nil {
+		return nil, err
+	}
+	return firstRows(feats, n)
+}
+
+// firstRows copies the first n rows of a float32 [R, H] tensor to the host.
+func firstRows(t *tensors.Tensor, n int) (*tensors.Tensor, error) {
+	flat, err := tensors.CopyFlatData[float32](t)
+	if err != nil {
+		return nil, err
+	}
+	h := t.Shape().Dimensions[1]
+	return tensors.FromFlatDataAndDimensions(flat[:n*h], n, h), nil
+}
+
+// textInputs prepares a batch's text inputs and runs its images through the
+// vision tower.
+func (e *Engine) textInputs(in qwen2vl.Batch) (*qwen2vl.TextBatch, []any, *tensors.Tensor, int, error) {
+	tb, err := qwen2vl.PrepareText(e.m.Config, in.InputIDs, in.AttentionMask, in.Grids)
+	if err != nil {
+		return nil, nil, nil, 0, fmt.Errorf("engine: %w", err)
+	}
+	var feats *tensors.Tensor
+	n := 0
+	if len(in.Grids) > 0 {
+		if feats, n, err = e.imageFeatures(in.PixelValues, in.Grids); err != nil {
+			return nil, nil, nil, 0, err
+		}
+	} else if len(in.PixelValues) > 0 {
+		return nil, nil, nil, 0, fmt.Errorf("engine: pixel_values without image grids")
+	}
+	if n != tb.ImageTokens {
+		return nil, nil, nil, 0, fmt.Errorf("engine: the images give %d features but input_ids hold %d image tokens (id %d)", n, tb.ImageTokens, e.m.Config.ImageTokenID)
+	}
+	var args []any
+	for _, t := range tb.Tensors(feats) {
+		args = append(args, t)
+	}
+	return tb, args, feats, n, nil
+}
+
+// Forward runs the full model on a batch (adapter l, nil = base) and returns
+// float32 logits for every position, the image features and the M-RoPE
+// positions. Shapes are not bucketed (a parity and inspection tool).
+func (e *Engine) Forward(in qwen2vl.Batch, l *qwen2vl.LoRA) (*qwen2vl.ForwardOutput, error) {
+	tb, args, feats, n, err := e.textInputs(in)
+	if err != nil {
+		return nil, err
+	}
+	outs, err := e.models.call(e.progs.logits, l, nil, args...)
+	if err != nil {
+		return nil, fmt.Errorf("engine: forward: %w", err)
+	}
+	out := &qwen2vl.ForwardOutput{Logits: outs[0], PositionIDs: tb.PositionIDs, RopeDeltas: tb.RopeDeltas}
+	if feats != nil {
+		if out.ImageEmbeds, err = firstRows(feats, n); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// LogProbs returns log p(targets[b][t] | the tokens before position L−T+t)
+// [B, T] float32 for a batch of full sequences (see qwen2vl.TokenLogProbs),
+// with the vocabulary log-sum-exp in chunks of vocabChunk entries (0 = 8192).
+func (e *Engine) LogProbs(in qwen2vl.Batch, targets [][]int32, l *qwen2vl.LoRA, vocabChunk int) (*tensors.Tensor, error) {
+	tb, args, _, _, err := e.textInputs(in)
+	if err != nil {
+		return nil, err
+	}
+	if len(targets) != tb.B || len(targets[0]) == 0 || len(targets[0]) >= tb.L {
+		return nil, fmt.Errorf("engine: targets must be [%d][T] with 0 < T < %d", tb.B, tb.L)
+	}
+	t := len(targets[0])
+	flat := make([]int32, 0, tb.B*t)
+	for i, row := range targets {
+		if len(row) != t {
+			return nil, fmt.Errorf("engine: targets row %d has %d entries, row 0 has %d", i, len(row), t)
+		}
+		for _, id := range row {
+			if id < 0 || int(id) >= e.m.Config.Text.VocabSize {
+				return nil, fmt.Errorf("engine: target id %d in row %d is outside the vocabulary", id, i)
+			}
+		}
+		flat = append(flat, row...)
+	}
+	if vocabChunk <= 0 {
+		vocabChunk = 8192
+	}
+	outs, err := e.models.call(e.progs.tokenLogProbs, l, vocabChunk, append(args, tensors.FromFlatDataAndDimensions(flat, tb.B, t))...)
+	if err != nil {
+		return nil, fmt.Errorf("engine: log-probs: %w", err)
+	}
+	return outs[0], nil
+}
+
+// Prefill runs a left-padded batch of prompts through the model (adapter l,
+// nil = base) and returns each layer's keys and values [B, L, KVH, D] (K then
+// V, layer by layer): the work a rollout does once per prompt. Shapes are
+// not bucketed.
+func (e *Engine) Prefill(in qwen2vl.Batch, l *qwen2vl.LoRA) ([]*tensors.Tensor, error) {
+	_, args, feats, _, err := e.textInputs(in)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := e.models.call(e.progs.prefill, l, nil, args...)
+	if feats != nil {
+		feats.FinalizeAll()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("engine: prefill: %w", err)
+	}
+	return kv, nil
+}

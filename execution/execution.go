@@ -1,0 +1,216 @@
+// Package execution compiles and runs GoMLX graphs for the packages that
+// build on the model (engine, trainer, distributed worker): compiled programs
+// keyed by graph identity and input shapes, their placement on a device,
+// donation of buffers that a call replaces, and shape buckets that bound how
+// many programs a dataset compiles.
+//
+// A Program is a graph definition; its identity is the *Program value plus a
+// comparable variant (e.g. an adapter layout or a cache capacity) that the
+// builder bakes into the graph. Two programs never share a compiled graph,
+// whatever their names. Within one (program, variant), GoMLX compiles once
+// per distinct list of input shapes; callers pad shapes with Bucket so that
+// this list stays short.
+package execution
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+)
+
+// Builder builds a graph's outputs from its inputs (in call order) and the
+// variant the program was run with.
+type Builder func(variant any, inputs []*graph.Node) []*graph.Node
+
+// Program is a graph definition. Create each one once (e.g. when an engine or
+// trainer is built) and run it many times: its pointer is its identity.
+type Program struct {
+	name  string
+	build Builder
+}
+
+// NewProgram defines a program; name is used in messages and compiled
+// program names only, never as a cache key.
+func NewProgram(name string, build Builder) *Program {
+	return &Program{name: name, build: build}
+}
+
+// Name returns the program's name.
+func (p *Program) Name() string { return p.name }
+
+// Placement says where programs run. Today one device; a mesh and sharding
+// specs (for the distributed worker) will be added here.
+type Placement struct {
+	// Device is the backend device the inputs are placed on and the
+	// programs run on.
+	Device backends.DeviceNum
+}
+
+// Donated marks a tensor whose device buffer the call may reuse for its
+// outputs (state replaced each call: a KV cache, optimizer moments). The
+// tensor must not be used after the call.
+type Donated struct{ T *tensors.Tensor }
+
+// Donate wraps t for donation to the next Run.
+func Donate(t *tensors.Tensor) Donated { return Donated{T: t} }
+
+// Stats counts what a Runner compiled and ran.
+type Stats struct {
+	// Programs is the number of compiled graphs (one per program, variant
+	// and list of input shapes).
+	Programs int `json:"programs_compiled"`
+	// CompileTime is the total time spent building and compiling them.
+	CompileTime time.Duration `json:"compile_ns"`
+	// Calls is the number of runs.
+	Calls int `json:"calls"`
+	// ByProgram counts compiled graphs per program name.
+	ByProgram map[string]int `json:"by_program"`
+}
+
+// Runner compiles and runs programs on one backend and placement. It is safe
+// for concurrent use.
+type Runner struct {
+	backend backends.Backend
+	place   Placement
+
+	mu       sync.Mutex
+	execs    map[execKey]*graph.Exec
+	compiled map[string]bool // exec key + input shapes already compiled
+	stats    Stats
+	graphs   map[string]*graph.Graph // the last graph each program ran, by name
+}
+
+// execKey identifies one compiled family: a program and its variant.
+type execKey struct {
+	prog    *Program
+	variant any
+}
+
+// New returns a runner on backend at place.
+func New(backend backends.Backend, place Placement) *Runner {
+	return &Runner{backend: backend, place: place, execs: map[execKey]*graph.Exec{}, compiled: map[string]bool{},
+		stats: Stats{ByProgram: map[string]int{}}, graphs: map[string]*graph.Graph{}}
+}
+
+// Backend returns the runner's backend.
+func (r *Runner) Backend() backends.Backend { return r.backend }
+
+// Placement returns where the runner runs programs.
+func (r *Runner) Placement() Placement { return r.place }
+
+// Stats returns a snapshot of what was compiled and run so far.
+func (r *Runner) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.stats
+	s.ByProgram = make(map[string]int, len(r.stats.ByProgram))
+	for k, v := range r.stats.ByProgram {
+		s.ByProgram[k] = v
+	}
+	return s
+}
+
+// Graphs returns the last compiled graph each program ran, by program name:
+// a tool can inspect their backend executables (e.g. compiled memory
+// statistics).
+func (r *Runner) Graphs() map[string]*graph.Graph {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]*graph.Graph, len(r.graphs))
+	for k, v := range r.graphs {
+		out[k] = v
+	}
+	return out
+}
+
+// Run executes prog with variant (a comparable value, nil for none) on args:
+// *tensors.Tensor values, or Donated ones. The first call with a new list of
+// input shapes compiles (counted in Stats). GoMLX panics during building or
+// running come back as errors naming the program.
+func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.Tensor, err error) {
+	if variant != nil && !reflect.TypeOf(variant).Comparable() {
+		return nil, fmt.Errorf("execution: program %s: variant of type %T is not comparable", prog.name, variant)
+	}
+	defer func() {
+		if rec := recover(); rec != nil {
+			err = fmt.Errorf("execution: program %s: %v", prog.name, rec)
+		}
+	}()
+	key := execKey{prog, variant}
+	plain := make([]any, len(args))
+	var sig strings.Builder
+	fmt.Fprintf(&sig, "%p/%v", prog, variant)
+	for i, a := range args {
+		switch v := a.(type) {
+		case *tensors.Tensor:
+			plain[i] = v
+			fmt.Fprintf(&sig, "|%s", v.Shape())
+		case Donated:
+			plain[i] = v.T
+			fmt.Fprintf(&sig, "|%s", v.T.Shape())
+		default:
+			return nil, fmt.Errorf("execution: program %s: argument %d is a %T, want *tensors.Tensor or Donated", prog.name, i, a)
+		}
+	}
+	r.mu.Lock()
+	exec, ok := r.execs[key]
+	if !ok {
+		exec, err = graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node { return prog.build(variant, in) })
+		if err != nil {
+			r.mu.Unlock()
+			return nil, fmt.Errorf("execution: program %s: %w", prog.name, err)
+		}
+		exec = exec.WithName(prog.name).SetMaxCache(-1)
+		r.execs[key] = exec
+	}
+	fresh := !r.compiled[sig.String()]
+	r.mu.Unlock()
+	if fresh {
+		t0 := time.Now()
+		if err := exec.PreCompile(plain...); err != nil {
+			return nil, fmt.Errorf("execution: compiling %s: %w", prog.name, err)
+		}
+		r.mu.Lock()
+		if !r.compiled[sig.String()] {
+			r.compiled[sig.String()] = true
+			r.stats.Programs++
+			r.stats.ByProgram[prog.name]++
+			r.stats.CompileTime += time.Since(t0)
+		}
+		r.mu.Unlock()
+	}
+	call := make([]any, len(args))
+	for i, a := range args {
+		if d, ok := a.(Donated); ok {
+			if call[i], err = graph.DonateTensorBuffer(d.T, r.backend, r.place.Device); err != nil {
+				return nil, fmt.Errorf("execution: program %s: donating argument %d: %w", prog.name, i, err)
+			}
+			continue
+		}
+		call[i] = a
+	}
+	outs, g, err := exec.ExecWithGraphOnDevice(r.place.Device, call...)
+	if err != nil {
+		return nil, fmt.Errorf("execution: running %s: %w", prog.name, err)
+	}
+	r.mu.Lock()
+	r.graphs[prog.name] = g
+	r.stats.Calls++
+	r.mu.Unlock()
+	return outs, nil
+}
+
+// Upload places float32 host values of the given shape on the runner's device.
+func (r *Runner) Upload(flat []float32, dims ...int) (*tensors.Tensor, error) {
+	t := tensors.FromFlatDataAndDimensions(flat, dims...)
+	if err := t.MaterializeOnDevice(r.backend, false, r.place.Device); err != nil {
+		return nil, fmt.Errorf("execution: uploading %v float32: %w", dims, err)
+	}
+	return t, nil
+}

@@ -1,0 +1,92 @@
+package execution
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gomlx/gomlx/backends/simplego"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+)
+
+func TestBucketLadder(t *testing.T) {
+	for _, c := range []struct{ n, least, multiple, want int }{
+		{1, 16, 1, 16}, {16, 16, 1, 16}, {17, 16, 1, 24}, {25, 16, 1, 32}, {33, 16, 1, 48}, {49, 16, 1, 64},
+		{100, 1, 1, 128}, {3, 1, 1, 3}, {5, 1, 1, 6}, {24, 64, 4, 64}, {65, 64, 4, 96}, {97, 64, 4, 128}, {7, 5, 4, 8},
+	} {
+		if got := Bucket(c.n, c.least, c.multiple); got != c.want {
+			t.Errorf("Bucket(%d, %d, %d) = %d, want %d", c.n, c.least, c.multiple, got, c.want)
+		}
+	}
+	// Every size up to 10,000 falls into few buckets, none less than the size
+	// nor more than half again as large (beyond the least).
+	seen := map[int]bool{}
+	for n := 1; n <= 10000; n++ {
+		b := Bucket(n, 64, 4)
+		if b < n || (n > 64 && float64(b) > 1.5*float64(n)+4) || b%4 != 0 {
+			t.Fatalf("Bucket(%d, 64, 4) = %d", n, b)
+		}
+		seen[b] = true
+	}
+	if len(seen) > 16 {
+		t.Errorf("sizes 1…10000 use %d buckets, want ≤ 16", len(seen))
+	}
+}
+
+func TestRunnerKeysAndDonation(t *testing.T) {
+	be, err := simplego.New("parallelism=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(be, Placement{})
+	// Two programs with the same name never share a compiled graph.
+	double := NewProgram("p", func(_ any, in []*Node) []*Node { return []*Node{MulScalar(in[0], 2)} })
+	triple := NewProgram("p", func(_ any, in []*Node) []*Node { return []*Node{MulScalar(in[0], 3)} })
+	scaled := NewProgram("scaled", func(v any, in []*Node) []*Node { return []*Node{MulScalar(in[0], float64(v.(int)))} })
+	x := tensors.FromFlatDataAndDimensions([]float32{1, 2}, 2)
+	for _, c := range []struct {
+		p    *Program
+		v    any
+		want float32
+	}{{double, nil, 4}, {triple, nil, 6}, {scaled, 5, 10}, {scaled, 7, 14}, {double, nil, 4}} {
+		outs, err := r.Run(c.p, c.v, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tensors.MustCopyFlatData[float32](outs[0])[1]; got != c.want {
+			t.Errorf("program %s variant %v: got %g, want %g", c.p.Name(), c.v, got, c.want)
+		}
+	}
+	if st := r.Stats(); st.Programs != 4 || st.Calls != 5 {
+		t.Errorf("stats %+v: want 4 programs compiled, 5 calls", st)
+	}
+	// A new input shape compiles once more.
+	if _, err := r.Run(double, nil, tensors.FromFlatDataAndDimensions([]float32{1, 2, 3}, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Stats(); st.Programs != 5 {
+		t.Errorf("%d programs after a new shape, want 5", st.Programs)
+	}
+	// Donated state replaced each call.
+	acc := NewProgram("acc", func(_ any, in []*Node) []*Node { return []*Node{Add(in[0], in[1])} })
+	state := tensors.FromShape(shapes.Make(dtypes.Float32, 2))
+	for range 3 {
+		outs, err := r.Run(acc, nil, Donate(state), x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		state = outs[0]
+	}
+	if got := tensors.MustCopyFlatData[float32](state); got[0] != 3 || got[1] != 6 {
+		t.Errorf("accumulated %v, want [3 6]", got)
+	}
+	// Errors name the program; a non-comparable variant is refused.
+	if _, err := r.Run(acc, nil, x); err == nil || !strings.Contains(err.Error(), "acc") {
+		t.Errorf("a missing input: error %v, want one naming the program", err)
+	}
+	if _, err := r.Run(acc, []int{1}, x, x); err == nil || !strings.Contains(err.Error(), "not comparable") {
+		t.Errorf("slice variant: error %v", err)
+	}
+}
