@@ -1,0 +1,130 @@
+package grpo
+
+import (
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's graph DSL reads best unqualified.
+
+	"github.com/mmft-go/mmft/execution"
+	"github.com/mmft-go/mmft/qwen2vl"
+)
+
+// stepVariant is what the training programs bake in: the adapter layout
+// (module names and scales), which optional inputs are present, and the
+// vocabulary chunk of the log-prob computation.
+type stepVariant struct {
+	layout         string
+	old, ref, eng  bool
+	chunk          int
+	numItems       bool
+	accumulateOnly bool
+}
+
+// lossMetrics is the number of scalar metrics the programs return after
+// their tensors: loss, KL, clip low, clip high, ratio, IS weight, tokens.
+const lossMetrics = 7
+
+// batchNodes are a training micro-batch's graph inputs after the text inputs.
+type batchNodes struct {
+	targets, mask, adv, keep, trunc *Node
+	old, ref, eng, numItems, scale  *Node
+}
+
+// readBatch reads the batch inputs in the order trainArgs gives them.
+func readBatch(v stepVariant, in []*Node) (batchNodes, []*Node) {
+	b := batchNodes{targets: in[0], mask: in[1], adv: in[2], keep: in[3], trunc: in[4], scale: in[5]}
+	in = in[6:]
+	take := func(on bool) *Node {
+		if !on {
+			return nil
+		}
+		n := in[0]
+		in = in[1:]
+		return n
+	}
+	b.old, b.ref, b.eng, b.numItems = take(v.old), take(v.ref), take(v.eng), take(v.numItems)
+	return b, in
+}
+
+// policyLoss builds the GRPO loss of a micro-batch and its metrics from the
+// policy's log-probs of the completion tokens.
+func policyLoss(o Objective, w *qwen2vl.Weights, v stepVariant, ti qwen2vl.TextInputs, b batchNodes) []*Node {
+	logps := w.TokenLogProbs(ti, b.targets, v.chunk)
+	out := Loss(o, LossInputs{NewLogps: logps, OldLogps: b.old, RefLogps: b.ref, EngineLogps: b.eng, Mask: b.mask,
+		Advantages: b.adv, Keep: b.keep, Truncated: b.trunc, NumItems: b.numItems})
+	loss := Mul(out.Loss, ConvertDType(b.scale, dtypes.Float32))
+	return []*Node{loss, out.KL, out.ClipLow, out.ClipHigh, out.Ratio, out.ISWeight, out.Tokens}
+}
+
+// adapterNodes lists the adapter's A and B nodes in Binding order.
+func adapterNodes(w *qwen2vl.Weights, modules []string) []*Node {
+	out := make([]*Node, 0, 2*len(modules))
+	for _, m := range modules {
+		out = append(out, w.LoRA[m].A, w.LoRA[m].B)
+	}
+	return out
+}
+
+// trainPrograms are the compiled computations of a trainer.
+type trainPrograms struct {
+	// logps: [binding][text][targets] → per-token log-probs [N, C].
+	logps *execution.Program
+	// step: [binding][opt state][lr][text][batch] → new A/B, new state,
+	// metrics…, grad norm, applied. One program: loss, gradient and AdamW.
+	step *execution.Program
+	// grads: [binding][text][batch][accumulators] → accumulators + gradients, metrics…
+	grads *execution.Program
+	// apply: [A/B][opt state][grads][lr] → new A/B, new state, grad norm, applied.
+	apply *execution.Program
+}
+
+// newTrainPrograms defines the programs for objective o, optimizer opt and
+// the adapter's modules (sorted) with their binding.
+func newTrainPrograms(o Objective, opt AdamW, modules []string, bindingOf func(layout string) *qwen2vl.Binding) trainPrograms {
+	nParams := 2 * len(modules)
+	return trainPrograms{
+		logps: execution.NewProgram("grpo.logps", func(variant any, in []*Node) []*Node {
+			v := variant.(stepVariant)
+			w, rest := bindingOf(v.layout).Weights(in)
+			ti, rest := qwen2vl.ReadTextInputs(rest)
+			return []*Node{w.TokenLogProbs(ti, rest[0], v.chunk)}
+		}),
+		step: execution.NewProgram("grpo.step", func(variant any, in []*Node) []*Node {
+			v := variant.(stepVariant)
+			w, rest := bindingOf(v.layout).Weights(in)
+			state := AdamWStateFromNodes(rest[:2+2*nParams], nParams)
+			lr := rest[2+2*nParams]
+			ti, rest := qwen2vl.ReadTextInputs(rest[3+2*nParams:])
+			b, _ := readBatch(v, rest)
+			metrics := policyLoss(o, w, v, ti, b)
+			params := adapterNodes(w, modules)
+			grads := Gradient(metrics[0], params...)
+			res := opt.Update(lr, params, grads, state)
+			out := append(append([]*Node{}, res.Params...), res.State.Nodes()...)
+			out = append(out, metrics...)
+			return append(out, res.GradNorm, res.Applied)
+		}),
+		grads: execution.NewProgram("grpo.grads", func(variant any, in []*Node) []*Node {
+			v := variant.(stepVariant)
+			w, rest := bindingOf(v.layout).Weights(in)
+			ti, rest := qwen2vl.ReadTextInputs(rest)
+			b, rest := readBatch(v, rest)
+			acc := rest[:nParams]
+			metrics := policyLoss(o, w, v, ti, b)
+			grads := Gradient(metrics[0], adapterNodes(w, modules)...)
+			out := make([]*Node, 0, nParams+len(metrics))
+			for i, g := range grads {
+				out = append(out, Add(acc[i], g))
+			}
+			return append(out, metrics...)
+		}),
+		apply: execution.NewProgram("grpo.apply", func(_ any, in []*Node) []*Node {
+			params := in[:nParams]
+			state := AdamWStateFromNodes(in[nParams:3*nParams+2], nParams)
+			grads := in[3*nParams+2 : 4*nParams+2]
+			lr := in[4*nParams+2]
+			res := opt.Update(lr, params, grads, state)
+			out := append(append([]*Node{}, res.Params...), res.State.Nodes()...)
+			return append(out, res.GradNorm, res.Applied)
+		}),
+	}
+}

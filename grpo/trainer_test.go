@@ -1,0 +1,118 @@
+package grpo
+
+import (
+	"context"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/data/synth"
+	"github.com/mmft-go/mmft/embedded"
+	"github.com/mmft-go/mmft/engine"
+	"github.com/mmft-go/mmft/processor"
+	"github.com/mmft-go/mmft/qwen2vl"
+	"github.com/mmft-go/mmft/rewards"
+)
+
+// tinySetup builds the embedded default: tiny random model, its processor,
+// an engine and the built-in easy documents.
+func tinySetup(t testing.TB) Setup {
+	t.Helper()
+	dir, err := embedded.ModelDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc, err := processor.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := embedded.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := compute.NewCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := qwen2vl.LoadFrom(be.Backend, cfg, embedded.RandomWeights(cfg, 1, 0.02), qwen2vl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(m, engine.Options{Slots: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	train, _, err := synth.Default(synth.Easy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := rewards.Default().ParseSet("structural")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Setup{Engine: eng, Processor: proc, Rewards: set, Data: DocEpochs(train, 3), Steps: 3}
+}
+
+func tinyConfig() Config {
+	c := DefaultConfig()
+	c.BatchSize = 2
+	c.NumGenerations = 4
+	c.NumIterations = 1
+	c.Objective.MaxCompletionLength = 12
+	c.Objective.Beta = 0.04
+	c.Schedule = ScheduleConfig{Kind: ScheduleConstant, LearningRate: 1e-2}
+	c.LoRARank = 4
+	c.LoRAAlpha = 8
+	c.LoRADropout = 0
+	c.OutputDir = "unused"
+	return c
+}
+
+func TestTrainerStepsUpdateTheAdapter(t *testing.T) {
+	s := tinySetup(t)
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+	}{
+		{"fused", func(*Config) {}},
+		{"accumulated, two iterations", func(c *Config) { c.GradientAccumulationSteps = 2; c.NumIterations = 2 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tinyConfig()
+			tc.edit(&cfg)
+			tr, err := New(cfg, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, err := tr.Adapter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := tr.Step(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("metrics: %v", m)
+			for _, k := range []string{"reward", "loss", "kl", "grad_norm", "completion_length", "entropy"} {
+				v, ok := m[k]
+				if !ok || math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					t.Errorf("metric %s = %v (present %v)", k, v, ok)
+				}
+			}
+			after, err := tr.Adapter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			changed := false
+			for _, name := range after.Names() {
+				if !slices.Equal(before.Modules[name].B, after.Modules[name].B) {
+					changed = true
+				}
+			}
+			if m["zero_std_groups"] < 2 && !changed {
+				t.Error("a step with reward variance left every lora_B unchanged")
+			}
+		})
+	}
+}
