@@ -1,8 +1,8 @@
 package compute
 
 import (
-	"errors"
 	"bufio"
+	"errors"
 	"fmt"
 	"math"
 	"os"

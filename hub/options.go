@@ -80,7 +80,7 @@ type settings struct {
 	// offlineWhy says what turned offline mode on, for error messages.
 	offlineWhy string
 	endpoint   *url.URL
-	client   *http.Client
+	client     *http.Client
 }
 
 func truthy(v string) bool {
