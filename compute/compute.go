@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/backends/simplego"
@@ -52,8 +51,9 @@ type Options struct {
 	Device string
 	// PluginPath is an explicit PJRT plugin file; it wins over every search.
 	PluginPath string
-	// CPUParallelism is the pure-Go backend's worker count; values below
-	// MinCPUParallelism are raised to it. Zero means max(MinCPUParallelism, NumCPU).
+	// CPUParallelism is the pure-Go backend's worker count, at least
+	// MinCPUParallelism (smaller values are refused). Zero means
+	// max(MinCPUParallelism, NumCPU).
 	CPUParallelism int
 }
 
@@ -61,10 +61,17 @@ type Options struct {
 // and $MMFT_CPU_PARALLELISM, with the defaults where they are unset.
 func OptionsFromEnv() (Options, error) {
 	o := Options{Device: os.Getenv(EnvDevice), PluginPath: os.Getenv(EnvPlugin)}
+	if o.Device != "" {
+		d, err := parseDevice(o.Device)
+		if err != nil {
+			return o, fmt.Errorf("compute: $%s: %w", EnvDevice, err)
+		}
+		o.Device = d
+	}
 	if s := os.Getenv(EnvCPUParallelism); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return o, fmt.Errorf("$%s=%q: want a positive integer worker count", EnvCPUParallelism, s)
+		n, err := parseParallelism(s)
+		if err != nil {
+			return o, fmt.Errorf("compute: $%s: %w", EnvCPUParallelism, err)
 		}
 		o.CPUParallelism = n
 	}
@@ -87,47 +94,84 @@ type Backend struct {
 
 // New opens the backend that o selects.
 func New(o Options) (*Backend, error) {
-	switch strings.ToLower(strings.TrimSpace(o.Device)) {
-	case "", CPU:
-		return newCPU(o.CPUParallelism)
-	case GPU, "cuda":
+	device, err := parseDevice(o.Device)
+	if err != nil {
+		return nil, fmt.Errorf("compute: %w", err)
+	}
+	if o.CPUParallelism != 0 {
+		if err := checkParallelism(o.CPUParallelism); err != nil {
+			return nil, fmt.Errorf("compute: %w", err)
+		}
+	}
+	switch device {
+	case GPU:
 		return newGPU(o.PluginPath)
 	case Auto:
 		if _, err := FindCUDAPlugin(o.PluginPath); err == nil {
 			return newGPU(o.PluginPath)
 		}
-		return newCPU(o.CPUParallelism)
-	default:
-		return nil, fmt.Errorf("unknown device %q: use cpu, gpu or auto", o.Device)
 	}
+	return newCPU(o.CPUParallelism)
+}
+
+// parseDevice returns CPU, GPU or Auto for a device name (empty means CPU;
+// "cuda" is taken for GPU).
+func parseDevice(s string) (string, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", CPU:
+		return CPU, nil
+	case GPU, "cuda":
+		return GPU, nil
+	case Auto:
+		return Auto, nil
+	}
+	return "", fmt.Errorf("unknown device %q: use cpu, gpu or auto", s)
+}
+
+// parseParallelism reads a CPU worker count: 0 (automatic) or at least MinCPUParallelism.
+func parseParallelism(s string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("CPU parallelism %q is not a whole number: use 0 (automatic) or a worker count of at least %d", s, MinCPUParallelism)
+	}
+	if n != 0 {
+		if err := checkParallelism(n); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 // NewCPU opens the pure-Go CPU backend with the default worker count.
 func NewCPU() (*Backend, error) { return newCPU(0) }
 
-// stdoutMu guards the swap of os.Stdout around simplego.New, which prints a
-// line about its parallelism to standard output (that would corrupt the JSON
-// output of commands such as `mmft tokenize`).
-var stdoutMu sync.Mutex
-
 func newCPU(parallelism int) (*Backend, error) {
-	if parallelism <= 0 {
-		parallelism = runtime.NumCPU()
+	if parallelism == 0 {
+		parallelism = max(runtime.NumCPU(), MinCPUParallelism)
 	}
-	parallelism = max(parallelism, MinCPUParallelism)
-	stdoutMu.Lock()
-	saved := os.Stdout
-	if devNull, err := os.Open(os.DevNull); err == nil {
-		os.Stdout = devNull
-		defer devNull.Close()
+	if err := checkParallelism(parallelism); err != nil {
+		return nil, fmt.Errorf("compute: %w", err)
 	}
-	b, err := simplego.New("parallelism=" + strconv.Itoa(parallelism))
-	os.Stdout = saved
-	stdoutMu.Unlock()
+	// simplego.New("parallelism=N") prints a line to the process's standard
+	// output, which would corrupt the JSON of commands and protocols that own
+	// stdout; the pool size is set on the new backend instead (see workers.go).
+	b, err := simplego.New("")
 	if err != nil {
-		return nil, fmt.Errorf("opening GoMLX's pure-Go CPU backend: %w", err)
+		return nil, fmt.Errorf("compute: opening GoMLX's pure-Go CPU backend: %w", err)
+	}
+	if err := setWorkers(b, parallelism); err != nil {
+		b.Finalize()
+		return nil, err
 	}
 	return &Backend{Backend: b, Device: CPU, CPUParallelism: parallelism}, nil
+}
+
+// checkParallelism refuses a worker count the pure-Go backend cannot run safely.
+func checkParallelism(n int) error {
+	if n < MinCPUParallelism {
+		return fmt.Errorf("CPU parallelism %d: the minimum is %d workers (the pure-Go backend's pool can deadlock below it); use 0 for automatic", n, MinCPUParallelism)
+	}
+	return nil
 }
 
 func newGPU(explicit string) (*Backend, error) {

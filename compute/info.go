@@ -91,6 +91,7 @@ func Versions() map[string]string {
 type gpuRow struct {
 	Name        string
 	MemoryBytes int64
+	FreeBytes   int64
 	Driver      string
 }
 
@@ -102,7 +103,7 @@ func nvidiaSMI() []gpuRow {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader,nounits").Output()
+	out, err := exec.CommandContext(ctx, path, "--query-gpu=name,memory.total,driver_version,memory.free", "--format=csv,noheader,nounits").Output()
 	if err != nil {
 		return nil
 	}
@@ -112,11 +113,12 @@ func nvidiaSMI() []gpuRow {
 	}
 	var rows []gpuRow
 	for _, r := range recs {
-		if len(r) < 3 {
+		if len(r) < 4 {
 			continue
 		}
 		mib, _ := strconv.ParseInt(strings.TrimSpace(r[1]), 10, 64)
-		rows = append(rows, gpuRow{Name: strings.TrimSpace(r[0]), MemoryBytes: mib << 20, Driver: strings.TrimSpace(r[2])})
+		free, _ := strconv.ParseInt(strings.TrimSpace(r[3]), 10, 64)
+		rows = append(rows, gpuRow{Name: strings.TrimSpace(r[0]), MemoryBytes: mib << 20, FreeBytes: free << 20, Driver: strings.TrimSpace(r[2])})
 	}
 	return rows
 }
@@ -136,19 +138,4 @@ func cpuModel() string {
 	return runtime.GOARCH + " CPU"
 }
 
-func hostMemory() int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) >= 2 && fields[0] == "MemTotal:" {
-			kb, _ := strconv.ParseInt(fields[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func hostMemory() int64 { return meminfo("MemTotal:") }

@@ -2,12 +2,29 @@ package compute
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph code reads best unqualified
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 )
+
+// Limits of BenchMatmul that keep a run bounded in time.
+const (
+	// MaxMatmulChain is the most matrix products in one timed run.
+	MaxMatmulChain = 1000
+	// MaxMatmulIters is the most timed runs.
+	MaxMatmulIters = 100000
+)
+
+// MatmulBytes estimates the peak memory of BenchMatmul for N×N matrices of
+// dtype: the two float32 iotas the inputs are made from, the two inputs, and
+// two products alive at once; -1 when it overflows.
+func MatmulBytes(n int, dtype dtypes.DType) int64 {
+	elems := MulBytes(int64(n), int64(n))
+	return AddBytes(MulBytes(elems, 2, 4), MulBytes(elems, 4, int64(dtype.Size())))
+}
 
 // MatmulResult is one matmul benchmark measurement.
 type MatmulResult struct {
@@ -25,9 +42,20 @@ type MatmulResult struct {
 // reports the achieved TFLOP/s (2·N³·chain per iteration). Inputs are made and
 // kept on the device; each iteration reads back one scalar so that the timing
 // covers the whole computation.
+//
+// Sizes are checked before anything is allocated: chain and iters are at most
+// MaxMatmulChain and MaxMatmulIters, and the matrices must fit in the
+// device's available memory (MatmulBytes).
 func BenchMatmul(b *Backend, n, chain, iters int, dtype dtypes.DType) (MatmulResult, error) {
 	if n < 1 || chain < 1 || iters < 1 {
-		return MatmulResult{}, fmt.Errorf("matmul benchmark: n, chain and iterations must be positive (got %d, %d, %d)", n, chain, iters)
+		return MatmulResult{}, fmt.Errorf("compute: matmul benchmark: n, chain and iterations must be positive (got %d, %d, %d)", n, chain, iters)
+	}
+	if chain > MaxMatmulChain || iters > MaxMatmulIters {
+		return MatmulResult{}, fmt.Errorf("compute: matmul benchmark: chain %d, iterations %d: the limits are %d products per run and %d runs",
+			chain, iters, MaxMatmulChain, MaxMatmulIters)
+	}
+	if err := CheckMemory(fmt.Sprintf("the matmul benchmark with n=%d in %s", n, strings.ToLower(dtype.String())), MatmulBytes(n, dtype), b.AvailableMemory()); err != nil {
+		return MatmulResult{}, fmt.Errorf("compute: %w; choose a smaller --n", err)
 	}
 	res := MatmulResult{N: n, DType: dtype.String(), Chain: chain, Iterations: iters}
 	makeInputs, err := NewExec(b.Backend, func(g *Graph) (*Node, *Node) {

@@ -195,9 +195,9 @@ func TestPrecisionBF16Small(t *testing.T) {
 	}
 }
 
-// TestPrecisionBF16Medium is the CPU precision experiment (hidden 512, 8
-// layers, 8/2 heads, vocab 4096, three small images); set
-// MMFT_PRECISION_MEDIUM=1 to run it (about a minute on 2 cores).
+// TestPrecisionBF16Medium holds the bf16 forward of a medium random model
+// (hidden 512, 8 layers, 8/2 heads, vocab 4096, three small images) to its
+// float32 forward; set MMFT_PRECISION_MEDIUM=1 to run it (about 20 s on 2 cores).
 func TestPrecisionBF16Medium(t *testing.T) {
 	if os.Getenv("MMFT_PRECISION_MEDIUM") == "" {
 		t.Skip("set MMFT_PRECISION_MEDIUM=1 to run the medium precision experiment")
@@ -205,6 +205,12 @@ func TestPrecisionBF16Medium(t *testing.T) {
 	cfg := mediumConfig(8, 4)
 	rel, top1 := precisionRun(t, cfg, []qwen2vl.Grid{{T: 1, H: 8, W: 8}, {T: 1, H: 12, W: 8}, {T: 1, H: 6, W: 14}}, 40)
 	t.Logf("medium bf16 vs f32: rel L2 logits error %.4g, top-1 agreement %.4f", rel, top1)
+	// Measured 0.0087 and 0.985 (2026-12-02, CPU); the bound leaves room for
+	// the deeper stack while staying under transformers' own bf16 error on
+	// the 2B model (0.031 relative L2 against float32).
+	if rel > 1.5e-2 || top1 < 0.97 {
+		t.Errorf("medium bf16 vs f32: rel %.4g (bound 1.5e-2), top-1 %.4f (bound 0.97)", rel, top1)
+	}
 }
 
 // TestImageEmbedsRegroup checks that images grouped by grid (here the first

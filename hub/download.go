@@ -535,11 +535,23 @@ func (s *settings) newBar(file string, size, have int64) *progressbar.ProgressBa
 	return bar
 }
 
+// downloadCommand is the `mmft download` line that fetches repoID at s.Revision.
+func (s *settings) downloadCommand(repoID string) string {
+	cmd := "mmft download"
+	if s.RepoType == Dataset {
+		cmd += " --dataset"
+	}
+	if s.Revision != "" && s.Revision != "main" {
+		cmd += " --revision " + s.Revision
+	}
+	return cmd + " " + repoID
+}
+
 // fromCache returns the cached snapshot of s.Revision, or an error listing
 // what the cache lacks. netErr, when set, is why the Hub was not asked.
 func (s *settings) fromCache(repoID string, rc repoCache, include, exclude []pattern, netErr error) (string, error) {
 	w := what{repoType: s.RepoType, repoID: repoID, revision: s.Revision}
-	why, fix := "offline mode is on (HF_HUB_OFFLINE=1 or --offline)", "download it first with offline mode off, e.g. `mmft download "+repoID+"`"
+	why, fix := s.offlineWhy, "download it first with offline mode off, e.g. `"+s.downloadCommand(repoID)+"`"
 	if netErr != nil {
 		why, fix = "the Hub cannot be reached", "connect to the network or set HF_ENDPOINT to a reachable mirror"
 	}
@@ -577,7 +589,7 @@ func (s *settings) fromCache(repoID string, rc repoCache, include, exclude []pat
 
 func (s *settings) fileFromCache(repoID string, rc repoCache, file string, netErr error) (string, error) {
 	w := what{repoType: s.RepoType, repoID: repoID, revision: s.Revision}
-	why, fix := "offline mode is on (HF_HUB_OFFLINE=1 or --offline)", "turn offline mode off to download it"
+	why, fix := s.offlineWhy, "download it first with offline mode off, e.g. `"+s.downloadCommand(repoID)+"`"
 	if netErr != nil {
 		why, fix = "the Hub cannot be reached", "connect to the network or set HF_ENDPOINT to a reachable mirror"
 	}

@@ -77,8 +77,10 @@ type Options struct {
 // settings is Options with every default filled in and checked.
 type settings struct {
 	Options
-	endpoint *url.URL
-	client   *http.Client
+	// offlineWhy says what turned offline mode on, for error messages.
+	offlineWhy string
+	endpoint   *url.URL
+	client     *http.Client
 }
 
 func truthy(v string) bool {
@@ -176,8 +178,13 @@ func (o Options) resolve() (*settings, error) {
 	if s.CacheDir == "" {
 		s.CacheDir = DefaultCacheDir()
 	}
-	if !s.Offline {
-		s.Offline = truthy(os.Getenv("HF_HUB_OFFLINE")) || truthy(os.Getenv("TRANSFORMERS_OFFLINE"))
+	switch {
+	case s.Offline:
+		s.offlineWhy = "offline mode is on (--offline)"
+	case truthy(os.Getenv("HF_HUB_OFFLINE")):
+		s.Offline, s.offlineWhy = true, "offline mode is on (HF_HUB_OFFLINE="+os.Getenv("HF_HUB_OFFLINE")+")"
+	case truthy(os.Getenv("TRANSFORMERS_OFFLINE")):
+		s.Offline, s.offlineWhy = true, "offline mode is on (TRANSFORMERS_OFFLINE="+os.Getenv("TRANSFORMERS_OFFLINE")+")"
 	}
 	var base http.Client
 	if s.Client != nil {

@@ -127,12 +127,20 @@ func TestFixtureGrids(t *testing.T) {
 // compares with transformers' pixel_values.
 func TestFixturePixelValues(t *testing.T) {
 	base := modelConfig(t)
-	ran := 0
+	ran, skipped, want := 0, 0, 0
 	for _, c := range loadCases(t) {
 		if c.Image == nil {
 			continue
 		}
+		if c.PixelValuesN != nil {
+			want++
+		}
 		t.Run(*c.Image, func(t *testing.T) {
+			defer func() {
+				if t.Skipped() {
+					skipped++
+				}
+			}()
 			cfg := base
 			cfg.MinPixels, cfg.MaxPixels = c.MinPixels, c.MaxPixels
 			p, err := New(cfg, DecodeOptions{})
@@ -187,7 +195,9 @@ func TestFixturePixelValues(t *testing.T) {
 			ran++
 		})
 	}
-	if ran == 0 && !t.Skipped() {
-		t.Log("no pixel-value fixtures compared")
+	if want == 0 {
+		t.Error("the image fixtures list no pixel_values file: nothing was compared with transformers")
+	} else if ran+skipped != want && !t.Failed() {
+		t.Errorf("%d of %d pixel-value fixtures compared", ran, want)
 	}
 }

@@ -151,7 +151,7 @@ func plan(cfg Config, src TensorSource) (map[string]string, error) {
 		problems = append(problems, "unexpected "+key)
 	}
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("checkpoint does not match the Qwen2-VL config (%d problems): %s", len(problems), strings.Join(problems, "; "))
+		return nil, problemsError("checkpoint does not match the Qwen2-VL config", problems)
 	}
 	return byCanon, nil
 }

@@ -3,6 +3,7 @@ package rewards
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRegistryAndSet(t *testing.T) {
@@ -77,11 +78,42 @@ func BenchmarkStructural(b *testing.B) {
 	}
 }
 
+// TestLongInput holds the rewards to their bounds on long, number-heavy
+// input: a predicted answer over MaxAnswerLen bytes never matches (even when
+// it holds the gold), one just under it is still read in full, and a 1 MB
+// completion gets its rewards within a generous deadline (a blow-up guard,
+// not a speed measure: that is in the benchmarks).
 func TestLongInput(t *testing.T) {
-	// A long, number-heavy answer must still be handled (no blow-up).
-	pred := strings.Repeat("$1,234 on 2023-03-31 and 12% (5) = ", 2000)
-	_ = Accuracy{}.Match(pred, "12%")
-	_ = Accuracy{}.Match(pred, "March 31, 2023")
+	unit := "$1,234 on 2023-03-31 and 12% (5) = "
+	under := strings.Repeat(unit, (MaxAnswerLen-10)/len(unit)) + "12%"
+	over := strings.Repeat(unit, 2000)
+	completion := "<think>" + strings.Repeat(unit, 30000) + "</think><answer>12%</answer>"
+	type result struct {
+		under, underDate, underWrong, over bool
+		structural, format, accuracy       float64
+	}
+	done := make(chan result, 1)
+	go func() {
+		in := Input{Completion: completion, Answer: "12%"}
+		done <- result{
+			Accuracy{}.Match(under, "12%"), Accuracy{}.Match(under, "March 31, 2023"), Accuracy{}.Match(under, "13%"),
+			Accuracy{}.Match(over, "12%"), Structural(in), Format(in), Accuracy{}.Score(in),
+		}
+	}()
+	select {
+	case r := <-done:
+		if len(under) > MaxAnswerLen || !r.under || !r.underDate || r.underWrong {
+			t.Errorf("a %d-byte answer: match 12%% %v, the date %v, 13%% %v; want true, true, false", len(under), r.under, r.underDate, r.underWrong)
+		}
+		if r.over {
+			t.Errorf("a %d-byte answer (over MaxAnswerLen %d) matched", len(over), MaxAnswerLen)
+		}
+		if r.structural != 2 || r.format != 1 || r.accuracy != 1 {
+			t.Errorf("a %d-byte completion: structural %v, format %v, accuracy %v; want 2, 1, 1", len(completion), r.structural, r.format, r.accuracy)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("rewards on long input did not finish within 30 s")
+	}
 }
 
 func TestOverlongPenalty(t *testing.T) {

@@ -74,12 +74,16 @@ func FuzzPreTokenizeMatchesRegexp(f *testing.F) {
 		if !utf8.ValidString(s) || strings.ContainsRune(s, 0x017F) {
 			return
 		}
-		comparePreTokenize(t, re, s)
+		if err := comparePreTokenize(t, re, s); err != nil {
+			t.Skipf("regexp2 on %+q: %v", s, err)
+		}
 	})
 }
 
-// comparePreTokenize fails t when the scanner and regexp2 split s differently.
-func comparePreTokenize(t *testing.T, re *regexp2.Regexp, s string) {
+// comparePreTokenize fails t when the scanner and regexp2 split s
+// differently. It returns regexp2's error (a match timeout) when regexp2
+// could not split s, and then compares nothing.
+func comparePreTokenize(t *testing.T, re *regexp2.Regexp, s string) error {
 	t.Helper()
 	var want []string
 	m, err := re.FindStringMatch(s)
@@ -87,7 +91,7 @@ func comparePreTokenize(t *testing.T, re *regexp2.Regexp, s string) {
 		want = append(want, m.String())
 	}
 	if err != nil {
-		t.Skipf("regexp2 on %+q: %v", s, err)
+		return err
 	}
 	var got []string
 	preTokenize(s, func(p string) { got = append(got, p) })
@@ -97,6 +101,7 @@ func comparePreTokenize(t *testing.T, re *regexp2.Regexp, s string) {
 	if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
 		t.Fatalf("%+q: scanner %+q, regexp2 %+q", s, got, want)
 	}
+	return nil
 }
 
 // TestPreTokenizeMatchesRegexpRandom compares the scanner with regexp2 on
@@ -110,12 +115,21 @@ func TestPreTokenizeMatchesRegexpRandom(t *testing.T) {
 	if testing.Short() {
 		n = 2000
 	}
+	failed := 0
 	for i := 0; i < n; i++ {
 		rs := make([]rune, rng.Intn(16))
 		for j := range rs {
 			rs[j] = alpha[rng.Intn(len(alpha))]
 		}
-		comparePreTokenize(t, re, string(rs))
+		if err := comparePreTokenize(t, re, string(rs)); err != nil {
+			failed++
+			t.Logf("regexp2 could not split %+q: %v", string(rs), err)
+		}
+	}
+	// A regexp2 timeout on one string (a loaded machine) skips that string
+	// only; the comparison must still have run on nearly every case.
+	if failed > n/100 {
+		t.Fatalf("regexp2 failed on %d of %d strings: the comparison did not run", failed, n)
 	}
 }
 

@@ -40,6 +40,14 @@ Hub dataset id (ORG/NAME), downloaded into the Hugging Face cache first.`)
 		fmt.Fprintf(c.stderr, "mmft data inspect: want one dataset (a folder, a .parquet file or a Hub id ORG/NAME), got %d arguments\n", len(pos))
 		return errUsage
 	}
+	if err := dopts.check(); err != nil {
+		fmt.Fprintf(c.stderr, "mmft data inspect: %v\n", err)
+		return errUsage
+	}
+	if *minPixels < 1 || *maxPixels < *minPixels {
+		fmt.Fprintf(c.stderr, "mmft data inspect: --min-pixels %d, --max-pixels %d: want 1 ≤ min ≤ max\n", *minPixels, *maxPixels)
+		return errUsage
+	}
 	ds, err := data.Open(c.ctx, pos[0], dopts.options(c))
 	if err != nil {
 		return err
@@ -73,11 +81,19 @@ type dataSource struct {
 func dataSourceFlags(fs *flag.FlagSet) *dataSource {
 	return &dataSource{
 		fullDecode: fs.Bool("full-decode", false, "decode every image fully to check it (default: header only)"),
-		pixelLimit: fs.Int("pixel-limit", data.DefaultPixelLimit, "skip images with more pixels than this (-1: no limit)"),
+		pixelLimit: fs.Int("pixel-limit", data.DefaultPixelLimit, "skip images with more pixels than this (a positive count, or -1 for no limit)"),
 		offline:    fs.Bool("offline", false, "for a Hub id: use the Hugging Face cache only"),
 		revision:   fs.String("revision", "main", "for a Hub id: branch, tag or commit"),
 		quiet:      fs.Bool("quiet", false, "no download progress on stderr"),
 	}
+}
+
+// check refuses flag values that cannot be right.
+func (d *dataSource) check() error {
+	if *d.pixelLimit == 0 || *d.pixelLimit < -1 {
+		return fmt.Errorf("--pixel-limit %d: give a positive pixel count, or -1 for no limit", *d.pixelLimit)
+	}
+	return nil
 }
 
 // options builds data.Options, with a resolver that downloads Hub dataset ids

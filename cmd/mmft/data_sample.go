@@ -47,6 +47,10 @@ are skipped here too and summarised on stderr.`)
 		fmt.Fprintf(c.stderr, "mmft data sample: --n must be at least 1, got %d\n", *n)
 		return errUsage
 	}
+	if err := dopts.check(); err != nil {
+		fmt.Fprintf(c.stderr, "mmft data sample: %v\n", err)
+		return errUsage
+	}
 	ds, err := data.Open(c.ctx, pos[0], dopts.options(c))
 	if err != nil {
 		return err

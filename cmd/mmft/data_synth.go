@@ -6,7 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/data/synth"
+	"github.com/mmft-go/mmft/internal/atomicfile"
 )
 
 // runDataSynth writes the synthetic financial-document dataset as parquet.
@@ -40,11 +42,14 @@ that a tiny model can learn from on CPU.`)
 	if *out == "" {
 		return usageErr("--out is required: the folder to write data/*.parquet into")
 	}
-	if *n <= 0 {
-		return usageErr("--n must be a positive number of training documents (got %d)", *n)
+	if *n <= 0 || *n > maxSynthDocs {
+		return usageErr("--n %d: give a number of training documents from 1 to %d", *n, maxSynthDocs)
 	}
 	if *nTest < 0 {
 		*nTest = max(1, *n/10)
+	}
+	if *nTest > maxSynthDocs {
+		return usageErr("--test %d: the most is %d documents", *nTest, maxSynthDocs)
 	}
 	if (*width == 0) != (*height == 0) {
 		return usageErr("give both --width and --height, or neither")
@@ -60,6 +65,12 @@ that a tiny model can learn from on CPU.`)
 		opts.Level = synth.Easy
 	default:
 		return usageErr("--level %q: use normal or easy", *level)
+	}
+	if err := opts.Check(); err != nil {
+		return err
+	}
+	if err := synthFits(*out, *n+*nTest, *rowGroup, opts); err != nil {
+		return err
 	}
 	start := time.Now()
 	last := start
@@ -78,5 +89,29 @@ that a tiny model can learn from on CPU.`)
 	fmt.Fprintf(c.stdout, "wrote %d training and %d test documents (%s, seed %d) in %s:\n  %s\n  %s\n",
 		*n, *nTest, opts.Level, *seed, time.Since(start).Round(time.Millisecond),
 		filepath.Join(*out, synth.TrainFile), filepath.Join(*out, synth.TestFile))
+	return nil
+}
+
+// maxSynthDocs bounds --n and --test: a hundred times Sujet-Finance-QA-Vision's
+// 100k documents, days of work on one machine.
+const maxSynthDocs = 10_000_000
+
+// synthFits checks, before any document is made, that the dataset fits on the
+// disk holding out and that one row group fits in memory. A document is
+// counted at width·height·3/8 bytes (its PNG and text; the charts and tables
+// compress better than that) on disk and at width·height·3 bytes (an
+// uncompressed image, an upper bound) in a row group.
+func synthFits(out string, docs, rowGroup int, opts synth.Options) error {
+	w, h := opts.Size()
+	img := compute.MulBytes(int64(w), int64(h), 3)
+	disk := compute.MulBytes(int64(docs), img/8)
+	if free := atomicfile.FreeBytes(out); free > 0 && disk > free {
+		return fmt.Errorf("%d documents of %d×%d would take about %s on disk, and %s is free under %s; lower --n/--test or the image size",
+			docs, w, h, compute.FormatBytes(disk), compute.FormatBytes(free), out)
+	}
+	what := fmt.Sprintf("a row group of %d documents of %d×%d", rowGroup, w, h)
+	if err := compute.CheckMemory(what, compute.MulBytes(int64(rowGroup), img), compute.HostAvailableMemory()); err != nil {
+		return fmt.Errorf("%w; lower --row-group", err)
+	}
 	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,50 +12,18 @@ import (
 	"github.com/mmft-go/mmft/compute"
 )
 
-// deviceOptions are the backend choices of the device flags.
-type deviceOptions struct {
-	compute.Options
-	// envErr is a malformed $MMFT_* variable the flags default from.
-	envErr error
-}
-
-// deviceFlags registers the flags that select a compute backend, with their
-// defaults from the environment.
-func deviceFlags(fs *flag.FlagSet) *deviceOptions {
-	o, err := compute.OptionsFromEnv()
-	if err != nil {
-		o = compute.Options{}
-	}
-	if o.Device == "" {
-		o.Device = compute.CPU
-	}
-	d := &deviceOptions{Options: o, envErr: err}
-	fs.StringVar(&d.Device, "device", o.Device, "compute device: cpu, gpu or auto (default from $"+compute.EnvDevice+")")
-	fs.StringVar(&d.PluginPath, "plugin", o.PluginPath, "PJRT CUDA plugin file for the GPU (default: $"+compute.EnvPlugin+", then a search)")
-	fs.IntVar(&d.CPUParallelism, "cpu-parallelism", o.CPUParallelism, "worker count of the pure-Go CPU backend (0: automatic, at least 4)")
-	return d
-}
-
-// open opens the chosen backend; a malformed $MMFT_* variable is an error
-// rather than silently ignored.
-func (d *deviceOptions) open() (*compute.Backend, error) {
-	if d.envErr != nil {
-		return nil, d.envErr
-	}
-	return compute.New(d.Options)
-}
-
 func runEnv(c *cli, args []string) error {
-	fs := c.newFlags("env", "[--device cpu|gpu|auto] [--json]", `
+	fs := c.newFlags("env", "[--device cpu|gpu|auto] [--plugin FILE] [--cpu-parallelism N] [--json]", `
 Prints the compute backend mmft would use, its devices (name, memory), the PJRT plugin path,
 and the versions of Go, GoMLX and go-xla. With --device gpu it fails with the list of places
 searched for a CUDA plugin when none is found.`)
-	opts := deviceFlags(fs)
+	var dev compute.Flags
+	dev.Register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	b, err := opts.open()
+	b, err := dev.Backend()
 	if err != nil {
 		return err
 	}
@@ -112,9 +79,10 @@ func runBench(c *cli, args []string) error {
 }
 
 func runBenchMatmul(c *cli, args []string) error {
-	fs := c.newFlags("bench matmul", "[--device gpu] [--n 8192] [--chain 8] [--iters 10] [--dtype bf16]", `
+	fs := c.newFlags("bench matmul", "[--device cpu|gpu|auto] [--plugin FILE] [--cpu-parallelism N] [--n 8192] [--chain 8] [--iters 10] [--dtype bf16]", `
 Times a chain of N×N×N matrix products on the device and prints TFLOP/s as JSON.`)
-	opts := deviceFlags(fs)
+	var dev compute.Flags
+	dev.Register(fs)
 	n := fs.Int("n", 0, "matrix size (default 8192 on the GPU, 512 on the CPU)")
 	chain := fs.Int("chain", 0, "matrix products per run (default 8 on the GPU, 1 on the CPU)")
 	iters := fs.Int("iters", 0, "timed runs after the warm-up (default 10 on the GPU, 3 on the CPU)")
@@ -122,7 +90,7 @@ Times a chain of N×N×N matrix products on the device and prints TFLOP/s as JSO
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	b, err := opts.open()
+	b, err := dev.Backend()
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/grpo"
 )
 
@@ -36,7 +37,8 @@ mask_truncated_completions) and prints one JSON line per case:
   {"loss": x, "grad_new_logps": [[...], ...]}
 Advantages come from the rewards; the gradient is GoMLX's autodiff of the loss.`)
 	casesPath := fs.String("cases", "", "JSON file of objective cases (required)")
-	dev := deviceFlags(fs)
+	var dev compute.Flags
+	dev.Register(fs)
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -52,11 +54,12 @@ Advantages come from the rewards; the gradient is GoMLX's autodiff of the loss.`
 	if err != nil {
 		return err
 	}
-	b, err := dev.open()
+	be, err := dev.Backend()
 	if err != nil {
 		return err
 	}
-	defer b.Finalize()
+	defer be.Backend.Finalize()
+	b := be.Backend
 	out := bufio.NewWriter(c.stdout)
 	defer out.Flush()
 	enc := json.NewEncoder(out)

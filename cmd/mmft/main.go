@@ -12,7 +12,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mmft-go/mmft/internal/atomicfile"
 )
 
 // cli carries the process streams a subcommand reads and writes, so that
@@ -56,10 +62,47 @@ func commands() []command {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
 	c := &cli{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
-	os.Exit(c.main(os.Args[1:]))
+	got := onSignal(cancel, c.stderr)
+	code := c.main(os.Args[1:])
+	if s := got(); s != 0 {
+		atomicfile.RemoveTemps()
+		code = 128 + s
+	}
+	os.Exit(code)
+}
+
+// stopGrace is how long a command has, after SIGINT or SIGTERM cancelled its
+// context, to stop and run its deferred cleanup before the process removes the
+// temporary files still being written and exits on its own.
+const stopGrace = 5 * time.Second
+
+// onSignal cancels the commands' context on the first SIGINT or SIGTERM; the
+// command then stops and its deferred cleanup runs. A command that does not
+// stop within stopGrace, or a second signal, ends the process at once after
+// removing atomicfile's live temporary files. The exit code is 128 + the
+// signal's number (130 for SIGINT, 143 for SIGTERM), as shells report it. The
+// returned function gives the number of the signal received, 0 for none.
+func onSignal(cancel context.CancelFunc, stderr io.Writer) func() int {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	var got atomic.Int32
+	go func() {
+		s := (<-sigs).(syscall.Signal)
+		got.Store(int32(s))
+		cancel()
+		fmt.Fprintf(stderr, "mmft: %v: stopping\n", s)
+		select {
+		case <-sigs:
+		case <-time.After(stopGrace):
+		}
+		for _, p := range atomicfile.RemoveTemps() {
+			fmt.Fprintf(stderr, "mmft: removed the unfinished %s\n", p)
+		}
+		os.Exit(128 + int(s))
+	}()
+	return func() int { return int(got.Load()) }
 }
 
 // main runs one command line and returns the process exit code:
@@ -84,6 +127,10 @@ func (c *cli) main(args []string) (code int) {
 			continue
 		}
 		if cmd.run == nil {
+			if slices.ContainsFunc(args[1:], isHelpFlag) {
+				fmt.Fprintf(c.stdout, "mmft %s: %s.\nNot built yet: %s brings it.\n", name, cmd.summary, cmd.planned)
+				return 0
+			}
 			fmt.Fprintf(c.stderr, "mmft %s: not built yet (%s brings it).\n", name, cmd.planned)
 			return 1
 		}
@@ -96,7 +143,8 @@ func (c *cli) main(args []string) (code int) {
 		case errors.Is(err, errUsage):
 			return 2
 		default:
-			fmt.Fprintf(c.stderr, "mmft %s: %v\n", name, err)
+			// Errors of a package named like the command ("data: ...") are not prefixed twice.
+			fmt.Fprintf(c.stderr, "mmft %s: %s\n", name, strings.TrimPrefix(err.Error(), name+": "))
 			return 1
 		}
 	}
@@ -151,7 +199,7 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) error {
 		if a == "--" {
 			break
 		}
-		if a == "-h" || a == "--help" || a == "-help" {
+		if isHelpFlag(a) {
 			fs.SetOutput(c.stdout)
 			fs.Usage()
 			return flag.ErrHelp
@@ -165,6 +213,9 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// isHelpFlag reports whether a is -h, -help or --help.
+func isHelpFlag(a string) bool { return a == "-h" || a == "--help" || a == "-help" }
 
 // interspersed reorders args so that flags (with their values) come first and
 // positional arguments follow a "--", which is how the flag package wants them.

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/internal/shared"
 )
 
 // runCLI runs one mmft command line in-process and returns its exit code and output.
@@ -55,6 +57,10 @@ func TestUnknownAndUnbuiltCommands(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, "not built yet") {
 			t.Errorf("mmft %s: exit %d, %q", cmd.name, code, errOut)
 		}
+		code, out, _ := runCLI(t, "", cmd.name, "--help")
+		if code != 0 || !strings.Contains(out, "Not built yet") {
+			t.Errorf("mmft %s --help: exit %d, %q; want exit 0 and what brings it", cmd.name, code, out)
+		}
 	}
 	if code, _, errOut := runCLI(t, "", "env", "--no-such-flag"); code != 2 || !strings.Contains(errOut, "no-such-flag") {
 		t.Fatalf("bad flag: exit %d, %q", code, errOut)
@@ -81,16 +87,6 @@ func TestEnvCPU(t *testing.T) {
 	}
 	if info.Device != "cpu" || len(info.Devices) != 1 || info.Versions["gomlx"] == "" {
 		t.Fatalf("unexpected env: %+v", info)
-	}
-}
-
-func TestEnvGPUWithoutPlugin(t *testing.T) {
-	if _, err := compute.FindCUDAPlugin(""); err == nil {
-		t.Skip("a CUDA plugin is installed here")
-	}
-	code, _, errOut := runCLI(t, "", "env", "--device", "gpu")
-	if code != 1 || !strings.Contains(errOut, "Looked in") || !strings.Contains(errOut, "Fix:") {
-		t.Fatalf("exit %d, %q", code, errOut)
 	}
 }
 
@@ -123,13 +119,65 @@ func TestDeviceFlagsReachTheBackend(t *testing.T) {
 	}
 }
 
-func TestBadEnvironmentIsReported(t *testing.T) {
-	t.Setenv(compute.EnvCPUParallelism, "many")
-	for _, args := range [][]string{{"env"}, {"bench", "matmul", "--n", "8", "--iters", "1"}} {
-		code, out, errOut := runCLI(t, "", args...)
-		if code != 1 || !strings.Contains(errOut, compute.EnvCPUParallelism) || out != "" {
-			t.Errorf("mmft %s with $%s=many: exit %d, stdout %q, stderr %q",
-				strings.Join(args, " "), compute.EnvCPUParallelism, code, out, errOut)
+// computingCommands are the command lines (all else valid) of every command
+// that computes on a backend; a new one (train, rollout, eval, worker) joins
+// this list and TestDeviceSettingsMeanTheSame checks it.
+func computingCommands(t *testing.T) [][]string {
+	dir := shared.Fixture(t, "qwen2vl-tiny")
+	return [][]string{
+		{"env"},
+		{"bench", "matmul", "--n", "8", "--iters", "1"},
+		{"forward", "--model", dir, "--inputs", filepath.Join(dir, "reference.safetensors"), "--out", filepath.Join(t.TempDir(), "o.safetensors")},
+	}
+}
+
+// TestDeviceSettingsMeanTheSame runs every computing command with each bad
+// device setting, from a flag and from the environment: each is refused with
+// exit 1, a message naming it, and nothing on stdout. A GPU asked for where no
+// CUDA plugin is installed fails the same way in every command.
+func TestDeviceSettingsMeanTheSame(t *testing.T) {
+	noPlugin := true
+	if _, err := compute.FindCUDAPlugin(""); err == nil {
+		noPlugin = false
+	}
+	for _, c := range []struct {
+		name  string
+		env   map[string]string
+		flags []string
+		want  string
+	}{
+		{"gpu from env", map[string]string{compute.EnvDevice: "gpu"}, nil, "no PJRT CUDA plugin found"},
+		{"gpu flag", nil, []string{"--device", "gpu"}, "no PJRT CUDA plugin found"},
+		{"plugin flag", nil, []string{"--device", "gpu", "--plugin", "/nonexistent/cuda.so"}, "/nonexistent/cuda.so"},
+		{"plugin env", map[string]string{compute.EnvDevice: "gpu", compute.EnvPlugin: "/nonexistent/cuda.so"}, nil, "/nonexistent/cuda.so"},
+		{"device env", map[string]string{compute.EnvDevice: "tpu"}, nil, compute.EnvDevice},
+		{"device flag", nil, []string{"--device", "tpu"}, "unknown device \"tpu\""},
+		{"parallelism env abc", map[string]string{compute.EnvCPUParallelism: "abc"}, nil, compute.EnvCPUParallelism},
+		{"parallelism flag abc", nil, []string{"--cpu-parallelism", "abc"}, "not a whole number"},
+		{"parallelism flag -4", nil, []string{"--cpu-parallelism", "-4"}, "the minimum is 4"},
+		{"parallelism flag 1", nil, []string{"--cpu-parallelism", "1"}, "the minimum is 4"},
+		{"parallelism env 1", map[string]string{compute.EnvCPUParallelism: "1"}, nil, "the minimum is 4"},
+	} {
+		if strings.Contains(c.want, "PJRT") && !noPlugin {
+			continue // a CUDA plugin is installed here
+		}
+		for _, k := range []string{compute.EnvDevice, compute.EnvPlugin, compute.EnvCPUParallelism} {
+			t.Setenv(k, c.env[k])
+		}
+		for _, args := range computingCommands(t) {
+			code, out, errOut := runCLI(t, "", append(args, c.flags...)...)
+			if code != 1 || !strings.Contains(errOut, c.want) || out != "" {
+				t.Errorf("%s: mmft %s: exit %d, stdout %q, stderr %q; want exit 1 and %q",
+					c.name, strings.Join(append(args[:1:1], c.flags...), " "), code, out, errOut, c.want)
+			}
+		}
+	}
+	for _, args := range computingCommands(t) {
+		code, out, _ := runCLI(t, "", append(args[:len(args):len(args)], "--help")...)
+		for _, flag := range []string{"-device", "-plugin", "-cpu-parallelism", compute.EnvDevice, compute.EnvPlugin, compute.EnvCPUParallelism} {
+			if code != 0 || !strings.Contains(out, flag) {
+				t.Errorf("mmft %s --help: exit %d, does not mention %s", args[0], code, flag)
+			}
 		}
 	}
 }

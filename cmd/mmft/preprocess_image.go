@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/mmft-go/mmft/imageproc"
+	"github.com/mmft-go/mmft/internal/atomicfile"
 	"github.com/mmft-go/mmft/safetensors"
 )
 
@@ -54,6 +55,11 @@ file (--config); without either, transformers' Qwen2VLImageProcessor defaults ar
 	if *minPixels < 0 || *maxPixels < 0 || *maxDecode <= 0 {
 		fmt.Fprintln(c.stderr, "mmft preprocess-image: --min-pixels and --max-pixels must be >= 0 and --max-decode-pixels > 0")
 		return errUsage
+	}
+	if *out != "" {
+		if err := atomicfile.CheckDest(*out); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
 	}
 	cfg := imageproc.DefaultConfig()
 	var err error
@@ -108,6 +114,12 @@ file (--config); without either, transformers' Qwen2VLImageProcessor defaults ar
 	if err != nil {
 		return err
 	}
+	if *out != "" {
+		if err := writePixelValues(*out, batch, cfg); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "wrote %s: pixel_values [%d %d], image_grid_thw [%d 3]\n", *out, batch.NumPatches(), batch.PatchDim, len(batch.Grids))
+	}
 	enc := json.NewEncoder(c.stdout)
 	for i, path := range fs.Args() {
 		g := batch.Grids[i]
@@ -120,9 +132,11 @@ file (--config); without either, transformers' Qwen2VLImageProcessor defaults ar
 			return err
 		}
 	}
-	if *out == "" {
-		return nil
-	}
+	return nil
+}
+
+// writePixelValues writes a batch's pixel_values and image_grid_thw as safetensors.
+func writePixelValues(out string, batch *imageproc.Batch, cfg imageproc.Config) error {
 	tensors := []safetensors.NamedTensor{
 		safetensors.FromFloat32("pixel_values", []int{batch.NumPatches(), batch.PatchDim}, batch.PixelValues),
 		safetensors.FromInt64("image_grid_thw", []int{len(batch.Grids), 3}, batch.GridTHW()),
@@ -132,9 +146,5 @@ file (--config); without either, transformers' Qwen2VLImageProcessor defaults ar
 		"min_pixels": fmt.Sprint(cfg.MinPixels),
 		"max_pixels": fmt.Sprint(cfg.MaxPixels),
 	}
-	if err := safetensors.Write(*out, tensors, meta); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stderr, "wrote %s: pixel_values [%d %d], image_grid_thw [%d 3]\n", *out, batch.NumPatches(), batch.PatchDim, len(batch.Grids))
-	return nil
+	return safetensors.Write(out, tensors, meta)
 }

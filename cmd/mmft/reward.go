@@ -55,7 +55,9 @@ Scores completions with a reward. Each stdin line is a JSON object
 NAME is a built-in reward: structural (the seed's, -1..2), format (strict, 0/1) or accuracy
 (the <answer> against the gold answer, 0/1); with --max-tokens and --overlong-buffer also overlong
 (0 down to -1 as len(completion_ids) nears and passes --max-tokens). SET is a weighted sum such as "structural=0.5,accuracy=1";
-its output lines also hold the unweighted "components".`)
+its output lines also hold the unweighted "components".
+A malformed line gets {"line": N, "error": "..."} in its place on stdout and a message
+naming line N on stderr; the other lines are still scored, and the command then fails.`)
 	name := fs.String("name", "", "reward name, or a weighted set NAME=W,NAME=W (required)")
 	prefill := fs.String("prefill", "", `assistant prefill placed before each completion, e.g. "Let me solve this step by step.\n<think>" (escapes \n \t are read)`)
 	tol := fs.Float64("tol", rewards.DefaultRelTol, "relative tolerance of the accuracy reward for numbers")
@@ -123,35 +125,25 @@ its output lines also hold the unweighted "components".`)
 	sc.Buffer(make([]byte, 64*1024), 256<<20)
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
+	var bad []int
 	for n := 1; sc.Scan(); n++ {
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
 			continue
 		}
-		var in rewardLine
-		dec := json.NewDecoder(bytes.NewReader(line))
-		if err := dec.Decode(&in); err != nil {
-			return fmt.Errorf("stdin line %d: not a JSON object {\"completion\": ..., \"answer\": ...}: %w", n, err)
+		var rec any
+		o, err := scoreLine(line, set, isSet, pre)
+		if err != nil {
+			bad = append(bad, n)
+			fmt.Fprintf(c.stderr, "mmft reward: line %d: %v\n", n, err)
+			rec = lineError{Line: n, Error: err.Error()}
+		} else {
+			rec = o
 		}
-		if dec.More() {
-			return fmt.Errorf("stdin line %d: more than one JSON value; put one object per line", n)
-		}
-		if in.Completion == nil {
-			return fmt.Errorf("stdin line %d: no \"completion\" field; each line needs {\"completion\": ..., \"answer\": ...}", n)
-		}
-		if in.CompletionIDs == nil && usesOverlong(set) {
-			return fmt.Errorf("stdin line %d: the overlong reward needs \"completion_ids\" (the generated token ids)", n)
-		}
-		ri := rewards.Input{Prefill: pre, Completion: *in.Completion, CompletionIDs: in.CompletionIDs, Answer: string(in.Answer), Question: in.Question}
-		if in.Prefill != nil {
-			ri.Prefill = *in.Prefill
-		}
-		res := set.Score(ri)
-		o := rewardOut{Reward: res.Total}
-		if isSet {
-			o.Components = res.Map()
-		}
-		if err := enc.Encode(o); err != nil {
+		if err := enc.Encode(rec); err != nil {
 			return fmt.Errorf("writing the reward of line %d: %w", n, err)
 		}
 	}
@@ -161,7 +153,49 @@ its output lines also hold the unweighted "components".`)
 		}
 		return fmt.Errorf("reading stdin: %w", err)
 	}
-	return out.Flush()
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("writing output: %w", err)
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%d malformed input line(s) (first: line %d); each must be a JSON object {\"completion\": ..., \"answer\": ...}", len(bad), bad[0])
+	}
+	return nil
+}
+
+// lineError is the output line of a JSON-lines command (tokenize, reward) in
+// place of an input line it could not read: the other lines are still
+// processed, and the command fails at the end.
+type lineError struct {
+	Line  int    `json:"line"`
+	Error string `json:"error"`
+}
+
+// scoreLine reads one input line of `mmft reward` and scores it.
+func scoreLine(line []byte, set rewards.Set, isSet bool, prefill string) (rewardOut, error) {
+	var in rewardLine
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if err := dec.Decode(&in); err != nil {
+		return rewardOut{}, fmt.Errorf("not a JSON object {\"completion\": ..., \"answer\": ...}: %w", err)
+	}
+	if dec.More() {
+		return rewardOut{}, errors.New("more than one JSON value; put one object per line")
+	}
+	if in.Completion == nil {
+		return rewardOut{}, errors.New("no \"completion\" field; each line needs {\"completion\": ..., \"answer\": ...}")
+	}
+	if in.CompletionIDs == nil && usesOverlong(set) {
+		return rewardOut{}, errors.New("the overlong reward needs \"completion_ids\" (the generated token ids)")
+	}
+	ri := rewards.Input{Prefill: prefill, Completion: *in.Completion, CompletionIDs: in.CompletionIDs, Answer: string(in.Answer), Question: in.Question}
+	if in.Prefill != nil {
+		ri.Prefill = *in.Prefill
+	}
+	res := set.Score(ri)
+	o := rewardOut{Reward: res.Total}
+	if isSet {
+		o.Components = res.Map()
+	}
+	return o, nil
 }
 
 func usesOverlong(s rewards.Set) bool {

@@ -60,30 +60,55 @@ func TestRewardCommand(t *testing.T) {
 	}
 }
 
+// TestRewardCommandErrors checks the JSON-lines rule shared with tokenize: a
+// malformed line gets {"line": N, "error": ...} in its place, the lines after
+// it are still scored, and the command exits 1; bad flags fail before any line.
 func TestRewardCommandErrors(t *testing.T) {
 	good := `{"completion": "<answer>1</answer>", "answer": "1"}` + "\n"
 	for _, c := range []struct {
-		stdin  string
-		args   []string
-		code   int
-		inErr  string
-		outLen int // output lines written before the error
+		stdin string
+		args  []string
+		code  int
+		inErr string
+		out   []string // output lines, "" for a score and the error text for an error record
 	}{
-		{good + `{"completion": "x", "answer": ` + "\n", []string{"--name", "accuracy"}, 1, "stdin line 2", 1},
-		{good + good + `{"answer": "1"}` + "\n", []string{"--name", "accuracy"}, 1, "line 3: no \"completion\"", 2},
-		{good + `[1, 2]` + "\n", []string{"--name", "accuracy"}, 1, "stdin line 2", 1},
-		{good + `{"completion": "x", "answer": [1]}` + "\n", []string{"--name", "accuracy"}, 1, "must be a string or a number", 1},
-		{good, []string{"--name", "acuracy"}, 1, "known: accuracy, format, structural", 0},
-		{good, []string{"--name", "accuracy=two"}, 1, "not a finite number", 0},
-		{good, []string{}, 2, "--name is required", 0},
-		{good, []string{"--name", "accuracy,overlong"}, 2, "needs --max-tokens and --overlong-buffer", 0},
+		{good + `{"completion": "x", "answer": ` + "\n" + good, []string{"--name", "accuracy"}, 1, "line 2: not a JSON object", []string{"", "not a JSON object", ""}},
+		{good + good + `{"answer": "1"}` + "\n", []string{"--name", "accuracy"}, 1, "line 3: no \"completion\"", []string{"", "", "no \"completion\""}},
+		{good + `[1, 2]` + "\n" + good, []string{"--name", "accuracy"}, 1, "line 2:", []string{"", "not a JSON object", ""}},
+		{good + `{"completion": "x", "answer": [1]}` + "\n", []string{"--name", "accuracy"}, 1, "must be a string or a number", []string{"", "must be a string or a number"}},
+		{good, []string{"--name", "acuracy"}, 1, "known: accuracy, format, structural", nil},
+		{good, []string{"--name", "accuracy=two"}, 1, "not a finite number", nil},
+		{good, []string{}, 2, "--name is required", nil},
+		{good, []string{"--name", "accuracy,overlong"}, 2, "needs --max-tokens and --overlong-buffer", nil},
 	} {
 		code, out, errs := runCLI(t, c.stdin, append([]string{"reward"}, c.args...)...)
 		if code != c.code || !strings.Contains(errs, c.inErr) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", c.args, code, errs, c.code, c.inErr)
 		}
-		if n := len(strings.Fields(out)); n != c.outLen {
-			t.Errorf("%v: %d output lines before the error, want %d (%q)", c.args, n, c.outLen, out)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if out == "" {
+			lines = nil
+		}
+		if len(lines) != len(c.out) {
+			t.Errorf("%v: %d output lines, want %d (%q)", c.args, len(lines), len(c.out), out)
+			continue
+		}
+		for i, l := range lines {
+			var rec struct {
+				Reward *float64 `json:"reward"`
+				Line   int      `json:"line"`
+				Error  string   `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(l), &rec); err != nil {
+				t.Errorf("output line %d %q: %v", i+1, l, err)
+				continue
+			}
+			if c.out[i] == "" && rec.Reward == nil {
+				t.Errorf("output line %d = %s, want a reward", i+1, l)
+			}
+			if c.out[i] != "" && (rec.Line != i+1 || !strings.Contains(rec.Error, c.out[i])) {
+				t.Errorf("output line %d = %s, want {\"line\": %d, \"error\": ...%s...}", i+1, l, i+1, c.out[i])
+			}
 		}
 	}
 }

@@ -70,10 +70,7 @@ tokenized, and the command then fails.`)
 			var rec any
 			if p.err != nil {
 				fmt.Fprintf(c.stderr, "mmft tokenize: line %d: %v\n", p.line, p.err)
-				rec = struct {
-					Line  int    `json:"line"`
-					Error string `json:"error"`
-				}{p.line, p.err.Error()}
+				rec = lineError{Line: p.line, Error: p.err.Error()}
 			} else {
 				rec = struct {
 					IDs     []int  `json:"ids"`

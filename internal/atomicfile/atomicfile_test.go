@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -50,5 +51,64 @@ func TestFailedWriteKeepsOldFileAndLeavesNoTemp(t *testing.T) {
 	}
 	if err := WriteBytes(filepath.Join(dir, "missing", "x"), nil); err == nil {
 		t.Fatal("write into a missing folder succeeded")
+	}
+}
+
+// TestRemoveTemps checks the registry: a Write in progress is listed, and
+// RemoveTemps removes its temporary file, which makes that Write fail and
+// leave nothing behind.
+func TestRemoveTemps(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "big.bin")
+	inFill, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- Write(p, func(w io.Writer) error {
+			close(inFill)
+			<-release
+			_, err := w.Write([]byte("data"))
+			return err
+		})
+	}()
+	<-inFill
+	temps := Temps()
+	if len(temps) != 1 || filepath.Dir(temps[0]) != dir {
+		t.Fatalf("live temps %v", temps)
+	}
+	if removed := RemoveTemps(); len(removed) != 1 || removed[0] != temps[0] {
+		t.Fatalf("RemoveTemps removed %v, want %v", removed, temps)
+	}
+	close(release)
+	if err := <-done; err == nil {
+		t.Fatal("a Write whose temporary file was removed succeeded")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 || len(Temps()) != 0 {
+		t.Fatalf("left behind: %v, registry %v", entries, Temps())
+	}
+}
+
+func TestCheckDest(t *testing.T) {
+	dir := t.TempDir()
+	if err := CheckDest(filepath.Join(dir, "ok.bin")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ path, want string }{
+		{dir, "is a folder"},
+		{filepath.Join(dir, "no", "such", "f.bin"), "its folder"},
+		{"", "no output path"},
+	} {
+		if err := CheckDest(c.path); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("CheckDest(%q) = %v, want %q", c.path, err, c.want)
+		}
+	}
+	if err := WriteBytes(dir, []byte("x")); err == nil || !strings.Contains(err.Error(), "is a folder") {
+		t.Errorf("Write over a folder: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("CheckDest left %v", entries)
+	}
+	if FreeBytes(filepath.Join(dir, "not", "yet")) <= 0 {
+		t.Error("FreeBytes unknown for a folder under the test's temp dir")
 	}
 }

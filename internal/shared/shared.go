@@ -1,17 +1,41 @@
 // Package shared locates the project's shared reference material (the real
 // Qwen2-VL assets and the reference fixtures) that lives beside the checkout in
 // ../shared, so that tests can read it and skip cleanly where it is absent.
+//
+// In CI (the environment variable CI set to true, as CI services set it) an
+// absent folder or file fails the test instead: a green CI run means the
+// fixture comparisons ran.
 package shared
 
 import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
 // EnvVar overrides where the shared folder is (an absolute path).
 const EnvVar = "MMFT_SHARED"
+
+// InCI reports whether the tests run in CI: $CI is true (or 1, yes).
+func InCI() bool {
+	switch strings.ToLower(strings.TrimSpace(os.Getenv("CI"))) {
+	case "true", "1", "yes":
+		return true
+	}
+	return false
+}
+
+// absent skips t with msg, or fails it in CI where the reference material
+// must be present.
+func absent(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("CI=true and "+format+"; CI must run the fixture tests: provide ../shared or set $"+EnvVar, args...)
+	}
+	t.Skipf("skipping: "+format, args...)
+}
 
 // Find returns the shared folder: $MMFT_SHARED when set, otherwise the folder
 // "shared" beside the repository root (the directory holding go.mod), searched
@@ -42,16 +66,17 @@ func Find() (string, error) {
 }
 
 // Path returns the path of rel inside the shared folder, or skips the test
-// with a clear message when the shared folder or that file is absent.
+// with a clear message when the shared folder or that file is absent (fails
+// it in CI).
 func Path(t testing.TB, rel ...string) string {
 	t.Helper()
 	dir, err := Find()
 	if err != nil {
-		t.Skipf("skipping: shared reference material not available: %v", err)
+		absent(t, "shared reference material not available: %v", err)
 	}
 	p := filepath.Join(append([]string{dir}, rel...)...)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("skipping: %s is absent from the shared folder (%v)", filepath.Join(rel...), err)
+		absent(t, "%s is absent from the shared folder (%v)", filepath.Join(rel...), err)
 	}
 	return p
 }
