@@ -5,6 +5,7 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's graph DSL reads best unqualified.
 
 	"github.com/mmft-go/mmft/execution"
+	_ "github.com/mmft-go/mmft/internal/dotgrad" // gradients of matrix products as matrix products
 	"github.com/mmft-go/mmft/qwen2vl"
 )
 

@@ -119,3 +119,22 @@ func DocEpochs(docs []synth.Doc, seed uint64) EpochFunc {
 		}
 	}
 }
+
+// DocEpochsInOrder streams generated documents in order, each with its
+// first question/answer pair (for evaluation).
+func DocEpochsInOrder(docs []synth.Doc) EpochFunc {
+	return func(ctx context.Context, epoch int) iter.Seq2[data.Sample, error] {
+		return func(yield func(data.Sample, error) bool) {
+			for _, d := range docs {
+				if len(d.QA) == 0 {
+					continue
+				}
+				smp := data.Sample{DocID: d.ID, Image: d.PNG, Width: d.Width, Height: d.Height, Format: "png",
+					Question: d.QA[0].Question, Answer: d.QA[0].Answer, Content: d.Content}
+				if !yield(smp, nil) {
+					return
+				}
+			}
+		}
+	}
+}

@@ -51,7 +51,7 @@ func commands() []command {
 		{name: "data", summary: "inspect, sample or synthesize datasets (data inspect|sample|synth)", run: runData},
 		{name: "reward", summary: "score completions with a named reward function", run: runReward},
 		{name: "grpo", summary: "GRPO objective tools (grpo loss: loss and gradient of JSON cases)", run: runGRPO},
-		{name: "train", summary: "GRPO + LoRA fine-tuning", planned: "the GRPO trainer issue"},
+		{name: "train", summary: "GRPO + LoRA fine-tuning (no flags: the main job on the embedded default)", run: runTrain},
 		{name: "rollout", summary: "sample completions with the rollout engine", planned: "the rollout engine issue"},
 		{name: "eval", summary: "evaluate a model or adapter on a dataset split", planned: "the evaluation issue"},
 		{name: "export", summary: "export a notebook to a batch script, or merge adapters into weights", planned: "the notebook kernel issue"},

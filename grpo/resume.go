@@ -1,0 +1,76 @@
+package grpo
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+)
+
+// Checkpoint returns the trainer's whole state: the adapter and AdamW state
+// copied from the device, the schedule and data positions, the random
+// streams (each derived from the run's seed and the step or epoch, so their
+// seeds say all) and the metrics history.
+func (t *Trainer) Checkpoint() (*Checkpoint, error) {
+	ad, err := t.Adapter()
+	if err != nil {
+		return nil, err
+	}
+	names, shp := AdapterParams(ad)
+	opt, err := NewOptimizerState(names, shp)
+	if err != nil {
+		return nil, err
+	}
+	host := make([]*tensors.Tensor, len(t.opt))
+	for i, x := range t.opt {
+		if host[i], err = x.LocalClone(); err != nil {
+			return nil, fmt.Errorf("grpo: reading optimizer state: %w", err)
+		}
+	}
+	if err := opt.SetTensors(host); err != nil {
+		return nil, err
+	}
+	epoch, index := t.stream.Position()
+	return &Checkpoint{Adapter: ad, Optimizer: opt, State: TrainState{
+		GlobalStep: int64(t.step), ScheduleStep: t.step, TotalSteps: t.s.Steps,
+		RNG: map[string]RandomStream{
+			"sampler": {Seed: t.cfg.Seed, Counter: uint64(t.step)},
+			"data":    {Seed: t.cfg.Seed, Counter: uint64(epoch)},
+		},
+		Data: DataPosition{Epoch: epoch, Index: index}, Config: t.cfg, Metrics: slices.Clone(t.history)}}, nil
+}
+
+// Restore puts the trainer in the state of a checkpoint taken by the same
+// configuration: adapter and optimizer values, step, data position and
+// metrics history. The next Step continues exactly where the checkpointed
+// run would have.
+func (t *Trainer) Restore(ctx context.Context, ck *Checkpoint) error {
+	if ck == nil || ck.Adapter == nil || ck.Optimizer == nil {
+		return fmt.Errorf("grpo: Restore needs a checkpoint with an adapter and optimizer state")
+	}
+	if got, want := ck.Adapter.Names(), t.modules; !slices.Equal(got, want) {
+		return fmt.Errorf("grpo: the checkpoint adapts %d modules, this run %d: resume with the configuration it was written with", len(got), len(want))
+	}
+	for _, name := range t.modules {
+		a, b := ck.Adapter.Modules[name], t.adapter.Modules[name]
+		if a.R != b.R || a.In != b.In || a.Out != b.Out || a.Scale != b.Scale {
+			return fmt.Errorf("grpo: checkpoint module %s is r=%d %d→%d scale %g; this run has r=%d %d→%d scale %g",
+				name, a.R, a.In, a.Out, a.Scale, b.R, b.In, b.Out, b.Scale)
+		}
+	}
+	if ck.State.Config.Seed != t.cfg.Seed {
+		return fmt.Errorf("grpo: the checkpoint was written with seed %d, this run has %d", ck.State.Config.Seed, t.cfg.Seed)
+	}
+	if err := t.loadAdapter(ck.Adapter); err != nil {
+		return err
+	}
+	opt := ck.Optimizer.Tensors()
+	t.opt = opt
+	if err := t.stream.Seek(ctx, ck.State.Data.Epoch, ck.State.Data.Index); err != nil {
+		return err
+	}
+	t.step = ck.State.ScheduleStep
+	t.history = slices.Clone(ck.State.Metrics)
+	return nil
+}
