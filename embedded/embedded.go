@@ -103,18 +103,30 @@ func Config() (qwen2vl.Config, error) {
 // IsName reports whether a --model value names the embedded default.
 func IsName(s string) bool { return strings.EqualFold(strings.TrimSpace(s), Name) }
 
+// Initialization of the random weights: transformers' initializer_range for
+// every matrix and embedding, and a larger one for the (untied) output head.
+// With the head at 0.02 the logits of a 64-wide model stay within about ±1.3
+// whatever the hidden state, so no token can become likely and GRPO on LoRA
+// adapters (which move the hidden states, not the head) cannot learn; at 0.25
+// the untrained logits spread with a standard deviation of about 2 (an
+// entropy of about 4.6 nats over 768 tokens) and an aligned hidden state can
+// give a token a logit of about 16.
+const (
+	InitStd = 0.02
+	HeadStd = 0.25
+)
+
 // RandomWeights returns freshly initialized float32 weights for cfg, as
-// transformers initializes Qwen2-VL: every matrix and embedding normal with
-// standard deviation std (the config's initializer_range, 0.02), norm scales
-// one, biases zero. The same seed gives the same weights on every machine.
-func RandomWeights(cfg qwen2vl.Config, seed uint64, std float64) qwen2vl.TensorSource {
-	return &randomSource{specs: cfg.ParamSpecs(), seed: seed, std: std}
+// transformers initializes Qwen2-VL (matrices and embeddings normal with
+// standard deviation InitStd, norm scales one, biases zero) except for
+// lm_head (HeadStd). The same seed gives the same weights on every machine.
+func RandomWeights(cfg qwen2vl.Config, seed uint64) qwen2vl.TensorSource {
+	return &randomSource{specs: cfg.ParamSpecs(), seed: seed}
 }
 
 type randomSource struct {
 	specs []qwen2vl.ParamSpec
 	seed  uint64
-	std   float64
 }
 
 // Names lists the tensors.
@@ -147,8 +159,10 @@ func (r *randomSource) Raw(name string) (string, []int, []byte, error) {
 			v = 0
 		case strings.Contains(name, "norm") || strings.HasSuffix(name, "ln_q.weight"):
 			v = 1
+		case name == "lm_head.weight":
+			v = rng.NormFloat64() * HeadStd
 		default:
-			v = rng.NormFloat64() * r.std
+			v = rng.NormFloat64() * InitStd
 		}
 		binary.LittleEndian.PutUint32(data[4*j:], math.Float32bits(float32(v)))
 	}

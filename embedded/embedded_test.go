@@ -82,13 +82,13 @@ func TestRandomWeightsLoadAndAreSeeded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := RandomWeights(cfg, 7, 0.02)
+	src := RandomWeights(cfg, 7)
 	_, _, a, err := src.Raw("model.layers.0.self_attn.q_proj.weight")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, b, _ := RandomWeights(cfg, 7, 0.02).Raw("model.layers.0.self_attn.q_proj.weight")
-	_, _, c, _ := RandomWeights(cfg, 8, 0.02).Raw("model.layers.0.self_attn.q_proj.weight")
+	_, _, b, _ := RandomWeights(cfg, 7).Raw("model.layers.0.self_attn.q_proj.weight")
+	_, _, c, _ := RandomWeights(cfg, 8).Raw("model.layers.0.self_attn.q_proj.weight")
 	if !slices.Equal(a, b) || slices.Equal(a, c) {
 		t.Fatal("weights must depend on the seed and only on it")
 	}

@@ -35,7 +35,7 @@ func tinySetup(t testing.TB) Setup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := qwen2vl.LoadFrom(be.Backend, cfg, embedded.RandomWeights(cfg, 1, 0.02), qwen2vl.Options{})
+	m, err := qwen2vl.LoadFrom(be.Backend, cfg, embedded.RandomWeights(cfg, 1), qwen2vl.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

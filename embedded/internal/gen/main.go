@@ -118,7 +118,7 @@ func run(out string) error {
 		"architectures": []string{"Qwen2VLForConditionalGeneration"}, "model_type": "qwen2_vl",
 		"vocab_size": vocabSize, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
 		"num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 1024,
-		"rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": true, "hidden_act": "silu",
+		"rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": false, "hidden_act": "silu",
 		"bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
 		"vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
 		"vision_token_id": ids["<|vision_pad|>"], "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
