@@ -26,7 +26,37 @@ echo "== go vet"
 go vet ./...
 
 echo "== go test"
+ci=false
+case "${CI:-}" in true | TRUE | True | 1 | yes) ci=true ;; esac
 if [[ ! -d ../shared ]] && [[ -z "${MMFT_SHARED:-}" ]]; then
+	if $ci; then
+		echo "error: CI=true but ../shared is absent and MMFT_SHARED is unset: the fixture tests cannot run." >&2
+		echo "Provide the shared reference material beside the checkout, or set MMFT_SHARED to its folder." >&2
+		exit 1
+	fi
 	echo "note: ../shared is absent: tests that compare against the reference fixtures will skip"
 fi
+if $ci; then
+	# In CI a missing fixture fails its test (internal/shared), and the
+	# medium bf16 precision bound runs too.
+	export MMFT_PRECISION_MEDIUM=1
+fi
 go test -count=1 -timeout 20m "$@" ./...
+
+# Fuzz targets, each for a bounded time (MMFT_FUZZTIME, default 10s; 0 skips).
+# A crasher is written under the package's testdata/fuzz/ and fails the run;
+# commit it as a regression case (plain `go test` replays it) with the fix.
+fuzztime=${MMFT_FUZZTIME:-10s}
+if [[ "$fuzztime" != 0 ]]; then
+	echo "== fuzz ($fuzztime each)"
+	for target in \
+		./imageproc:FuzzDecode \
+		./data:FuzzParquet \
+		./safetensors:FuzzParse \
+		./data/pylit:FuzzParse \
+		./tokenizer:FuzzRoundTrip; do
+		pkg=${target%%:*} name=${target#*:}
+		echo "-- $pkg $name"
+		go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" -fuzzminimizetime 10s "$pkg"
+	done
+fi

@@ -44,10 +44,6 @@ Hub dataset id (ORG/NAME), downloaded into the Hugging Face cache first.`)
 		fmt.Fprintf(c.stderr, "mmft data inspect: %v\n", err)
 		return errUsage
 	}
-	if *minPixels < 1 || *maxPixels < *minPixels {
-		fmt.Fprintf(c.stderr, "mmft data inspect: --min-pixels %d, --max-pixels %d: want 1 ≤ min ≤ max\n", *minPixels, *maxPixels)
-		return errUsage
-	}
 	ds, err := data.Open(c.ctx, pos[0], dopts.options(c))
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mmft-go/mmft/data"
+	"github.com/mmft-go/mmft/internal/atomicfile"
 )
 
 // sampleRecord is one shown row in --json output.
@@ -65,7 +66,7 @@ are skipped here too and summarised on stderr.`)
 	show := func(rec sampleRecord, image []byte) error {
 		if *out != "" {
 			p := filepath.Join(*out, safeFileName(rec.DocID)+"."+extension(rec.Format))
-			if err := os.WriteFile(p, image, 0o644); err != nil {
+			if err := atomicfile.WriteBytes(p, image); err != nil {
 				return fmt.Errorf("saving the image of %s: %w", rec.DocID, err)
 			}
 			rec.SavedTo = p

@@ -69,7 +69,7 @@ that a tiny model can learn from on CPU.`)
 	if err := opts.Check(); err != nil {
 		return err
 	}
-	if err := synthFits(*out, *n+*nTest, *rowGroup, opts); err != nil {
+	if err := synthFits(*out, *n, *nTest, *rowGroup, opts); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -96,22 +96,24 @@ that a tiny model can learn from on CPU.`)
 // 100k documents, days of work on one machine.
 const maxSynthDocs = 10_000_000
 
-// synthFits checks, before any document is made, that the dataset fits on the
-// disk holding out and that one row group fits in memory. A document is
+// synthFits checks, before any document is made, that one row group fits in
+// memory and that the dataset fits on the disk holding out. A document is
 // counted at width·height·3/8 bytes (its PNG and text; the charts and tables
 // compress better than that) on disk and at width·height·3 bytes (an
 // uncompressed image, an upper bound) in a row group.
-func synthFits(out string, docs, rowGroup int, opts synth.Options) error {
+func synthFits(out string, nTrain, nTest, rowGroup int, opts synth.Options) error {
+	docs := nTrain + nTest
 	w, h := opts.Size()
 	img := compute.MulBytes(int64(w), int64(h), 3)
+	rowGroup = min(rowGroup, max(nTrain, nTest))
+	what := fmt.Sprintf("a row group of %d documents of %d×%d", rowGroup, w, h)
+	if err := compute.CheckMemory(what, compute.MulBytes(int64(rowGroup), img), compute.HostAvailableMemory()); err != nil {
+		return fmt.Errorf("%w; lower --row-group", err)
+	}
 	disk := compute.MulBytes(int64(docs), img/8)
 	if free := atomicfile.FreeBytes(out); free > 0 && disk > free {
 		return fmt.Errorf("%d documents of %d×%d would take about %s on disk, and %s is free under %s; lower --n/--test or the image size",
 			docs, w, h, compute.FormatBytes(disk), compute.FormatBytes(free), out)
-	}
-	what := fmt.Sprintf("a row group of %d documents of %d×%d", rowGroup, w, h)
-	if err := compute.CheckMemory(what, compute.MulBytes(int64(rowGroup), img), compute.HostAvailableMemory()); err != nil {
-		return fmt.Errorf("%w; lower --row-group", err)
 	}
 	return nil
 }

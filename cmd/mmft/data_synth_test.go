@@ -55,7 +55,11 @@ func TestDataSynthCommandErrors(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"--n", "3"}, 2, "--out is required"},
-		{[]string{"--out", t.TempDir()}, 2, "--n must be a positive"},
+		{[]string{"--out", t.TempDir()}, 2, "--n 0: give a number of training documents from 1 to 10000000"},
+		{[]string{"--out", t.TempDir(), "--n", "9223372036854775807"}, 2, "from 1 to 10000000"},
+		{[]string{"--out", t.TempDir(), "--n", "10", "--test", "20000000"}, 2, "--test 20000000: the most is 10000000"},
+		{[]string{"--out", t.TempDir(), "--n", "10000000", "--width", "4096", "--height", "4096"}, 1, "11000000 documents of 4096×4096 would take about 62.9 TiB on disk"},
+		{[]string{"--out", t.TempDir(), "--n", "20000", "--row-group", "1000000000", "--width", "4096", "--height", "4096"}, 1, "not enough memory: a row group of 20000 documents of 4096×4096 would take about 937.5 GiB"},
 		{[]string{"--out", t.TempDir(), "--n", "2", "--level", "hard"}, 2, "use normal or easy"},
 		{[]string{"--out", t.TempDir(), "--n", "2", "--width", "300"}, 2, "both --width and --height"},
 		{[]string{"--out", t.TempDir(), "--n", "2", "--width", "50", "--height", "50"}, 1, "too small to be legible"},

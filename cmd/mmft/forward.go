@@ -99,7 +99,7 @@ in the device's available memory.`)
 		return err
 	}
 	defer be.Finalize()
-	what := fmt.Sprintf("the forward pass of %d × %d tokens with %d images in %s", len(batch.InputIDs), len(batch.InputIDs[0]), len(batch.Grids), opts.DType)
+	what := fmt.Sprintf("the forward pass of %d × %d tokens with %d images in %s", len(batch.InputIDs), len(batch.InputIDs[0]), len(batch.Grids), strings.ToLower(opts.DType.String()))
 	if err := compute.CheckMemory(what, qwen2vl.ForwardBytes(cfg, batch, opts.DType), be.AvailableMemory()); err != nil {
 		return fmt.Errorf("%w; use a shorter or smaller batch", err)
 	}

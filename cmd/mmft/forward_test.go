@@ -212,3 +212,31 @@ func TestForwardSummarizesCheckpointMismatch(t *testing.T) {
 		t.Errorf("the message has %d lines, %d characters; want a short summary:\n%s", n, len(errOut), errOut)
 	}
 }
+
+// TestForwardRefusesWhatDoesNotFit raises the tiny model's
+// max_position_embeddings so that a [1, 200000] batch passes the length check
+// and must be refused by the memory estimate, before the model is loaded.
+func TestForwardRefusesWhatDoesNotFit(t *testing.T) {
+	tiny := shared.Fixture(t, "qwen2vl-tiny")
+	cfg, err := os.ReadFile(filepath.Join(tiny, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	raised := strings.Replace(string(cfg), `"max_position_embeddings": 4096`, `"max_position_embeddings": 1048576`, 1)
+	if raised == string(cfg) {
+		t.Fatal("the tiny config has no max_position_embeddings of 4096")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(raised), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(tiny, "model.safetensors"), filepath.Join(dir, "model.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	in := writeBatch(t, qwen2vl.Batch{InputIDs: [][]int32{make([]int32, 200000)}})
+	code, _, errOut := runCLI(t, "", "forward", "--model", dir, "--inputs", in, "--out", filepath.Join(t.TempDir(), "o.safetensors"))
+	want := "not enough memory: the forward pass of 1 × 200000 tokens with 0 images in float32 would take about"
+	if code != 1 || !strings.Contains(errOut, want) || !strings.Contains(errOut, "is available; use a shorter or smaller batch") {
+		t.Fatalf("exit %d, stderr %q; want %q", code, errOut, want)
+	}
+}

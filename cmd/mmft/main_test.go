@@ -196,3 +196,38 @@ func TestInterspersedFlags(t *testing.T) {
 		t.Fatalf("out=%q v=%v n=%d args=%q", *out, *verbose, *n, got)
 	}
 }
+
+// TestMessages checks messages a new user met: no doubled package prefix,
+// bad --pixel-limit values refused, an unwritable preprocess-image --out
+// failing before any success line, and offline hints that name only flags
+// the command has.
+func TestMessages(t *testing.T) {
+	code, _, errOut := runCLI(t, "", "data", "inspect", filepath.Join(t.TempDir(), "missing"))
+	if code != 1 || strings.Contains(errOut, "data: data:") || !strings.HasPrefix(errOut, "mmft data: ") {
+		t.Errorf("data inspect of a missing folder: exit %d, %q", code, errOut)
+	}
+	for _, v := range []string{"0", "-2"} {
+		code, _, errOut := runCLI(t, "", "data", "inspect", t.TempDir(), "--pixel-limit", v)
+		if code != 2 || !strings.Contains(errOut, "--pixel-limit "+v+": give a positive pixel count, or -1 for no limit") {
+			t.Errorf("--pixel-limit %s: exit %d, %q", v, code, errOut)
+		}
+	}
+	img, err := filepath.Abs(filepath.Join("..", "..", "imageproc", "testdata", "exif6.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "", "preprocess-image", img, "--out", t.TempDir())
+	if code != 1 || out != "" || !strings.Contains(errOut, "--out: cannot write") {
+		t.Errorf("preprocess-image --out FOLDER: exit %d, stdout %q, stderr %q; want exit 1 and no success line", code, out, errOut)
+	}
+	t.Setenv("HF_HUB_OFFLINE", "1")
+	t.Setenv("HF_HUB_CACHE", t.TempDir())
+	code, _, errOut = runCLI(t, "", "tokenize", "--model", "someorg/somemodel")
+	if code != 1 || strings.Contains(errOut, "--offline") || !strings.Contains(errOut, "HF_HUB_OFFLINE=1") || !strings.Contains(errOut, "`mmft download someorg/somemodel`") {
+		t.Errorf("tokenize offline: exit %d, %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "", "data", "inspect", "someorg/somedata")
+	if code != 1 || !strings.Contains(errOut, "`mmft download --dataset someorg/somedata`") {
+		t.Errorf("data inspect offline: exit %d, %q", code, errOut)
+	}
+}
