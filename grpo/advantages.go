@@ -128,7 +128,11 @@ func GroupAdvantages(rewards *Node, groupSize int, scale string) (advantages, ke
 		bstd := unbiasedStd(flat, 1, ReduceAndKeep(flat, ReduceMean, 1))
 		centred = Div(centred, AddScalar(Reshape(bstd), StdEpsilon))
 	}
-	keepG := ConvertDType(GreaterThan(std, Scalar(rewards.Graph(), dtypes.Float32, ZeroStdTolerance)), dtypes.Float32)
+	// A group of equal rewards can show a float32 rounding residue in its
+	// std, so equality of its extremes decides too.
+	varies := LogicalAnd(GreaterThan(std, Scalar(rewards.Graph(), dtypes.Float32, ZeroStdTolerance)),
+		GreaterThan(ReduceAndKeep(grouped, ReduceMax, 1), ReduceAndKeep(grouped, ReduceMin, 1)))
+	keepG := ConvertDType(varies, dtypes.Float32)
 	keepG = BroadcastToDims(keepG, n/groupSize, groupSize)
 	return Reshape(Mul(centred, keepG), n), Reshape(keepG, n)
 }
