@@ -1,0 +1,309 @@
+package mmft
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mmft-go/mmft/engine"
+	"github.com/mmft-go/mmft/grpo"
+	"github.com/mmft-go/mmft/internal/atomicfile"
+	"github.com/mmft-go/mmft/prompt"
+	"github.com/mmft-go/mmft/report"
+	"github.com/mmft-go/mmft/rewards"
+)
+
+// Files a training run writes into its output folder.
+const (
+	MetricsFile = "metrics.jsonl" // one JSON line of metrics per step
+	ReportFile  = "report.md"     // the summary with the reward curve
+	RewardChart = "reward.svg"    // mean reward per step
+	CurvesChart = "curves.svg"    // KL and completion length per step
+	AdapterDir  = "adapter"       // the final adapter, PEFT's format
+)
+
+// TrainJob is one training run: a model, data, rewards and a configuration,
+// with its output folder (metrics, checkpoints, final adapter, report).
+type TrainJob struct {
+	Config  grpo.Config
+	Model   *Model
+	Data    *Data
+	Rewards rewards.Set
+	// Steps is the number of rollout batches (0: Config.Epochs passes over the data).
+	Steps int
+	// Resume is a checkpoint folder, or a run folder whose latest checkpoint
+	// is taken ("" for a fresh run).
+	Resume string
+	// OnStep is called after each step with its metrics (nil: nothing).
+	OnStep func(step, steps int, m grpo.Metrics)
+	// OnRollout reports rollout progress within a step (nil: nothing).
+	OnRollout func(done, total int)
+
+	trainer *grpo.Trainer
+}
+
+// TotalSteps returns the run's length in rollout batches.
+func (j *TrainJob) TotalSteps() int {
+	if j.Steps > 0 {
+		return j.Steps
+	}
+	per := (j.Data.Len + j.Config.BatchSize - 1) / j.Config.BatchSize
+	return max(1, per*j.Config.Epochs)
+}
+
+// Trainer returns the job's trainer once Run has built it.
+func (j *TrainJob) Trainer() *grpo.Trainer { return j.trainer }
+
+// Prepare builds the trainer (and restores the checkpoint to resume from)
+// without training; Run calls it when needed.
+func (j *TrainJob) Prepare(ctx context.Context) error {
+	if j.trainer != nil {
+		return nil
+	}
+	if j.Model == nil || j.Data == nil {
+		return errors.New("mmft: a training job needs a model and data")
+	}
+	steps := j.TotalSteps()
+	s := grpo.Setup{Engine: j.Model.Engine, Processor: j.Model.Processor, Prompt: prompt.DefaultConfig(), Rewards: j.Rewards,
+		Data: j.Data.Epochs, Steps: steps}
+	if j.OnRollout != nil {
+		s.Progress = func(p engine.Progress) { j.OnRollout(p.Done, p.Total) }
+	}
+	tr, err := grpo.New(j.Config, s)
+	if err != nil {
+		return err
+	}
+	if j.Resume != "" {
+		dir, err := resolveCheckpoint(j.Resume)
+		if err != nil {
+			return err
+		}
+		ck, err := grpo.LoadCheckpoint(dir)
+		if err != nil {
+			return err
+		}
+		if err := tr.Restore(ctx, ck); err != nil {
+			return fmt.Errorf("mmft: resuming from %s: %w", dir, err)
+		}
+	}
+	j.trainer = tr
+	return nil
+}
+
+// resolveCheckpoint returns dir when it is a checkpoint, else the latest
+// checkpoint of the run folder dir.
+func resolveCheckpoint(dir string) (string, error) {
+	if _, err := os.Stat(filepath.Join(dir, grpo.StateFile)); err == nil {
+		return dir, nil
+	}
+	steps, err := grpo.ListCheckpoints(dir)
+	if err != nil {
+		return "", fmt.Errorf("mmft: --resume %s: %w", dir, err)
+	}
+	if len(steps) == 0 {
+		return "", fmt.Errorf("mmft: --resume %s: no checkpoint there (give a run's output folder or one of its checkpoint folders)", dir)
+	}
+	return grpo.CheckpointDir(dir, slices.Max(steps)), nil
+}
+
+// Run trains until the run's last step (or ctx is cancelled: then the last
+// finished step is checkpointed and ctx's error returned), writing metrics,
+// checkpoints (the seed's evenly spaced ones plus the latest), the final
+// adapter and the report into Config.OutputDir.
+func (j *TrainJob) Run(ctx context.Context) error {
+	out := j.Config.OutputDir
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("mmft: output folder: %w", err)
+	}
+	if err := j.Prepare(ctx); err != nil {
+		return err
+	}
+	tr := j.trainer
+	steps := j.TotalSteps()
+	ret := grpo.Retention{Keep: j.Config.SaveNumber, Every: j.Config.SaveSteps, TotalSteps: steps}
+	// The metrics file holds exactly the steps done: on resume it is rewritten
+	// from the checkpoint's history, so lines of a killed run's later steps go.
+	if err := writeMetrics(filepath.Join(out, MetricsFile), tr.History()); err != nil {
+		return err
+	}
+	mf, err := os.OpenFile(filepath.Join(out, MetricsFile), os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("mmft: %w", err)
+	}
+	defer mf.Close()
+	saved := tr.StepsDone()
+	save := func() error {
+		if tr.StepsDone() == saved {
+			return nil
+		}
+		ck, err := tr.Checkpoint()
+		if err != nil {
+			return err
+		}
+		if err := grpo.SaveCheckpoint(grpo.CheckpointDir(out, tr.StepsDone()), ck); err != nil {
+			return err
+		}
+		saved = tr.StepsDone()
+		_, err = ret.Prune(out)
+		return err
+	}
+	for tr.StepsDone() < steps {
+		m, err := tr.Step(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				if serr := save(); serr != nil {
+					return errors.Join(err, serr)
+				}
+			}
+			return err
+		}
+		line, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("mmft: metrics: %w", err)
+		}
+		if _, err := mf.Write(append(line, '\n')); err != nil {
+			return fmt.Errorf("mmft: writing metrics: %w", err)
+		}
+		if j.OnStep != nil {
+			j.OnStep(tr.StepsDone(), steps, m)
+		}
+		if ret.ShouldSave(tr.StepsDone()) {
+			if err := save(); err != nil {
+				return err
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			if serr := save(); serr != nil {
+				return errors.Join(err, serr)
+			}
+			return err
+		}
+	}
+	ad, err := tr.Adapter()
+	if err != nil {
+		return err
+	}
+	if err := ad.Save(filepath.Join(out, AdapterDir)); err != nil {
+		return fmt.Errorf("mmft: saving the adapter: %w", err)
+	}
+	return WriteReport(out, j.Config, tr.History())
+}
+
+// writeMetrics rewrites the metrics file with history.
+func writeMetrics(path string, history []grpo.Metrics) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
+		bw := bufio.NewWriter(w)
+		for _, m := range history {
+			line, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			bw.Write(append(line, '\n'))
+		}
+		return bw.Flush()
+	})
+}
+
+// Series returns metric key of every step of history as a chart series.
+func Series(history []grpo.Metrics, key, name string) report.Series {
+	s := report.Series{Name: name}
+	for i, m := range history {
+		v, ok := m[key]
+		if !ok {
+			continue
+		}
+		x := float64(i + 1)
+		if st, ok := m["step"]; ok {
+			x = float64(st)
+		}
+		s.X, s.Y = append(s.X, x), append(s.Y, float64(v))
+	}
+	return s
+}
+
+// RewardChartOf draws the mean reward and its components per step.
+func RewardChartOf(history []grpo.Metrics) report.Chart {
+	c := report.Chart{Title: "reward per step", XLabel: "step", YLabel: "mean reward", Series: []report.Series{Series(history, "reward", "total")}}
+	keys := map[string]bool{}
+	for _, m := range history {
+		for k := range m {
+			if strings.HasPrefix(k, "reward/") && !strings.HasSuffix(k, "_std") {
+				keys[k] = true
+			}
+		}
+	}
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		c.Series = append(c.Series, Series(history, k, strings.TrimPrefix(k, "reward/")))
+	}
+	return c
+}
+
+// CurvesChartOf draws KL and mean completion length per step.
+func CurvesChartOf(history []grpo.Metrics) report.Chart {
+	return report.Chart{Title: "KL and completion length", XLabel: "step", YLabel: "value", Series: []report.Series{
+		Series(history, "kl", "KL to reference"), Series(history, "completion_length", "completion length (tokens)")}}
+}
+
+// WriteReport writes the run's report (Markdown) and charts into dir.
+func WriteReport(dir string, cfg grpo.Config, history []grpo.Metrics) error {
+	if len(history) == 0 {
+		return errors.New("mmft: no step to report")
+	}
+	for name, c := range map[string]report.Chart{RewardChart: RewardChartOf(history), CurvesChart: CurvesChartOf(history)} {
+		svg, err := c.SVG()
+		if err != nil {
+			return err
+		}
+		if err := atomicfile.WriteBytes(filepath.Join(dir, name), svg); err != nil {
+			return err
+		}
+	}
+	first, last := history[0], history[len(history)-1]
+	k := max(1, min(5, len(history)/4))
+	avg := func(ms []grpo.Metrics, key string) float64 {
+		s, n := 0.0, 0
+		for _, m := range ms {
+			if v, ok := m[key]; ok && !math.IsNaN(float64(v)) {
+				s += float64(v)
+				n++
+			}
+		}
+		return s / float64(max(n, 1))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# mmft training report\n\nModel `%s`, %d steps, %s.\n\n", cfg.ModelName, len(history), time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "![reward](%s)\n\n![curves](%s)\n\n", RewardChart, CurvesChart)
+	fmt.Fprintf(&b, "| metric | first %d steps | last %d steps |\n|---|---|---|\n", k, k)
+	keys := []string{"reward"}
+	for key := range last {
+		if strings.HasPrefix(key, "reward/") && !strings.HasSuffix(key, "_std") {
+			keys = append(keys, key)
+		}
+	}
+	sort.Strings(keys[1:])
+	keys = append(keys, "kl", "completion_length", "entropy", "zero_std_groups", "tokens_per_s", "step_s")
+	for _, key := range keys {
+		fmt.Fprintf(&b, "| %s | %.4g | %.4g |\n", key, avg(history[:k], key), avg(history[len(history)-k:], key))
+	}
+	_ = first
+	fmt.Fprintf(&b, "\nSettings: batch %d prompts × %d generations, %d new tokens at most, lr %g (%s), β %g, LoRA r=%d α=%g on %s.\n",
+		cfg.BatchSize, cfg.NumGenerations, cfg.Objective.MaxCompletionLength, cfg.Schedule.LearningRate, cfg.Schedule.Kind,
+		cfg.Objective.Beta, cfg.LoRARank, cfg.LoRAAlpha, strings.Join(cfg.LoRATargetModules, ","))
+	fmt.Fprintf(&b, "\nFiles: `%s` (per-step metrics), `%s/` (final adapter, PEFT format), `checkpoint-*/` (resumable checkpoints).\n", MetricsFile, AdapterDir)
+	return atomicfile.WriteBytes(filepath.Join(dir, ReportFile), []byte(b.String()))
+}
