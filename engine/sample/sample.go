@@ -39,6 +39,17 @@
 // of a tie group, here the whole group is kept). Greedy rows take the lowest
 // id among tied maxima.
 //
+// # Backends
+//
+// Every op used (elementwise arithmetic and comparisons, Floor, Where, Iota,
+// ArgMax, ReduceSum/ReduceMax, ScatterSum, RNGBitGenerator, conversions,
+// float64 on [B, 1] columns only) exists on the CPU backend and on XLA. The
+// tests run on the CPU backend; on a GPU whose float32 arithmetic flushes
+// denormals to zero, thresholds among denormal logits collapse to 0 (a filter
+// then keeps every token tied at that value). On the CPU backend a step at
+// B=64, V=151936 costs seconds (see BenchmarkSample), which is why a nil
+// parameter leaves its stage out.
+//
 // # Determinism
 //
 // The ids are a function of the inputs and the RNG state: the same state and
@@ -189,6 +200,38 @@ func Mark(presence, ids *graph.Node) *graph.Node {
 		return graph.Or(presence, hit)
 	}
 	return graph.Where(hit, graph.ScalarOne(g, presence.DType()), presence)
+}
+
+// Presence returns the presence mask [B, vocab] (bool) of token ids [B, L]
+// (any integer dtype): true where the id occurs in the row. valid [B, L]
+// (bool, may be nil) marks the positions that count, so padding is left out;
+// invalid positions may hold any id. It is the mask a decode program starts
+// from (the prompt's ids), built on the device by a scatter.
+func Presence(ids, valid *graph.Node, vocab int) *graph.Node {
+	g := ids.Graph()
+	if ids.Rank() != 2 || !ids.DType().IsInt() || (valid != nil && (valid.DType() != dtypes.Bool || !valid.Shape().EqualDimensions(ids.Shape()))) {
+		panic(fmt.Errorf("sample: Presence: ids %s and valid %v: want integer [B, L] and nil or bool [B, L]", ids.Shape(), shapeOf(valid)))
+	}
+	batch, length := ids.Shape().Dimensions[0], ids.Shape().Dimensions[1]
+	ids = graph.ConvertDType(ids, dtypes.Int32)
+	inRange := graph.And(graph.GreaterOrEqual(ids, graph.ScalarZero(g, dtypes.Int32)),
+		graph.LessThan(ids, graph.Scalar(g, dtypes.Int32, vocab)))
+	if valid != nil {
+		inRange = graph.And(inRange, valid)
+	}
+	ids = graph.Where(inRange, ids, graph.ScalarZero(g, dtypes.Int32))
+	rows := graph.Iota(g, shapes.Make(dtypes.Int32, batch, length), 0)
+	indices := graph.Reshape(graph.Stack([]*graph.Node{rows, ids}, -1), batch*length, 2)
+	updates := graph.Reshape(graph.ConvertDType(inRange, dtypes.Float32), batch*length)
+	counts := graph.ScatterSum(graph.Zeros(g, shapes.Make(dtypes.Float32, batch, vocab)), indices, updates, false, false)
+	return graph.GreaterThan(counts, graph.ScalarZero(g, dtypes.Float32))
+}
+
+func shapeOf(x *graph.Node) any {
+	if x == nil {
+		return "nil"
+	}
+	return x.Shape()
 }
 
 // checkShapes panics with a message naming the input when a shape is wrong.

@@ -431,6 +431,27 @@ func TestMark(t *testing.T) {
 	}
 }
 
+func TestPresence(t *testing.T) {
+	exec, err := graph.NewExec(cpu(t), func(ids, valid *graph.Node) *graph.Node { return Presence(ids, valid, 5) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := [][]int32{{1, 2, 2, -1}, {4, 3, 9, 0}}
+	valid := [][]bool{{true, true, true, false}, {true, false, true, true}}
+	out, err := exec.Exec1(tensors.FromValue(ids), tensors.FromValue(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Row 1: 3 is padding and 9 is out of the vocabulary.
+	want := [][]bool{{false, true, true, false, false}, {true, false, false, false, true}}
+	got := out.Value().([][]bool)
+	for r := range want {
+		if !slices.Equal(got[r], want[r]) {
+			t.Fatalf("Presence(%v, %v) = %v, want %v", ids, valid, got, want)
+		}
+	}
+}
+
 func TestShapeErrorsAreErrors(t *testing.T) {
 	exec, err := graph.NewExec(cpu(t), func(logits, temp, state *graph.Node) *graph.Node {
 		return Sample(logits, Params{Temperature: temp}, nil, state).IDs
@@ -473,8 +494,9 @@ func TestValidateAndPack(t *testing.T) {
 	}
 }
 
-// BenchmarkSample times one step of every stage on the CPU backend at
-// Qwen2-VL's vocabulary: B=64, V=151936.
+// BenchmarkSample times one step on the CPU backend at Qwen2-VL's
+// vocabulary, B=64 and V=151936: temperature alone, with top-k, with top-p,
+// and every stage (the graph leaves out the stages whose node is nil).
 func BenchmarkSample(b *testing.B) {
 	const batch, vocab = 64, 151936
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -494,23 +516,38 @@ func BenchmarkSample(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	exec, err := graph.NewExec(cpu(b), func(in []*graph.Node) []*graph.Node {
-		p := Params{Temperature: in[1], TopK: in[2], TopP: in[3], MinP: in[4], RepetitionPenalty: in[5]}
-		r := Sample(in[0], p, in[6], in[7])
-		return []*graph.Node{r.IDs, r.SamplerLogProb, r.PolicyLogProb, r.RNGState}
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
 	args := []any{tensors.FromValue(logits), cols.Temperature, cols.TopK, cols.TopP, cols.MinP,
 		cols.RepetitionPenalty, tensors.FromValue(presence), mustState(b, 1)}
-	if _, err := exec.Exec(args...); err != nil { // compile outside the timing
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := exec.Exec(args...); err != nil {
-			b.Fatal(err)
-		}
+	for _, stages := range []struct {
+		name                string
+		topK, topP, minPPen bool
+	}{{"temperature", false, false, false}, {"top-k", true, false, false}, {"top-p", false, true, false}, {"all", true, true, true}} {
+		b.Run(stages.name, func(b *testing.B) {
+			exec, err := graph.NewExec(cpu(b), func(in []*graph.Node) []*graph.Node {
+				p := Params{Temperature: in[1]}
+				if stages.topK {
+					p.TopK = in[2]
+				}
+				if stages.topP {
+					p.TopP = in[3]
+				}
+				if stages.minPPen {
+					p.MinP, p.RepetitionPenalty = in[4], in[5]
+				}
+				r := Sample(in[0], p, in[6], in[7])
+				return []*graph.Node{r.IDs, r.SamplerLogProb, r.PolicyLogProb, r.RNGState}
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := exec.Exec(args...); err != nil { // compile outside the timing
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := exec.Exec(args...); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
