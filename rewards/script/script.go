@@ -151,6 +151,7 @@ type Reward struct {
 // exported call and guard packages read.
 type instance struct {
 	interp     *interp.Interpreter
+	call       *interp.Program
 	sample     Sample
 	completion Completion
 	depth      int
@@ -213,7 +214,7 @@ func (r *Reward) Score(ctx context.Context, s Sample, c Completion) (v float64, 
 	in.stderr.Reset()
 	callCtx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	res, err := in.interp.EvalWithContext(callCtx, callExpr)
+	res, err := in.interp.ExecuteWithContext(callCtx, in.call)
 	if err != nil {
 		return 0, r.callError(ctx, in, err)
 	}
@@ -327,6 +328,11 @@ func (r *Reward) instantiate() (*instance, error) {
 		return nil, fmt.Errorf("script: %s: Reward is %v; want func(s Sample, c Completion) float64", r.name, typeOf(fn))
 	}
 	if _, err := in.interp.EvalWithContext(ctx, fmt.Sprintf("import %s %q", callName, callPath)); err != nil {
+		return nil, fmt.Errorf("script: %s: %w", r.name, err)
+	}
+	// The call is compiled once and executed for every Score: evaluating it
+	// anew each time would grow the interpreter's global frame with every call.
+	if in.call, err = in.interp.Compile(callExpr); err != nil {
 		return nil, fmt.Errorf("script: %s: %w", r.name, err)
 	}
 	return in, nil

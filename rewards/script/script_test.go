@@ -217,3 +217,36 @@ func Reward(s Sample, c Completion) float64 {
 		t.Fatalf("Func on NaN = %v, errors %v", v, reported)
 	}
 }
+
+func TestQualifiedFacadeImportAndShadowing(t *testing.T) {
+	for src, want := range map[string]float64{
+		"import \"mmft/reward\"\n\nfunc Reward(s reward.Sample, c reward.Completion) float64 {\n\treturn reward.Format(s, c) + 3\n}": 4,
+		// A name of the source's own wins over the facade's.
+		"func Format(x int) int { return x * 2 }\n\nfunc Reward(s Sample, c Completion) float64 { return float64(Format(c.Tokens)) }": 14,
+	} {
+		r := compile(t, src, Options{})
+		got, err := r.Score(context.Background(), Sample{}, Completion{Text: "<think>a</think><answer>1</answer>", Tokens: 7})
+		if err != nil || got != want {
+			t.Errorf("source %q: %v, %v; want %v", src, got, err, want)
+		}
+	}
+}
+
+// BenchmarkScore is the cost of one call of a small reward (the interpreter's
+// per-call execution and the facade's Accuracy and Format). Its ns/op and
+// B/op must not grow with -benchtime: evaluating the call anew each time grew
+// the interpreter's frame with every call (0.27 ms at 1000 calls, 2.6 ms at
+// 10000).
+func BenchmarkScore(b *testing.B) {
+	r, err := Compile(good, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := Sample{Answer: "12%", Prefill: "<think>"}
+	c := Completion{Text: "it grew</think><answer>12 %</answer>", Tokens: 10}
+	for b.Loop() {
+		if _, err := r.Score(context.Background(), s, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
