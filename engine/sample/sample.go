@@ -33,6 +33,10 @@
 // reaches p. The cost is 32 elementwise comparisons and row reductions over
 // [B, V] per filter.
 //
+// Top-p's masses are float32 sums over the vocabulary, so a token whose
+// cumulative mass lies within float32 rounding of p may fall on the other side
+// of the cut than in transformers' float32 cumulative sum.
+//
 // Ties: a filter keeps every token tied with its threshold value, so top-k may
 // keep more than k tokens when the k-th largest value is shared (transformers
 // keeps the ties too for top-k; for top-p it keeps a sort-order-dependent part
