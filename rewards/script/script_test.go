@@ -250,3 +250,37 @@ func BenchmarkScore(b *testing.B) {
 		}
 	}
 }
+
+// TestStuckInCompiledCode: a call stuck inside a compiled function comes back
+// at the timeout with an error and the next call runs on a fresh interpreter,
+// while the stuck goroutine runs on until the compiled function returns.
+func TestStuckInCompiledCode(t *testing.T) {
+	r := compile(t, `import (
+	"regexp"
+	"strings"
+)
+
+func Reward(s Sample, c Completion) float64 {
+	if s.Answer != "stuck" {
+		return 3
+	}
+	if regexp.MustCompile("(a|aa)*b").MatchString(strings.Repeat("a", 20000000)) {
+		return 1
+	}
+	return 0
+}`, Options{Timeout: 50 * time.Millisecond})
+	base := runtime.NumGoroutine()
+	start := time.Now()
+	_, err := r.Score(context.Background(), Sample{Answer: "stuck"}, Completion{})
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "did not return within 50ms") {
+		t.Fatalf("error %v, want a timeout", err)
+	}
+	if took > 2*time.Second {
+		t.Fatalf("the call came back after %v", took)
+	}
+	t.Logf("came back after %v with %d goroutines (%d before)", took, runtime.NumGoroutine(), base)
+	if v, err := r.Score(context.Background(), Sample{Answer: "ok"}, Completion{}); err != nil || v != 3 {
+		t.Fatalf("the call after a stuck one: %v, %v; want 3", v, err)
+	}
+}
