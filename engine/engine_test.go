@@ -64,11 +64,12 @@ func TestGenerateSeedsStopsAndRefusals(t *testing.T) {
 	if got.Finish != FinishStop || got.IDs[len(got.IDs)-1] != stop || len(got.IDs) > 4 {
 		t.Errorf("stop id %d: finished by %q with ids %v", stop, got.Finish, got.IDs)
 	}
-	// Min-p 1 keeps only the most likely token: the sampler is greedy.
+	// Min-p 1 and top-k 1 keep only the most likely token: the sampler is greedy.
 	greedy := gen(Sampling{MaxNewTokens: 6, IgnoreEOS: true}, 1)[0]
 	minp := gen(Sampling{Temperature: 1, MinP: 1, MaxNewTokens: 6, IgnoreEOS: true, Seed: 3}, 1)[0]
-	if !slices.Equal(greedy.IDs, minp.IDs) {
-		t.Errorf("min_p 1 gave %v, greedy %v", minp.IDs, greedy.IDs)
+	topk := gen(Sampling{Temperature: 1, TopK: 1, MaxNewTokens: 6, IgnoreEOS: true, Seed: 3}, 1)[0]
+	if !slices.Equal(greedy.IDs, minp.IDs) || !slices.Equal(greedy.IDs, topk.IDs) {
+		t.Errorf("min_p 1 gave %v, top_k 1 %v, greedy %v", minp.IDs, topk.IDs, greedy.IDs)
 	}
 	// Cancellation.
 	ctx, cancel := context.WithCancel(context.Background())

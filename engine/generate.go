@@ -12,6 +12,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
+	"github.com/mmft-go/mmft/engine/sample"
 	"github.com/mmft-go/mmft/execution"
 	"github.com/mmft-go/mmft/qwen2vl"
 )
@@ -367,13 +368,13 @@ func (e *Engine) step(slots []slot, reqs []Request, l *qwen2vl.LoRA, caches []*t
 	pos := make([]int32, 3*n)
 	temp, topP, minP, rep := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
 	for s, sl := range slots {
-		if !sl.active {
-			continue
+		sp := sample.Plain()
+		if sl.active {
+			sp = reqs[sl.req].Sampling.settings()
+			ids[s], write[s], start[s] = sl.cur, int32(sl.write), int32(sl.start)
+			p := int32(int64(sl.real) + sl.delta)
+			pos[s], pos[n+s], pos[2*n+s] = p, p, p
 		}
-		sp := reqs[sl.req].Sampling
-		ids[s], write[s], start[s] = sl.cur, int32(sl.write), int32(sl.start)
-		p := int32(int64(sl.real) + sl.delta)
-		pos[s], pos[n+s], pos[2*n+s] = p, p, p
 		temp[s], topP[s], minP[s], rep[s], topK[s] = sp.Temperature, sp.TopP, sp.MinP, sp.RepetitionPenalty, int32(sp.TopK)
 	}
 	args := []any{

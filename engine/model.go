@@ -10,6 +10,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
+	"github.com/mmft-go/mmft/engine/sample"
 	"github.com/mmft-go/mmft/execution"
 	"github.com/mmft-go/mmft/qwen2vl"
 )
@@ -156,7 +157,7 @@ type decodeSettings struct {
 // state, caches.
 func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
 	ids, positions, write, start := in[0], in[1], in[2], in[3]
-	params := SamplingParams{Temperature: in[4], TopP: in[5], MinP: in[6], RepetitionPenalty: in[7], TopK: in[8]}
+	params := sample.Params{Temperature: in[4], TopP: in[5], MinP: in[6], RepetitionPenalty: in[7], TopK: in[8]}
 	presence, rng := in[9], in[10]
 	cache := make([]qwen2vl.KV, s.layers)
 	for i := range cache {
@@ -164,8 +165,7 @@ func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
 	}
 	h, kv := w.DecodeStep(ids, positions, write, start, cache)
 	logits := w.Logits(h) // [S, V] float32
-	v := logits.Shape().Dimensions[1]
-	presence = LogicalOr(presence, Equal(Iota(ids.Graph(), shapes.Make(dtypes.Int32, ids.Shape().Dimensions[0], v), 1), InsertAxes(ids, -1)))
+	presence = sample.Mark(presence, ids)
 	next, lpSampler, lpPolicy, rng := sampleTokens(logits, params, presence, rng)
 	return append([]*Node{next, lpSampler, lpPolicy, presence, rng}, flattenKV(kv)...)
 }
