@@ -45,7 +45,7 @@ func commands() []command {
 		{name: "data", summary: "inspect, sample or synthesize datasets (data inspect|sample|synth)", run: runData},
 		{name: "reward", summary: "score completions with a named reward function", run: runReward},
 		{name: "train", summary: "GRPO + LoRA fine-tuning", planned: "the GRPO trainer issue"},
-		{name: "rollout", summary: "sample completions with the rollout engine", planned: "the rollout engine issue"},
+		{name: "rollout", summary: "sample completions with the rollout engine", run: runRollout},
 		{name: "eval", summary: "evaluate a model or adapter on a dataset split", planned: "the evaluation issue"},
 		{name: "export", summary: "export a notebook to a batch script, or merge adapters into weights", planned: "the notebook kernel issue"},
 		{name: "kernel", summary: "run the Jupyter kernel (GoNB-based) or install its kernelspec", planned: "the notebook kernel issue"},
