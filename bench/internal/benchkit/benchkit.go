@@ -128,4 +128,3 @@ func CompiledMemory(g *graph.Graph) (stats pjrt.ExecutableMemoryUsageStats, ok b
 	}
 	return le.OnDeviceMemoryUsageStats, true
 }
-
