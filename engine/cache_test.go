@@ -50,13 +50,14 @@ func randomPrompt(cfg qwen2vl.Config, rng *rand.Rand, text int, grids []qwen2vl.
 // TestCachedGenerationMatchesFullForward generates with the KV cache on
 // random tiny models — left padding (prompts of different lengths), several
 // images per row, text-only rows, fewer slots than sequences so that slots
-// are refilled mid-run, different lengths per request — and recomputes every
+// are refilled mid-run, different lengths per request, one or several steps
+// per device call — and recomputes every
 // completion with a full forward over prompt + completion: each generated
 // token's policy log-prob must match, greedy tokens must be the argmax, and at
 // temperature 1 the sampler's log-prob must equal the policy's.
 func TestCachedGenerationMatchesFullForward(t *testing.T) {
-	for ci, c := range []struct{ layers, kvHeads int }{{2, 2}, {1, 1}} {
-		t.Run(fmt.Sprintf("layers%d_kv%d", c.layers, c.kvHeads), func(t *testing.T) {
+	for ci, c := range []struct{ layers, kvHeads, steps int }{{2, 2, 1}, {1, 1, 1}, {2, 1, 3}} {
+		t.Run(fmt.Sprintf("layers%d_kv%d_steps%d", c.layers, c.kvHeads, c.steps), func(t *testing.T) {
 			cfg := smallConfig(c.layers, c.kvHeads)
 			src := randomBF16Source{specs: map[string][]int{}, seed: uint64(ci + 3), std: 0.3}
 			for _, s := range cfg.ParamSpecs() {
@@ -66,7 +67,7 @@ func TestCachedGenerationMatchesFullForward(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e, err := New(model, Options{Slots: 3, PrefillBatch: 2})
+			e, err := New(model, Options{Slots: 3, PrefillBatch: 2, StepsPerCall: c.steps})
 			if err != nil {
 				t.Fatal(err)
 			}

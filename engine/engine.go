@@ -30,6 +30,12 @@ type Options struct {
 	Slots int
 	// PrefillBatch is the number of prompts prefilled per call; 0 means 8.
 	PrefillBatch int
+	// StepsPerCall is the number of decode steps one device call runs (the
+	// steps unrolled in one program, each feeding its sampled tokens to the
+	// next): fewer host round-trips, at the cost of a larger program and of
+	// up to StepsPerCall−1 wasted steps per finished sequence (finishing and
+	// refilling slots happen between calls). 0 means 1.
+	StepsPerCall int
 	// EOSIDs end a completion with finish reason eos; nil means the model
 	// config's eos_token_id.
 	EOSIDs []int32
@@ -61,8 +67,11 @@ func New(m *qwen2vl.Model, opts Options) (*Engine, error) {
 	if m == nil {
 		return nil, errors.New("engine: New needs a model")
 	}
-	if opts.Slots < 0 || opts.PrefillBatch < 0 || opts.MemoryBytes < 0 {
-		return nil, fmt.Errorf("engine: negative option (slots %d, prefill batch %d, memory %d)", opts.Slots, opts.PrefillBatch, opts.MemoryBytes)
+	if opts.Slots < 0 || opts.PrefillBatch < 0 || opts.MemoryBytes < 0 || opts.StepsPerCall < 0 {
+		return nil, fmt.Errorf("engine: negative option (slots %d, prefill batch %d, memory %d, steps per call %d)", opts.Slots, opts.PrefillBatch, opts.MemoryBytes, opts.StepsPerCall)
+	}
+	if opts.StepsPerCall == 0 {
+		opts.StepsPerCall = 1
 	}
 	if opts.Slots == 0 {
 		opts.Slots = 8

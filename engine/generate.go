@@ -133,7 +133,8 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Pro
 		maxPrefix = max(maxPrefix, len(r.Prompt.IDs)-1)
 		maxNew = max(maxNew, r.Sampling.MaxNewTokens)
 	}
-	capacity := execution.Bucket(execution.Bucket(maxPrefix, 16, 1)+maxNew, 16, 1)
+	// A slot may run up to StepsPerCall−1 steps past its end within a call.
+	capacity := execution.Bucket(execution.Bucket(maxPrefix, 16, 1)+maxNew+e.opts.StepsPerCall-1, 16, 1)
 	nSlots := execution.Bucket(min(e.opts.Slots, total), 1, 1)
 	tc := cfg.Text
 	kvBytes := int64(2*tc.NumLayers) * int64(nSlots) * int64(capacity) * int64(tc.NumKVHeads*tc.HeadDim()) * int64(e.m.DType.Size())
@@ -228,27 +229,27 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Pro
 		if err != nil {
 			return nil, err
 		}
+		k := e.opts.StepsPerCall
 		for s := range slots {
 			sl := &slots[s]
-			if !sl.active {
-				continue
-			}
 			r := reqs[sl.req]
-			tok := next[s]
-			c := sl.comp
-			c.IDs = append(c.IDs, tok)
-			c.SamplerLogProbs = append(c.SamplerLogProbs, lpS[s])
-			c.PolicyLogProbs = append(c.PolicyLogProbs, lpP[s])
-			newTokens++
-			if c.Finish = e.finish(r.Sampling, c.IDs); c.Finish == "" {
-				sl.cur, sl.write, sl.real = tok, sl.write+1, sl.real+1
-				continue
+			for j := 0; j < k && sl.active; j++ {
+				tok := next[s*k+j]
+				c := sl.comp
+				c.IDs = append(c.IDs, tok)
+				c.SamplerLogProbs = append(c.SamplerLogProbs, lpS[s*k+j])
+				c.PolicyLogProbs = append(c.PolicyLogProbs, lpP[s*k+j])
+				newTokens++
+				if c.Finish = e.finish(r.Sampling, c.IDs); c.Finish == "" {
+					sl.cur, sl.write, sl.real = tok, sl.write+1, sl.real+1
+					continue
+				}
+				c.Timings.Prefill = sl.prefill
+				c.Timings.Decode = time.Since(sl.admitted)
+				done[sl.req][sl.index] = *c
+				finished++
+				*sl = slot{}
 			}
-			c.Timings.Prefill = sl.prefill
-			c.Timings.Decode = time.Since(sl.admitted)
-			done[sl.req][sl.index] = *c
-			finished++
-			*sl = slot{}
 		}
 		if progress != nil {
 			progress(Progress{Done: finished, Total: total, NewTokens: newTokens, Elapsed: time.Since(t0)})
@@ -359,8 +360,9 @@ func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre
 	return nil
 }
 
-// step runs one decode step over every slot and returns each slot's next
-// token and its sampler and policy log-probs; caches, presence and rng are
+// step runs Options.StepsPerCall decode steps over every slot in one call
+// and returns each slot's next tokens and their sampler and policy log-probs
+// ([slot·steps + step]); caches, presence and rng are
 // replaced by the step's outputs (their buffers donated).
 func (e *Engine) step(slots []slot, reqs []Request, l *qwen2vl.LoRA, caches []*tensors.Tensor, presence, rng **tensors.Tensor) ([]int32, []float32, []float32, error) {
 	n := len(slots)
@@ -387,7 +389,15 @@ func (e *Engine) step(slots []slot, reqs []Request, l *qwen2vl.LoRA, caches []*t
 	for _, c := range caches {
 		args = append(args, execution.Donate(c))
 	}
-	outs, err := e.models.call(e.progs.decode, l, decodeSettings{layers: len(caches) / 2}, args...)
+	set := decodeSettings{layers: len(caches) / 2, steps: e.opts.StepsPerCall}
+	for _, r := range reqs {
+		st := r.Sampling.settings()
+		set.topK = set.topK || st.TopK > 0
+		set.topP = set.topP || st.TopP < 1
+		set.minP = set.minP || st.MinP > 0
+		set.penalty = set.penalty || st.RepetitionPenalty != 1
+	}
+	outs, err := e.models.call(e.progs.decode, l, set, args...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("engine: decode step: %w", err)
 	}

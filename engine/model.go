@@ -144,30 +144,58 @@ func putRow(x, row, dst *Node, canUpdateSlice bool) *Node {
 	return Where(mask, BroadcastToDims(row, dims...), x)
 }
 
-// decodeSettings are the decode program's static settings.
+// decodeSettings are the decode program's static settings: the layers, the
+// steps unrolled in one call, and which sampling stages any row uses (the
+// others stay out of the graph).
 type decodeSettings struct {
-	layers int
+	layers, steps             int
+	topK, topP, minP, penalty bool
 }
 
-// decodeStep is one decode step for every slot: inputs ids [S], positions
-// [3, S, 1], write [S], start [S] (int32), temperature, top-p, min-p,
-// repetition penalty [S] (float32), top-k [S] int32, presence [S, V] bool,
-// RNG state, then the caches (K, V per layer). Outputs: next ids [S], the
-// sampler's and the policy's (temperature 1) log-probs [S], presence, RNG
-// state, caches.
+// decodeStep runs settings.steps decode steps for every slot in one call:
+// inputs ids [S], positions [3, S, 1], write [S], start [S] (int32; the
+// first step's), temperature, top-p, min-p, repetition penalty [S]
+// (float32), top-k [S] int32, presence [S, V] bool, RNG state, then the
+// caches (K, V per layer). Each step feeds the previous step's tokens, one
+// position and one cache slot further. Outputs: ids, the sampler's and the
+// policy's (temperature 1) log-probs, each [S, steps], then presence, RNG
+// state and caches.
 func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
 	ids, positions, write, start := in[0], in[1], in[2], in[3]
-	params := sample.Params{Temperature: in[4], TopP: in[5], MinP: in[6], RepetitionPenalty: in[7], TopK: in[8]}
+	params := sample.Params{Temperature: in[4]}
+	if s.topP {
+		params.TopP = in[5]
+	}
+	if s.minP {
+		params.MinP = in[6]
+	}
+	if s.penalty {
+		params.RepetitionPenalty = in[7]
+	}
+	if s.topK {
+		params.TopK = in[8]
+	}
 	presence, rng := in[9], in[10]
 	cache := make([]qwen2vl.KV, s.layers)
 	for i := range cache {
 		cache[i] = qwen2vl.KV{K: in[11+2*i], V: in[12+2*i]}
 	}
-	h, kv := w.DecodeStep(ids, positions, write, start, cache)
-	logits := w.Logits(h) // [S, V] float32
-	presence = sample.Mark(presence, ids)
-	next, lpSampler, lpPolicy, rng := sampleTokens(logits, params, presence, rng)
-	return append([]*Node{next, lpSampler, lpPolicy, presence, rng}, flattenKV(kv)...)
+	var outIDs, outS, outP []*Node
+	for k := range s.steps {
+		h, kv := w.DecodeStep(ids, AddScalar(positions, float64(k)), AddScalar(write, float64(k)), start, cache)
+		cache = kv
+		presence = sample.Mark(presence, ids)
+		next, lpSampler, lpPolicy, newRNG := sampleTokens(w.Logits(h), params, presence, rng)
+		rng, ids = newRNG, next
+		outIDs, outS, outP = append(outIDs, InsertAxes(next, 1)), append(outS, InsertAxes(lpSampler, 1)), append(outP, InsertAxes(lpPolicy, 1))
+	}
+	cat := func(xs []*Node) *Node {
+		if len(xs) == 1 {
+			return xs[0]
+		}
+		return Concatenate(xs, 1)
+	}
+	return append([]*Node{cat(outIDs), cat(outS), cat(outP), presence, rng}, flattenKV(cache)...)
 }
 
 // flattenKV lists per-layer K and V nodes in order.

@@ -9,7 +9,8 @@
 // completion, programs compiled and seconds compiling, the KV cache and
 // weight bytes (the bytes a decode step reads at most: the memory-bandwidth
 // floor is that divided by the measured copy bandwidth) and XLA's compiled
-// memory per program. On the GPU XLA's preallocation is off unless
+// memory per program. --steps-per-call compares one call per step with
+// several steps per call (an unrolled on-device loop). On the GPU XLA's preallocation is off unless
 // --preallocate.
 package main
 
@@ -36,8 +37,8 @@ type runResult struct {
 	NewTokens        int     `json:"new_tokens"`
 	TokensPerSecond  float64 `json:"new_tokens_per_s"`
 	FirstCompletionS float64 `json:"first_completion_s"`
-	Steps            int     `json:"decode_steps"`
-	MsPerStep        float64 `json:"ms_per_step"`
+	Calls            int     `json:"decode_calls"`
+	MsPerCall        float64 `json:"ms_per_call"`
 }
 
 // report is the benchmark's JSON output.
@@ -72,9 +73,10 @@ func main() {
 	temperature := flag.Float64("temperature", 1, "sampling temperature (0: greedy)")
 	topP := flag.Float64("top-p", 1, "top-p (1: off)")
 	topK := flag.Int("top-k", 0, "top-k (0: off)")
+	steps := flag.Int("steps-per-call", 1, "decode steps per device call (an unrolled on-device loop)")
 	prealloc := flag.Bool("preallocate", false, "keep XLA's GPU preallocation")
 	flag.Parse()
-	if err := run(*cfgPath, *device, *prompts, *n, *newTokens, *length, *side, *slots, *prefillBatch, *reps,
+	if err := run(*cfgPath, *device, *prompts, *n, *newTokens, *length, *side, *slots, *prefillBatch, *steps, *reps,
 		engine.Sampling{Temperature: float32(*temperature), TopP: float32(*topP), TopK: *topK, MaxNewTokens: *newTokens, IgnoreEOS: true, Seed: 1},
 		*prealloc); err != nil {
 		fmt.Fprintln(os.Stderr, "rollout:", err)
@@ -82,7 +84,7 @@ func main() {
 	}
 }
 
-func run(cfgPath, device string, prompts, n, newTokens, length, side, slots, prefillBatch, reps int, s engine.Sampling, prealloc bool) error {
+func run(cfgPath, device string, prompts, n, newTokens, length, side, slots, prefillBatch, steps, reps int, s engine.Sampling, prealloc bool) error {
 	if prompts < 1 || n < 1 || newTokens < 1 || reps < 1 || slots < 0 {
 		return fmt.Errorf("--prompts, --n, --new and --reps must be ≥ 1, --slots ≥ 0")
 	}
@@ -105,7 +107,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, slots, pre
 	}
 	rep := report{Device: device + ": " + backend.Description(), Date: time.Now().UTC().Format(time.DateOnly), LoadWeightsSecond: time.Since(t0).Seconds(),
 		Workload: map[string]any{"prompts": prompts, "n": n, "new_tokens": newTokens, "prompt_len": length, "image_side": side,
-			"slots": slots, "prefill_batch": prefillBatch, "temperature": s.Temperature, "top_p": s.TopP, "top_k": s.TopK, "dtype": "bf16"}}
+			"slots": slots, "prefill_batch": prefillBatch, "steps_per_call": steps, "temperature": s.Temperature, "top_p": s.TopP, "top_k": s.TopK, "dtype": "bf16"}}
 	reqs, err := workload(cfg, prompts, n, length, side, s)
 	if err != nil {
 		return err
@@ -113,16 +115,16 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, slots, pre
 	if slots == 0 {
 		slots = prompts * n
 	}
-	eng, err := engine.New(m, engine.Options{Slots: slots, PrefillBatch: prefillBatch})
+	eng, err := engine.New(m, engine.Options{Slots: slots, PrefillBatch: prefillBatch, StepsPerCall: steps})
 	if err != nil {
 		return err
 	}
 	for range reps {
 		var first time.Duration
-		steps := 0
+		calls := 0
 		t := time.Now()
 		comps, err := eng.Generate(context.Background(), reqs, func(p engine.Progress) {
-			steps++
+			calls++
 			if p.Done > 0 && first == 0 {
 				first = p.Elapsed
 			}
@@ -136,7 +138,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, slots, pre
 			tokens += len(c.IDs)
 		}
 		rep.Runs = append(rep.Runs, runResult{Seconds: el.Seconds(), NewTokens: tokens, TokensPerSecond: float64(tokens) / el.Seconds(),
-			FirstCompletionS: first.Seconds(), Steps: steps, MsPerStep: float64(el.Milliseconds()) / float64(max(steps, 1))})
+			FirstCompletionS: first.Seconds(), Calls: calls, MsPerCall: float64(el.Milliseconds()) / float64(max(calls, 1))})
 	}
 	for _, r := range rep.Runs[1:] {
 		rep.WarmTokensPerS = max(rep.WarmTokensPerS, r.TokensPerSecond)
@@ -147,7 +149,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, slots, pre
 		rep.WeightsBytes += int64(m.Param(name).Shape().Memory())
 	}
 	tc := cfg.Text
-	capacity := len(reqs[0].Prompt.IDs) + newTokens // before bucketing: the entries a full cache holds per row
+	capacity := len(reqs[0].Prompt.IDs) + newTokens + steps - 1 // before bucketing: the entries a full cache holds per row
 	rep.KVCacheBytes = int64(2*tc.NumLayers) * int64(slots) * int64(capacity) * int64(tc.NumKVHeads*tc.HeadDim()) * 2
 	rep.StepBytesUpper = rep.WeightsBytes + rep.KVCacheBytes
 	rep.CompiledMemory = map[string]map[string]int{}
