@@ -212,10 +212,14 @@ func canUpdateSlice(b backends.Backend) bool {
 	return b.Capabilities().Operations[backends.OpTypeDynamicUpdateSlice]
 }
 
-// imageFeatures runs the images of a batch through the vision tower once,
-// padded to shape buckets, into one features tensor [rows, hidden] whose
-// first tokens rows are the merged patches of every image in order.
-func (e *Engine) imageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors.Tensor, int, error) {
+// DeviceImageFeatures runs the images of a batch (the processor's patches
+// of every image in order, and their grids) through the vision tower once,
+// padded to shape buckets, into one features tensor [rows, hidden] (float32,
+// on the device) whose first tokens rows are the merged patches of every
+// image in order; the rest is padding. Pass it to qwen2vl.TextBatch.Tensors
+// (extra rows are never read): the trainer computes each image's features
+// once per step this way and reuses them for the policy and the reference.
+func (e *Engine) DeviceImageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors.Tensor, int, error) {
 	cfg := e.m.Config
 	win := cfg.Vision.SpatialMergeSize * cfg.Vision.SpatialMergeSize
 	plan, err := qwen2vl.PlanVision(cfg.Vision, pixels, grids,
@@ -247,7 +251,7 @@ func (e *Engine) imageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors
 // merged features [tokens, hidden] (float32, on the host), as transformers'
 // image_embeds.
 func (e *Engine) ImageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors.Tensor, error) {
-	feats, n, err := e.imageFeatures(pixels, grids)
+	feats, n, err := e.DeviceImageFeatures(pixels, grids)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +278,7 @@ func (e *Engine) textInputs(in qwen2vl.Batch) (*qwen2vl.TextBatch, []any, *tenso
 	var feats *tensors.Tensor
 	n := 0
 	if len(in.Grids) > 0 {
-		if feats, n, err = e.imageFeatures(in.PixelValues, in.Grids); err != nil {
+		if feats, n, err = e.DeviceImageFeatures(in.PixelValues, in.Grids); err != nil {
 			return nil, nil, nil, 0, err
 		}
 	} else if len(in.PixelValues) > 0 {
