@@ -36,6 +36,12 @@ type Options struct {
 	// up to StepsPerCall−1 wasted steps per finished sequence (finishing and
 	// refilling slots happen between calls). 0 means 1.
 	StepsPerCall int
+	// DTypeLogits computes the decode step's logits as a product in the
+	// model dtype (qwen2vl.Weights.LogitsInDType) instead of a float32
+	// product: for a bf16 model no float32 copy of the head weight is made at
+	// every step, but the sampler's and policy's log-probs carry bf16
+	// rounding. Off by default.
+	DTypeLogits bool
 	// EOSIDs end a completion with finish reason eos; nil means the model
 	// config's eos_token_id.
 	EOSIDs []int32

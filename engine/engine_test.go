@@ -71,6 +71,17 @@ func TestGenerateSeedsStopsAndRefusals(t *testing.T) {
 	if !slices.Equal(greedy.IDs, minp.IDs) || !slices.Equal(greedy.IDs, topk.IDs) {
 		t.Errorf("min_p 1 gave %v, top_k 1 %v, greedy %v", minp.IDs, topk.IDs, greedy.IDs)
 	}
+	// Logits in the model dtype are the float32 ones for a float32 model.
+	e2, _ := smallEngine(t, Options{Slots: 4, DTypeLogits: true})
+	d, err := e2.Generate(context.Background(), []Request{{Prompt: p, N: 4, Sampling: Sampling{Temperature: 1, MaxNewTokens: 12, IgnoreEOS: true, Seed: 7}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range d {
+		if !slices.Equal(d[i].IDs, a[i].IDs) {
+			t.Errorf("DTypeLogits on a float32 model changed completion %d: %v vs %v", i, d[i].IDs, a[i].IDs)
+		}
+	}
 	// Cancellation.
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0

@@ -389,7 +389,7 @@ func (e *Engine) step(slots []slot, reqs []Request, l *qwen2vl.LoRA, caches []*t
 	for _, c := range caches {
 		args = append(args, execution.Donate(c))
 	}
-	set := decodeSettings{layers: len(caches) / 2, steps: e.opts.StepsPerCall}
+	set := decodeSettings{layers: len(caches) / 2, steps: e.opts.StepsPerCall, bf16Logits: e.opts.DTypeLogits}
 	for _, r := range reqs {
 		st := r.Sampling.settings()
 		set.topK = set.topK || st.TopK > 0

@@ -150,6 +150,7 @@ func putRow(x, row, dst *Node, canUpdateSlice bool) *Node {
 type decodeSettings struct {
 	layers, steps             int
 	topK, topP, minP, penalty bool
+	bf16Logits                bool // logits as a product in the model dtype
 }
 
 // decodeStep runs settings.steps decode steps for every slot in one call:
@@ -185,7 +186,11 @@ func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
 		h, kv := w.DecodeStep(ids, AddScalar(positions, float64(k)), AddScalar(write, float64(k)), start, cache)
 		cache = kv
 		presence = sample.Mark(presence, ids)
-		next, lpSampler, lpPolicy, newRNG := sampleTokens(w.Logits(h), params, presence, rng)
+		logits := w.Logits(h)
+		if s.bf16Logits {
+			logits = w.LogitsInDType(h)
+		}
+		next, lpSampler, lpPolicy, newRNG := sampleTokens(logits, params, presence, rng)
 		rng, ids = newRNG, next
 		outIDs, outS, outP = append(outIDs, InsertAxes(next, 1)), append(outS, InsertAxes(lpSampler, 1)), append(outP, InsertAxes(lpPolicy, 1))
 	}

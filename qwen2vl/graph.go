@@ -241,6 +241,15 @@ func (w *Weights) Logits(h *Node) *Node {
 	return linearF32(h, w.LMHeadWeight(), dtypes.Float32)
 }
 
+// LogitsInDType projects hidden states to vocabulary logits as a product in
+// the model dtype (float32 accumulation inside the dot, the result widened
+// to float32): cheaper than Logits for a bf16 model (no float32 copy of the
+// head weight), at the cost of bf16 rounding of the logits (about 2⁻⁹
+// relative). For a float32 model it equals Logits.
+func (w *Weights) LogitsInDType(h *Node) *Node {
+	return linear(h, w.LMHeadWeight(), nil)
+}
+
 // ChosenLogProbs returns log p(target) [B, S] (float32) for hidden states
 // [B, S, hidden] and int targets [B, S], computing the log-sum-exp over the
 // vocabulary in chunks of chunk entries so that full-vocabulary float32 logits
