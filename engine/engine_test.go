@@ -85,7 +85,7 @@ func TestGenerateSeedsStopsAndRefusals(t *testing.T) {
 	// Cancellation.
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
-	_, err := e.Generate(ctx, []Request{{Prompt: p, N: 2, Sampling: Sampling{MaxNewTokens: 50, IgnoreEOS: true}}}, func(Progress) {
+	_, err = e.Generate(ctx, []Request{{Prompt: p, N: 2, Sampling: Sampling{MaxNewTokens: 50, IgnoreEOS: true}}}, func(Progress) {
 		if calls++; calls == 2 {
 			cancel()
 		}
