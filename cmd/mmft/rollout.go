@@ -11,6 +11,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/data"
 	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/imageproc"
@@ -148,7 +149,7 @@ unless --ignore-eos).`)
 			return fmt.Errorf("adapter %s: %w", *adapter, err)
 		}
 	}
-	eopts := engine.Options{Slots: *slots}
+	eopts := engine.Options{Slots: *slots, MemoryBytes: cacheBudget(be, m)}
 	var tok *tokenizer.Tokenizer
 	if !*greedy {
 		if tok, err = tokenizer.Load(dir); err != nil {
@@ -344,4 +345,19 @@ func intIDs(ids []int32) []int {
 		out[i] = int(id)
 	}
 	return out
+}
+
+// cacheBudget is the device memory left for the KV cache: 90% of the
+// device's memory (host RAM on the CPU) less the weights; 0 (unchecked) when
+// the device's memory is unknown.
+func cacheBudget(be *compute.Backend, m *qwen2vl.Model) int64 {
+	info := be.Info()
+	if len(info.Devices) == 0 || info.Devices[0].MemoryBytes <= 0 {
+		return 0
+	}
+	var weights int64
+	for _, name := range m.ParamNames() {
+		weights += int64(m.Param(name).Shape().Memory())
+	}
+	return max(info.Devices[0].MemoryBytes/10*9-weights, 1)
 }
