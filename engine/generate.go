@@ -143,7 +143,8 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Pro
 			kvBytes>>20, nSlots, capacity, tc.NumLayers, e.opts.MemoryBytes>>20)
 	}
 	lora := e.currentAdapter()
-	if err := lora.Validate(cfg); err != nil {
+	bind, err := e.m.Bind(lora)
+	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	// The empty cache and presence mask, made on the device.
@@ -225,7 +226,7 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Pro
 			}
 		}
 		// One decode step over every slot.
-		next, lpS, lpP, err := e.step(slots, reqs, lora, caches, &presence, &rng)
+		next, lpS, lpP, err := e.step(slots, reqs, bind, caches, &presence, &rng)
 		if err != nil {
 			return nil, err
 		}
@@ -364,7 +365,7 @@ func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre
 // and returns each slot's next tokens and their sampler and policy log-probs
 // ([slot·steps + step]); caches, presence and rng are
 // replaced by the step's outputs (their buffers donated).
-func (e *Engine) step(slots []slot, reqs []Request, l *qwen2vl.LoRA, caches []*tensors.Tensor, presence, rng **tensors.Tensor) ([]int32, []float32, []float32, error) {
+func (e *Engine) step(slots []slot, reqs []Request, bind *qwen2vl.Binding, caches []*tensors.Tensor, presence, rng **tensors.Tensor) ([]int32, []float32, []float32, error) {
 	n := len(slots)
 	ids, write, start, topK := make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
 	pos := make([]int32, 3*n)
@@ -397,7 +398,7 @@ func (e *Engine) step(slots []slot, reqs []Request, l *qwen2vl.LoRA, caches []*t
 		set.minP = set.minP || st.MinP > 0
 		set.penalty = set.penalty || st.RepetitionPenalty != 1
 	}
-	outs, err := e.models.call(e.progs.decode, l, set, args...)
+	outs, err := e.models.callBound(e.progs.decode, bind, set, args...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("engine: decode step: %w", err)
 	}

@@ -54,6 +54,12 @@ func (ms *models) call(prog *execution.Program, l *qwen2vl.LoRA, extra any, args
 	if err != nil {
 		return nil, err
 	}
+	return ms.callBound(prog, b, extra, args...)
+}
+
+// callBound runs prog over a binding made once (e.g. for every step of a
+// Generate call) and args.
+func (ms *models) callBound(prog *execution.Program, b *qwen2vl.Binding, extra any, args ...any) ([]*tensors.Tensor, error) {
 	ms.mu.Lock()
 	if _, ok := ms.bindings[b.Layout()]; !ok {
 		ms.bindings[b.Layout()] = b

@@ -15,12 +15,13 @@ package execution
 import (
 	"fmt"
 	"reflect"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
@@ -81,7 +82,7 @@ type Runner struct {
 
 	mu       sync.Mutex
 	execs    map[execKey]*graph.Exec
-	compiled map[string]bool // exec key + input shapes already compiled
+	compiled map[execKey][][]shapes.Shape // input shapes already compiled, per exec
 	stats    Stats
 	graphs   map[string]*graph.Graph // the last graph each program ran, by name
 }
@@ -94,7 +95,7 @@ type execKey struct {
 
 // New returns a runner on backend at place.
 func New(backend backends.Backend, place Placement) *Runner {
-	return &Runner{backend: backend, place: place, execs: map[execKey]*graph.Exec{}, compiled: map[string]bool{},
+	return &Runner{backend: backend, place: place, execs: map[execKey]*graph.Exec{}, compiled: map[execKey][][]shapes.Shape{},
 		stats: Stats{ByProgram: map[string]int{}}, graphs: map[string]*graph.Graph{}}
 }
 
@@ -144,16 +145,13 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 	}()
 	key := execKey{prog, variant}
 	plain := make([]any, len(args))
-	var sig strings.Builder
-	fmt.Fprintf(&sig, "%p/%v", prog, variant)
+	sig := make([]shapes.Shape, len(args))
 	for i, a := range args {
 		switch v := a.(type) {
 		case *tensors.Tensor:
-			plain[i] = v
-			fmt.Fprintf(&sig, "|%s", v.Shape())
+			plain[i], sig[i] = v, v.Shape()
 		case Donated:
-			plain[i] = v.T
-			fmt.Fprintf(&sig, "|%s", v.T.Shape())
+			plain[i], sig[i] = v.T, v.T.Shape()
 		default:
 			return nil, fmt.Errorf("execution: program %s: argument %d is a %T, want *tensors.Tensor or Donated", prog.name, i, a)
 		}
@@ -169,7 +167,7 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 		exec = exec.WithName(prog.name).SetMaxCache(-1)
 		r.execs[key] = exec
 	}
-	fresh := !r.compiled[sig.String()]
+	fresh := !r.seen(key, sig)
 	r.mu.Unlock()
 	if fresh {
 		t0 := time.Now()
@@ -177,8 +175,8 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 			return nil, fmt.Errorf("execution: compiling %s: %w", prog.name, err)
 		}
 		r.mu.Lock()
-		if !r.compiled[sig.String()] {
-			r.compiled[sig.String()] = true
+		if !r.seen(key, sig) {
+			r.compiled[key] = append(r.compiled[key], sig)
 			r.stats.Programs++
 			r.stats.ByProgram[prog.name]++
 			r.stats.CompileTime += time.Since(t0)
@@ -204,6 +202,14 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 	r.stats.Calls++
 	r.mu.Unlock()
 	return outs, nil
+}
+
+// seen reports whether the exec of key compiled for these input shapes (the
+// caller holds r.mu).
+func (r *Runner) seen(key execKey, sig []shapes.Shape) bool {
+	return slices.ContainsFunc(r.compiled[key], func(have []shapes.Shape) bool {
+		return slices.EqualFunc(have, sig, func(a, b shapes.Shape) bool { return a.Equal(b) })
+	})
 }
 
 // Upload places float32 host values of the given shape on the runner's device.
