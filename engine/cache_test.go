@@ -136,3 +136,49 @@ func checkAgainstForward(t *testing.T, e *Engine, r Request, c Completion, temp 
 		}
 	}
 }
+
+// TestTrainBatchMatchesGeneration lays completions out as the trainer does
+// (NewTrainBatch: prompts left-padded, completions right-padded, each
+// prompt's images once) and checks that the trainer's log-probs
+// (TokenLogProbs through SequenceLogProbs) equal the policy log-probs
+// Generate returned.
+func TestTrainBatchMatchesGeneration(t *testing.T) {
+	e, cfg := smallEngine(t, Options{Slots: 4})
+	rng := rand.New(rand.NewPCG(4, 4))
+	prompts := []Prompt{
+		randomPrompt(cfg, rng, 3, []qwen2vl.Grid{{T: 1, H: 4, W: 2}, {T: 1, H: 2, W: 2}}),
+		randomPrompt(cfg, rng, 9, nil),
+		randomPrompt(cfg, rng, 2, []qwen2vl.Grid{{T: 1, H: 2, W: 6}}),
+	}
+	var reqs []Request
+	for i, p := range prompts {
+		reqs = append(reqs, Request{Prompt: p, N: 2, Sampling: Sampling{Temperature: 1, MaxNewTokens: 2 + 2*i, IgnoreEOS: true, Seed: 9}})
+	}
+	comps, err := e.Generate(context.Background(), reqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := NewTrainBatch(cfg, prompts, comps, func(n int) int { return n + 3 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tb.Grids) != 3 {
+		t.Errorf("%d images in the train batch, want each prompt's once (3)", len(tb.Grids))
+	}
+	got, err := e.SequenceLogProbs(tb, nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range comps {
+		for k, want := range c.PolicyLogProbs {
+			if d := math.Abs(float64(got[i][k] - want)); d > 1e-4 {
+				t.Errorf("completion %d token %d: trainer log-prob %g, generation %g", i, k, got[i][k], want)
+			}
+		}
+		for k := len(c.IDs); k < tb.T; k++ {
+			if got[i][k] != 0 || tb.Mask[i*tb.T+k] != 0 {
+				t.Errorf("completion %d padding %d: log-prob %g, mask %g", i, k, got[i][k], tb.Mask[i*tb.T+k])
+			}
+		}
+	}
+}
