@@ -61,11 +61,14 @@ type Completion struct {
 	Timings                         Timings
 }
 
-// Progress is reported after every decode step.
+// Progress is reported after every decode call.
 type Progress struct {
 	Done, Total int // completions finished / asked for
 	NewTokens   int // tokens generated so far
 	Elapsed     time.Duration
+	// Finished are the completions that finished in this call (for a
+	// caller that streams them; Generate returns them all at the end too).
+	Finished []Completion
 }
 
 // slot is one KV-cache row's sequence.
@@ -231,6 +234,7 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Pro
 			return nil, err
 		}
 		k := e.opts.StepsPerCall
+		var finishedNow []Completion
 		for s := range slots {
 			sl := &slots[s]
 			r := reqs[sl.req]
@@ -248,12 +252,13 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Pro
 				c.Timings.Prefill = sl.prefill
 				c.Timings.Decode = time.Since(sl.admitted)
 				done[sl.req][sl.index] = *c
+				finishedNow = append(finishedNow, *c)
 				finished++
 				*sl = slot{}
 			}
 		}
 		if progress != nil {
-			progress(Progress{Done: finished, Total: total, NewTokens: newTokens, Elapsed: time.Since(t0)})
+			progress(Progress{Done: finished, Total: total, NewTokens: newTokens, Elapsed: time.Since(t0), Finished: finishedNow})
 		}
 	}
 	for _, d := range done {

@@ -75,20 +75,24 @@ func (ms *models) callBound(prog *execution.Program, b *qwen2vl.Binding, extra a
 
 // programs are the engine's compiled computations.
 type programs struct {
-	vision, logits, tokenLogProbs, prefill, admit, decode, zeros *execution.Program
+	vision, place, logits, tokenLogProbs, prefill, admit, decode, zeros *execution.Program
 }
 
 // definePrograms defines the engine's programs over ms.
 func definePrograms(ms *models, canUpdateSlice bool) programs {
 	p := programs{zeros: zerosProgram()}
-	// vision: features [R, hidden] (donated), patches [F, P, pd], cos, sin
-	// [F, P, d], valid [F, P], dest [F·P/m²] → features with the frames'
-	// merged patches scattered into their rows.
+	// vision: patches [F, P, pd], cos, sin [F, P, d], valid [F, P] → the
+	// frames' merged patches [F·P/m², hidden] (float32). Its shapes depend
+	// on the image bucket only, so the expensive program compiles once per
+	// (frames, patches) bucket.
 	p.vision = ms.program("engine.vision", func(w *qwen2vl.Weights, _ any, in []*Node) []*Node {
-		merged := w.VisionFrames(in[1], in[2], in[3], in[4])
-		hidden := merged.Shape().Dimensions[2]
-		rows := Reshape(merged, -1, hidden)
-		return []*Node{ScatterSum(in[0], InsertAxes(in[5], -1), rows, false, false)}
+		merged := w.VisionFrames(in[0], in[1], in[2], in[3])
+		return []*Node{Reshape(merged, -1, merged.Shape().Dimensions[2])}
+	})
+	// place: features [R, hidden] (donated), rows [N, hidden], dest [N] →
+	// features with each row added at its destination (a cheap program).
+	p.place = execution.NewProgram("engine.place", func(_ any, in []*Node) []*Node {
+		return []*Node{ScatterSum(in[0], InsertAxes(in[2], -1), in[1], false, false)}
 	})
 	// logits: text inputs → float32 logits [B, L, V].
 	p.logits = ms.program("engine.logits", func(w *qwen2vl.Weights, _ any, in []*Node) []*Node {
@@ -243,14 +247,18 @@ func (e *Engine) DeviceImageFeatures(pixels []float32, grids []qwen2vl.Grid) (*t
 	feats := tensors.FromShape(shapes.Make(dtypes.Float32, plan.Rows, cfg.Text.HiddenSize))
 	pd, d := cfg.Vision.PatchDim(), cfg.Vision.HeadDim()
 	for _, c := range plan.Calls {
-		outs, err := e.models.call(e.progs.vision, nil, nil, execution.Donate(feats),
+		rows, err := e.models.call(e.progs.vision, nil, nil,
 			tensors.FromFlatDataAndDimensions(c.Pixels, c.Frames, c.Patches, pd),
 			tensors.FromFlatDataAndDimensions(c.Cos, c.Frames, c.Patches, d),
 			tensors.FromFlatDataAndDimensions(c.Sin, c.Frames, c.Patches, d),
-			tensors.FromFlatDataAndDimensions(c.Valid, c.Frames, c.Patches),
-			tensors.FromFlatDataAndDimensions(c.Dest, len(c.Dest)))
+			tensors.FromFlatDataAndDimensions(c.Valid, c.Frames, c.Patches))
 		if err != nil {
 			return nil, 0, fmt.Errorf("engine: vision tower: %w", err)
+		}
+		outs, err := e.run.Run(e.progs.place, nil, execution.Donate(feats), rows[0], tensors.FromFlatDataAndDimensions(c.Dest, len(c.Dest)))
+		rows[0].FinalizeAll()
+		if err != nil {
+			return nil, 0, fmt.Errorf("engine: placing image features: %w", err)
 		}
 		feats = outs[0]
 	}

@@ -67,6 +67,7 @@ func main() {
 	newTokens := flag.Int("new", 256, "new tokens per completion (forced: EOS ignored)")
 	length := flag.Int("len", 427, "tokens per prompt (image tokens included)")
 	side := flag.Int("image", 504, "image side in pixels (multiple of 28; 0: text only)")
+	vary := flag.Int("vary-images", 0, "if > 0: each prompt's image has random height and width, multiples of 28 from this to --image pixels (Sujet-like varied sizes; --len then counts text tokens)")
 	slots := flag.Int("slots", 0, "sequences decoded together (0: prompts × n)")
 	prefillBatch := flag.Int("prefill-batch", 8, "prompts prefilled per call")
 	reps := flag.Int("reps", 2, "Generate calls (the first includes compilation)")
@@ -77,7 +78,7 @@ func main() {
 	dtypeLogits := flag.Bool("dtype-logits", false, "decode logits as a bf16 product (engine.Options.DTypeLogits)")
 	prealloc := flag.Bool("preallocate", false, "keep XLA's GPU preallocation")
 	flag.Parse()
-	if err := run(*cfgPath, *device, *prompts, *n, *newTokens, *length, *side, *slots, *prefillBatch, *steps, *reps, *dtypeLogits,
+	if err := run(*cfgPath, *device, *prompts, *n, *newTokens, *length, *side, *vary, *slots, *prefillBatch, *steps, *reps, *dtypeLogits,
 		engine.Sampling{Temperature: float32(*temperature), TopP: float32(*topP), TopK: *topK, MaxNewTokens: *newTokens, IgnoreEOS: true, Seed: 1},
 		*prealloc); err != nil {
 		fmt.Fprintln(os.Stderr, "rollout:", err)
@@ -85,7 +86,7 @@ func main() {
 	}
 }
 
-func run(cfgPath, device string, prompts, n, newTokens, length, side, slots, prefillBatch, steps, reps int, dtypeLogits bool, s engine.Sampling, prealloc bool) error {
+func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slots, prefillBatch, steps, reps int, dtypeLogits bool, s engine.Sampling, prealloc bool) error {
 	if prompts < 1 || n < 1 || newTokens < 1 || reps < 1 || slots < 0 {
 		return fmt.Errorf("--prompts, --n, --new and --reps must be ≥ 1, --slots ≥ 0")
 	}
@@ -107,9 +108,9 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, slots, pre
 		return err
 	}
 	rep := report{Device: device + ": " + backend.Description(), Date: time.Now().UTC().Format(time.DateOnly), LoadWeightsSecond: time.Since(t0).Seconds(),
-		Workload: map[string]any{"prompts": prompts, "n": n, "new_tokens": newTokens, "prompt_len": length, "image_side": side,
+		Workload: map[string]any{"prompts": prompts, "n": n, "new_tokens": newTokens, "prompt_len": length, "image_side": side, "vary_images_from": vary,
 			"slots": slots, "prefill_batch": prefillBatch, "steps_per_call": steps, "dtype_logits": dtypeLogits, "temperature": s.Temperature, "top_p": s.TopP, "top_k": s.TopK, "dtype": "bf16"}}
-	reqs, err := workload(cfg, prompts, n, length, side, s)
+	reqs, err := workload(cfg, prompts, n, length, side, vary, s)
 	if err != nil {
 		return err
 	}
@@ -150,7 +151,11 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, slots, pre
 		rep.WeightsBytes += int64(m.Param(name).Shape().Memory())
 	}
 	tc := cfg.Text
-	capacity := len(reqs[0].Prompt.IDs) + newTokens + steps - 1 // before bucketing: the entries a full cache holds per row
+	longest := 0
+	for _, r := range reqs {
+		longest = max(longest, len(r.Prompt.IDs))
+	}
+	capacity := longest + newTokens + steps - 1 // before bucketing: the entries a full cache holds per row
 	rep.KVCacheBytes = int64(2*tc.NumLayers) * int64(slots) * int64(capacity) * int64(tc.NumKVHeads*tc.HeadDim()) * 2
 	rep.StepBytesUpper = rep.WeightsBytes + rep.KVCacheBytes
 	rep.CompiledMemory = map[string]map[string]int{}
@@ -168,31 +173,39 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, slots, pre
 	return enc.Encode(rep)
 }
 
-// workload builds the prompts: random text around one image each (or none).
-func workload(cfg qwen2vl.Config, prompts, n, length, side int, s engine.Sampling) ([]engine.Request, error) {
+// workload builds the prompts: random text around one image each (or none);
+// with vary > 0 each image's height and width are drawn from [vary, side].
+func workload(cfg qwen2vl.Config, prompts, n, length, side, vary int, s engine.Sampling) ([]engine.Request, error) {
 	vc := cfg.Vision
-	var grid qwen2vl.Grid
-	imgTokens := 0
-	if side > 0 {
-		if unit := vc.PatchSize * vc.SpatialMergeSize; side%unit != 0 {
-			return nil, fmt.Errorf("--image %d: the side must be a multiple of %d pixels", side, unit)
-		}
-		g := side / vc.PatchSize
-		grid = qwen2vl.Grid{T: 1, H: g, W: g}
-		imgTokens = g * g / (vc.SpatialMergeSize * vc.SpatialMergeSize)
-	}
-	if length < imgTokens+4 {
-		return nil, fmt.Errorf("--len %d is too short for a %d-token image", length, imgTokens)
+	unit := vc.PatchSize * vc.SpatialMergeSize
+	if side > 0 && (side%unit != 0 || (vary > 0 && (vary%unit != 0 || vary > side))) {
+		return nil, fmt.Errorf("--image %d, --vary-images %d: sides must be multiples of %d pixels, --vary-images ≤ --image", side, vary, unit)
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	word := func() int32 { return int32(rng.IntN(min(150000, cfg.Text.VocabSize-8))) }
 	var reqs []engine.Request
 	for range prompts {
 		var p engine.Prompt
-		for range (length - imgTokens - 2) / 2 {
+		h, w := side, side
+		if vary > 0 {
+			h, w = vary+unit*rng.IntN((side-vary)/unit+1), vary+unit*rng.IntN((side-vary)/unit+1)
+		}
+		imgTokens := 0
+		if side > 0 {
+			imgTokens = (h / vc.PatchSize) * (w / vc.PatchSize) / (vc.SpatialMergeSize * vc.SpatialMergeSize)
+		}
+		text := length - imgTokens - 2
+		if vary > 0 {
+			text = length
+		}
+		if text < 2 {
+			return nil, fmt.Errorf("--len %d is too short for a %d-token image", length, imgTokens)
+		}
+		for range text / 2 {
 			p.IDs = append(p.IDs, word())
 		}
 		if side > 0 {
+			grid := qwen2vl.Grid{T: 1, H: h / vc.PatchSize, W: w / vc.PatchSize}
 			p.IDs = append(p.IDs, int32(cfg.VisionStartTokenID))
 			for range imgTokens {
 				p.IDs = append(p.IDs, int32(cfg.ImageTokenID))
@@ -204,7 +217,7 @@ func workload(cfg qwen2vl.Config, prompts, n, length, side int, s engine.Samplin
 			}
 			p.Images = []engine.Image{{Pixels: px, Grid: grid}}
 		}
-		for len(p.IDs) < length {
+		for range text - text/2 {
 			p.IDs = append(p.IDs, word())
 		}
 		reqs = append(reqs, engine.Request{Prompt: p, N: n, Sampling: s})
