@@ -48,10 +48,10 @@ Samples completions with the rollout engine.
 With --data, it draws --prompts questions from a dataset split (a folder, a
 .parquet file or a Hub id, read as `+"`mmft data sample --random`"+` does), builds
 each prompt (system prompt, image, question, assistant prefill), generates G
-completions per prompt and prints one JSON line per completion: ids, text,
-the sampler's and the policy's log-probs, the finish reason (eos, stop,
-length), timings and, with --reward, the reward. A progress bar and the
-tokens/s go to stderr (--quiet: none).
+completions per prompt and prints one JSON line per completion as it
+finishes: ids, text, the sampler's and the policy's log-probs, the finish
+reason (eos, stop, length), timings and, with --reward, the reward. A
+progress bar and the tokens/s go to stderr (--quiet: none).
 
 With --greedy --inputs, it reads a prepared batch (input_ids, attention_mask,
 pixel_values, image_grid_thw in transformers' names), decodes greedily and
@@ -75,6 +75,7 @@ unless --ignore-eos).`)
 	adapter := fs.String("adapter", "", "PEFT LoRA adapter folder for the policy")
 	dtype := fs.String("dtype", "float32", "weights dtype: float32 or bfloat16")
 	slots := fs.Int("slots", 0, "sequences decoded together (0: prompts × n, at most 64)")
+	steps := fs.Int("steps-per-call", 1, "decode steps per device call (an unrolled on-device loop)")
 	greedy := fs.Bool("greedy", false, "greedy decoding of --inputs")
 	inputs := fs.String("inputs", "", "prepared input safetensors (with --greedy)")
 	dev := deviceFlags(fs)
@@ -97,8 +98,8 @@ unless --ignore-eos).`)
 		return usage("give --data SRC (sampling) or --greedy --inputs IN.safetensors")
 	case *greedy && *src != "":
 		return usage("--data and --greedy --inputs are two forms; give one")
-	case *n < 1 || *nPrompts < 1 || *maxNew < 1 || *slots < 0:
-		return usage("--n, --prompts and --max-new-tokens must be ≥ 1, --slots ≥ 0")
+	case *n < 1 || *nPrompts < 1 || *maxNew < 1 || *slots < 0 || *steps < 1:
+		return usage("--n, --prompts, --max-new-tokens and --steps-per-call must be ≥ 1, --slots ≥ 0")
 	}
 	sampling := engine.Sampling{Temperature: float32(*temperature), TopP: float32(*topP), TopK: *topK, MinP: float32(*minP),
 		RepetitionPenalty: float32(*repPen), MaxNewTokens: *maxNew, IgnoreEOS: *ignoreEOS, Seed: *seed}
@@ -149,7 +150,7 @@ unless --ignore-eos).`)
 			return fmt.Errorf("adapter %s: %w", *adapter, err)
 		}
 	}
-	eopts := engine.Options{Slots: *slots, MemoryBytes: cacheBudget(be, m)}
+	eopts := engine.Options{Slots: *slots, StepsPerCall: *steps, MemoryBytes: cacheBudget(be, m)}
 	var tok *tokenizer.Tokenizer
 	if !*greedy {
 		if tok, err = tokenizer.Load(dir); err != nil {
@@ -192,9 +193,43 @@ unless --ignore-eos).`)
 	if err := eng.SetAdapter(l); err != nil {
 		return err
 	}
+	out := bufio.NewWriter(c.stdout)
+	defer out.Flush()
+	enc := json.NewEncoder(out)
+	enc.SetEscapeHTML(false)
+	// emit writes one completion's line; with --data lines stream out as
+	// completions finish, with --greedy they come in row order at the end.
+	emit := func(cp engine.Completion) error {
+		if *greedy {
+			return enc.Encode(struct {
+				IDs []int32 `json:"ids"`
+			}{cp.IDs})
+		}
+		s := samples[cp.Request]
+		line := rolloutLine{Prompt: cp.Request, Index: cp.Index, DocID: s.DocID, Question: s.Question, Answer: s.Answer,
+			Completion: tok.Decode(intIDs(cp.IDs), true), IDs: cp.IDs, SamplerLogProbs: cp.SamplerLogProbs,
+			PolicyLogProbs: cp.PolicyLogProbs, Finish: string(cp.Finish), Timings: cp.Timings}
+		if len(set.Components) > 0 {
+			res := set.Score(rewards.Input{Prefill: prompt.DefaultPrefill, Completion: line.Completion, CompletionIDs: intIDs(cp.IDs),
+				Answer: s.Answer, Question: s.Question})
+			line.Reward, line.Components = &res.Total, res.Map()
+		}
+		if err := enc.Encode(line); err != nil {
+			return err
+		}
+		return out.Flush()
+	}
 	var bar *progressbar.ProgressBar
+	var emitErr error
 	t0 := time.Now()
 	progress := func(p engine.Progress) {
+		if !*greedy {
+			for _, cp := range p.Finished {
+				if emitErr == nil {
+					emitErr = emit(cp)
+				}
+			}
+		}
 		if *dsrc.quiet {
 			return
 		}
@@ -212,32 +247,16 @@ unless --ignore-eos).`)
 	if err != nil {
 		return err
 	}
+	if emitErr != nil {
+		return fmt.Errorf("writing completions: %w", emitErr)
+	}
 	tokens := 0
-	out := bufio.NewWriter(c.stdout)
-	defer out.Flush()
-	enc := json.NewEncoder(out)
-	enc.SetEscapeHTML(false)
 	for _, cp := range comps {
 		tokens += len(cp.IDs)
 		if *greedy {
-			if err := enc.Encode(struct {
-				IDs []int32 `json:"ids"`
-			}{cp.IDs}); err != nil {
+			if err := emit(cp); err != nil {
 				return err
 			}
-			continue
-		}
-		s := samples[cp.Request]
-		line := rolloutLine{Prompt: cp.Request, Index: cp.Index, DocID: s.DocID, Question: s.Question, Answer: s.Answer,
-			Completion: tok.Decode(intIDs(cp.IDs), true), IDs: cp.IDs, SamplerLogProbs: cp.SamplerLogProbs,
-			PolicyLogProbs: cp.PolicyLogProbs, Finish: string(cp.Finish), Timings: cp.Timings}
-		if len(set.Components) > 0 {
-			res := set.Score(rewards.Input{Prefill: prompt.DefaultPrefill, Completion: line.Completion, CompletionIDs: intIDs(cp.IDs),
-				Answer: s.Answer, Question: s.Question})
-			line.Reward, line.Components = &res.Total, res.Map()
-		}
-		if err := enc.Encode(line); err != nil {
-			return err
 		}
 	}
 	el := time.Since(t0)
