@@ -23,7 +23,8 @@ import (
 
 // Options configure an engine.
 type Options struct {
-	// Placement is where the programs run (device 0 by default).
+	// Placement is where the programs run; its zero value means the
+	// model's device (qwen2vl.Options.Device).
 	Placement execution.Placement
 	// Slots is the number of sequences decoded together (KV-cache rows);
 	// 0 means 8. It is rounded up to a shape bucket.
@@ -87,6 +88,9 @@ func New(m *qwen2vl.Model, opts Options) (*Engine, error) {
 	}
 	if opts.EOSIDs == nil {
 		opts.EOSIDs = []int32{int32(m.Config.EOSTokenID)}
+	}
+	if opts.Placement == (execution.Placement{}) {
+		opts.Placement.Device = m.Device
 	}
 	run := execution.New(m.Backend, opts.Placement)
 	ms := &models{m: m, run: run, bindings: map[string]*qwen2vl.Binding{}}
