@@ -51,13 +51,17 @@ func randomPrompt(cfg qwen2vl.Config, rng *rand.Rand, text int, grids []qwen2vl.
 // random tiny models — left padding (prompts of different lengths), several
 // images per row, text-only rows, fewer slots than sequences so that slots
 // are refilled mid-run, different lengths per request, one or several steps
-// per device call — and recomputes every
+// per device call, slots grouped by prompt with a shared prefix — and
+// recomputes every
 // completion with a full forward over prompt + completion: each generated
 // token's policy log-prob must match, greedy tokens must be the argmax, and at
 // temperature 1 the sampler's log-prob must equal the policy's.
 func TestCachedGenerationMatchesFullForward(t *testing.T) {
-	for ci, c := range []struct{ layers, kvHeads, steps int }{{2, 2, 1}, {1, 1, 1}, {2, 1, 3}} {
-		t.Run(fmt.Sprintf("layers%d_kv%d_steps%d", c.layers, c.kvHeads, c.steps), func(t *testing.T) {
+	for ci, c := range []struct {
+		layers, kvHeads, steps int
+		shared                 bool
+	}{{2, 2, 1, false}, {1, 1, 1, false}, {2, 1, 3, false}, {2, 2, 1, true}, {1, 1, 2, true}} {
+		t.Run(fmt.Sprintf("layers%d_kv%d_steps%d_shared%v", c.layers, c.kvHeads, c.steps, c.shared), func(t *testing.T) {
 			cfg := smallConfig(c.layers, c.kvHeads)
 			src := randomBF16Source{specs: map[string][]int{}, seed: uint64(ci + 3), std: 0.3}
 			for _, s := range cfg.ParamSpecs() {
@@ -67,7 +71,7 @@ func TestCachedGenerationMatchesFullForward(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e, err := New(model, Options{Slots: 3, PrefillBatch: 2, StepsPerCall: c.steps})
+			e, err := New(model, Options{Slots: 3, PrefillBatch: 2, StepsPerCall: c.steps, SharedPrefix: c.shared})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,18 +84,27 @@ func TestCachedGenerationMatchesFullForward(t *testing.T) {
 			}
 			for _, temp := range []float32{0, 1} {
 				var reqs []Request
+				want := 0
 				for i, p := range prompts {
-					reqs = append(reqs, Request{Prompt: p, N: 1 + i%2, Sampling: Sampling{Temperature: temp, MaxNewTokens: 3 + 2*i, IgnoreEOS: true, Seed: 5}})
+					n := 1 + i%2 // mixed N: one sequence per slot
+					if c.shared {
+						n = 3 // the same N: slots grouped by prompt
+					}
+					want += n
+					reqs = append(reqs, Request{Prompt: p, N: n, Sampling: Sampling{Temperature: temp, MaxNewTokens: 3 + 2*i, IgnoreEOS: true, Seed: 5}})
 				}
 				comps, err := e.Generate(context.Background(), reqs, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(comps) != 6 {
-					t.Fatalf("%d completions, want 6", len(comps))
+				if len(comps) != want {
+					t.Fatalf("%d completions, want %d", len(comps), want)
 				}
 				for _, comp := range comps {
 					checkAgainstForward(t, e, reqs[comp.Request], comp, temp)
+				}
+				if got := e.Runner().Stats().ByProgram["engine.admit_group"]; (got > 0) != c.shared {
+					t.Errorf("shared prefix %v: %d group admission programs compiled", c.shared, got)
 				}
 			}
 		})

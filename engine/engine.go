@@ -37,6 +37,14 @@ type Options struct {
 	// up to StepsPerCall−1 wasted steps per finished sequence (finishing and
 	// refilling slots happen between calls). 0 means 1.
 	StepsPerCall int
+	// SharedPrefix groups the slots by prompt: when every request of a
+	// Generate call asks for the same N > 1, each group of N slots decodes
+	// one prompt's N completions and holds the prompt's KV once (not N
+	// times), read once per group at every step; a group takes the next
+	// prompt when all its completions finished (continuous batching per
+	// prompt). Otherwise (the default, or mixed N) every slot holds its
+	// prompt's KV and takes the next sequence as soon as it finishes.
+	SharedPrefix bool
 	// DTypeLogits computes the decode step's logits as a product in the
 	// model dtype (qwen2vl.Weights.LogitsInDType) instead of a float32
 	// product: for a bf16 model no float32 copy of the head weight is made at

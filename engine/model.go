@@ -75,7 +75,7 @@ func (ms *models) callBound(prog *execution.Program, b *qwen2vl.Binding, extra a
 
 // programs are the engine's compiled computations.
 type programs struct {
-	vision, place, logits, tokenLogProbs, prefill, admit, decode, zeros *execution.Program
+	vision, place, logits, tokenLogProbs, prefill, admit, admitGroup, decode, zeros *execution.Program
 }
 
 // definePrograms defines the engine's programs over ms.
@@ -131,6 +131,33 @@ func definePrograms(ms *models, canUpdateSlice bool) programs {
 		}
 		return append(out, putRow(presence, InsertAxes(row, 0), dst, canUpdateSlice))
 	})
+	// admitGroup: prefix (2·layers, donated) [G, P, KVH, D], own caches
+	// (2·layers, donated) [S, C, KVH, D], presence (donated) [S, V], prompt
+	// K/V (2·layers) [B, L, KVH, D], src, group int32 scalars, prompt
+	// presence [V] → prefix row group = the prompt row src right-aligned
+	// (zeros before it), the group's n own rows zeroed, its presence rows set.
+	p.admitGroup = execution.NewProgram("engine.admit_group", func(variant any, in []*Node) []*Node {
+		spec := variant.(admitGroupSpec)
+		n := 2 * spec.layers
+		prefix, own, presence, prompts := in[:n], in[n:2*n], in[2*n], in[2*n+1:3*n+1]
+		src, group, row := in[3*n+1], in[3*n+2], in[3*n+3]
+		first := MulScalar(group, float64(spec.n))
+		out := make([]*Node, 0, 2*n+1)
+		for i, c := range prefix {
+			cd := c.Shape().Dimensions
+			pr := Gather(prompts[i], Reshape(src, 1, 1)) // [1, L, KVH, D]
+			if l := pr.Shape().Dimensions[1]; l < cd[1] {
+				pr = Concatenate([]*Node{Zeros(c.Graph(), shapes.Make(c.DType(), 1, cd[1]-l, cd[2], cd[3])), pr}, 1)
+			}
+			out = append(out, putRow(c, pr, group, canUpdateSlice))
+		}
+		for _, c := range own {
+			cd := c.Shape().Dimensions
+			out = append(out, putRow(c, Zeros(c.Graph(), shapes.Make(c.DType(), spec.n, cd[1], cd[2], cd[3])), first, canUpdateSlice))
+		}
+		v := presence.Shape().Dimensions[1]
+		return append(out, putRow(presence, BroadcastToDims(InsertAxes(row, 0), spec.n, v), first, canUpdateSlice))
+	})
 	// decode: see decodeStep.
 	p.decode = ms.program("engine.decode", func(w *qwen2vl.Weights, extra any, in []*Node) []*Node {
 		return decodeStep(w, extra.(decodeSettings), in)
@@ -138,9 +165,12 @@ func definePrograms(ms *models, canUpdateSlice bool) programs {
 	return p
 }
 
-// putRow replaces row dst (an int32 scalar) of x [S, ...] with row [1, ...]:
-// a DynamicUpdateSlice where the backend has one (cost of one row), else a
-// masked select over x.
+// admitGroupSpec is the admitGroup program's variant: layers and group size.
+type admitGroupSpec struct{ layers, n int }
+
+// putRow replaces rows dst … dst+R−1 (dst an int32 scalar) of x [S, ...]
+// with rows [R, ...]: a DynamicUpdateSlice where the backend has one (cost
+// of the rows), else a masked select over x.
 func putRow(x, row, dst *Node, canUpdateSlice bool) *Node {
 	if canUpdateSlice {
 		starts := []*Node{dst}
@@ -150,8 +180,15 @@ func putRow(x, row, dst *Node, canUpdateSlice bool) *Node {
 		return DynamicUpdateSlice(x, row, starts)
 	}
 	dims := x.Shape().Dimensions
-	mask := Equal(Iota(x.Graph(), shapes.Make(dtypes.Int32, dims...), 0), dst)
-	return Where(mask, BroadcastToDims(row, dims...), x)
+	r := row.Shape().Dimensions[0]
+	at := Iota(x.Graph(), shapes.Make(dtypes.Int32, dims...), 0)
+	mask := LogicalAnd(GreaterOrEqual(at, dst), LessThan(at, AddScalar(dst, float64(r))))
+	if r == 1 {
+		return Where(mask, BroadcastToDims(row, dims...), x)
+	}
+	// Row i of x takes row i − dst of the update: gather it (clamped).
+	idx := ClipScalar(Sub(Iota(x.Graph(), shapes.Make(dtypes.Int32, dims[0]), 0), dst), 0, float64(r-1))
+	return Where(mask, Gather(row, InsertAxes(idx, -1)), x)
 }
 
 // decodeSettings are the decode program's static settings: the layers, the
@@ -161,6 +198,7 @@ type decodeSettings struct {
 	layers, steps             int
 	topK, topP, minP, penalty bool
 	bf16Logits                bool // logits as a product in the model dtype
+	shared                    bool // slots grouped by prompt (Options.SharedPrefix)
 }
 
 // decodeStep runs settings.steps decode steps for every slot in one call:
@@ -187,14 +225,27 @@ func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
 		params.TopK = in[8]
 	}
 	presence, rng := in[9], in[10]
+	var prefix []qwen2vl.KV
+	rest := in[11:]
+	if s.shared {
+		prefix = make([]qwen2vl.KV, s.layers)
+		for i := range prefix {
+			prefix[i] = qwen2vl.KV{K: rest[2*i], V: rest[2*i+1]}
+		}
+		rest = rest[2*s.layers:]
+	}
 	cache := make([]qwen2vl.KV, s.layers)
 	for i := range cache {
-		cache[i] = qwen2vl.KV{K: in[11+2*i], V: in[12+2*i]}
+		cache[i] = qwen2vl.KV{K: rest[2*i], V: rest[2*i+1]}
 	}
 	var outIDs, outS, outP []*Node
 	for k := range s.steps {
-		h, kv := w.DecodeStep(ids, AddScalar(positions, float64(k)), AddScalar(write, float64(k)), start, cache)
-		cache = kv
+		var h *Node
+		if s.shared {
+			h, cache = w.DecodeStepShared(ids, AddScalar(positions, float64(k)), AddScalar(write, float64(k)), start, prefix, cache)
+		} else {
+			h, cache = w.DecodeStep(ids, AddScalar(positions, float64(k)), AddScalar(write, float64(k)), start, cache)
+		}
 		presence = sample.Mark(presence, ids)
 		logits := w.Logits(h)
 		if s.bf16Logits {
