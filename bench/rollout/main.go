@@ -75,10 +75,11 @@ func main() {
 	topP := flag.Float64("top-p", 1, "top-p (1: off)")
 	topK := flag.Int("top-k", 0, "top-k (0: off)")
 	steps := flag.Int("steps-per-call", 1, "decode steps per device call (an unrolled on-device loop)")
+	shared := flag.Bool("shared-prefix", false, "group slots by prompt, each prompt's KV held once (engine.Options.SharedPrefix)")
 	dtypeLogits := flag.Bool("dtype-logits", false, "decode logits as a bf16 product (engine.Options.DTypeLogits)")
 	prealloc := flag.Bool("preallocate", false, "keep XLA's GPU preallocation")
 	flag.Parse()
-	if err := run(*cfgPath, *device, *prompts, *n, *newTokens, *length, *side, *vary, *slots, *prefillBatch, *steps, *reps, *dtypeLogits,
+	if err := run(*cfgPath, *device, *prompts, *n, *newTokens, *length, *side, *vary, *slots, *prefillBatch, *steps, *reps, *dtypeLogits, *shared,
 		engine.Sampling{Temperature: float32(*temperature), TopP: float32(*topP), TopK: *topK, MaxNewTokens: *newTokens, IgnoreEOS: true, Seed: 1},
 		*prealloc); err != nil {
 		fmt.Fprintln(os.Stderr, "rollout:", err)
@@ -86,7 +87,7 @@ func main() {
 	}
 }
 
-func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slots, prefillBatch, steps, reps int, dtypeLogits bool, s engine.Sampling, prealloc bool) error {
+func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slots, prefillBatch, steps, reps int, dtypeLogits, shared bool, s engine.Sampling, prealloc bool) error {
 	if prompts < 1 || n < 1 || newTokens < 1 || reps < 1 || slots < 0 {
 		return fmt.Errorf("--prompts, --n, --new and --reps must be ≥ 1, --slots ≥ 0")
 	}
@@ -109,7 +110,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	}
 	rep := report{Device: device + ": " + backend.Description(), Date: time.Now().UTC().Format(time.DateOnly), LoadWeightsSecond: time.Since(t0).Seconds(),
 		Workload: map[string]any{"prompts": prompts, "n": n, "new_tokens": newTokens, "prompt_len": length, "image_side": side, "vary_images_from": vary,
-			"slots": slots, "prefill_batch": prefillBatch, "steps_per_call": steps, "dtype_logits": dtypeLogits, "temperature": s.Temperature, "top_p": s.TopP, "top_k": s.TopK, "dtype": "bf16"}}
+			"slots": slots, "prefill_batch": prefillBatch, "steps_per_call": steps, "dtype_logits": dtypeLogits, "shared_prefix": shared, "temperature": s.Temperature, "top_p": s.TopP, "top_k": s.TopK, "dtype": "bf16"}}
 	reqs, err := workload(cfg, prompts, n, length, side, vary, s)
 	if err != nil {
 		return err
@@ -117,7 +118,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	if slots == 0 {
 		slots = prompts * n
 	}
-	eng, err := engine.New(m, engine.Options{Slots: slots, PrefillBatch: prefillBatch, StepsPerCall: steps, DTypeLogits: dtypeLogits})
+	eng, err := engine.New(m, engine.Options{Slots: slots, PrefillBatch: prefillBatch, StepsPerCall: steps, DTypeLogits: dtypeLogits, SharedPrefix: shared})
 	if err != nil {
 		return err
 	}

@@ -75,6 +75,7 @@ unless --ignore-eos).`)
 	adapter := fs.String("adapter", "", "PEFT LoRA adapter folder for the policy")
 	dtype := fs.String("dtype", "float32", "weights dtype: float32 or bfloat16")
 	slots := fs.Int("slots", 0, "sequences decoded together (0: prompts × n, at most 64)")
+	shared := fs.Bool("shared-prefix", false, "group slots by prompt: each prompt's KV held once for its n completions")
 	steps := fs.Int("steps-per-call", 1, "decode steps per device call (an unrolled on-device loop)")
 	greedy := fs.Bool("greedy", false, "greedy decoding of --inputs")
 	inputs := fs.String("inputs", "", "prepared input safetensors (with --greedy)")
@@ -150,7 +151,7 @@ unless --ignore-eos).`)
 			return fmt.Errorf("adapter %s: %w", *adapter, err)
 		}
 	}
-	eopts := engine.Options{Slots: *slots, StepsPerCall: *steps, MemoryBytes: cacheBudget(be, m)}
+	eopts := engine.Options{Slots: *slots, StepsPerCall: *steps, SharedPrefix: *shared, MemoryBytes: cacheBudget(be, m)}
 	var tok *tokenizer.Tokenizer
 	if !*greedy {
 		if tok, err = tokenizer.Load(dir); err != nil {
