@@ -156,8 +156,11 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	for _, r := range reqs {
 		longest = max(longest, len(r.Prompt.IDs))
 	}
-	capacity := longest + newTokens + steps - 1 // before bucketing: the entries a full cache holds per row
-	rep.KVCacheBytes = int64(2*tc.NumLayers) * int64(slots) * int64(capacity) * int64(tc.NumKVHeads*tc.HeadDim()) * 2
+	entries := int64(slots) * int64(longest+newTokens+steps-1) // before bucketing: what a full cache holds
+	if shared {
+		entries = int64(slots)*int64(newTokens+steps-1) + int64(slots/n)*int64(longest)
+	}
+	rep.KVCacheBytes = int64(2*tc.NumLayers) * entries * int64(tc.NumKVHeads*tc.HeadDim()) * 2
 	rep.StepBytesUpper = rep.WeightsBytes + rep.KVCacheBytes
 	rep.CompiledMemory = map[string]map[string]int{}
 	for name, g := range eng.Runner().Graphs() {
