@@ -2,10 +2,12 @@
 // images in, completions (ids, sampler and policy log-probs, finish reason,
 // timings) out. It plays vLLM's role for GRPO rollouts: each image runs
 // through the vision tower once, each prompt is prefilled once (in batches of
-// prompts) and its KV copied into the slots of its completions, a fixed set
-// of KV-cache slots decodes with per-row write positions (a scatter, so a
-// step writes one entry per row), a finished slot takes the next waiting
-// sequence (continuous batching), and sampling runs on the device.
+// prompts), a fixed set of KV-cache slots decodes with per-row write
+// positions (a scatter, so a step writes one entry per row), a finished slot
+// takes the next waiting sequence (continuous batching), and sampling runs
+// on the device (engine/sample). A prompt's KV is copied on the device into
+// each of its completions' slots, or, with Options.SharedPrefix, held once
+// for a group of slots that decodes all its completions.
 //
 // The engine is also the front door of the model: Batch / PromptsFromBatch
 // turn the processor's batches into model inputs, and Forward, LogProbs and

@@ -38,7 +38,8 @@ type Sampling struct {
 	// IgnoreEOS keeps generating past EOS ids (a benchmark forcing a length).
 	IgnoreEOS bool
 	// Seed makes sampling deterministic: the same requests, options and seed
-	// give the same completions.
+	// give the same completions. A Generate call draws from one RNG seeded by
+	// its first request's Seed.
 	Seed uint64
 }
 
