@@ -15,13 +15,11 @@ package execution
 import (
 	"fmt"
 	"reflect"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/graph"
-	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
@@ -82,7 +80,7 @@ type Runner struct {
 
 	mu       sync.Mutex
 	execs    map[execKey]*graph.Exec
-	compiled map[execKey][][]shapes.Shape // input shapes already compiled, per exec
+	compiled map[execKey]map[uint64]bool // hashes of the input shapes already compiled, per exec
 	stats    Stats
 	graphs   map[string]*graph.Graph // the last graph each program ran, by name
 }
@@ -95,7 +93,7 @@ type execKey struct {
 
 // New returns a runner on backend at place.
 func New(backend backends.Backend, place Placement) *Runner {
-	return &Runner{backend: backend, place: place, execs: map[execKey]*graph.Exec{}, compiled: map[execKey][][]shapes.Shape{},
+	return &Runner{backend: backend, place: place, execs: map[execKey]*graph.Exec{}, compiled: map[execKey]map[uint64]bool{},
 		stats: Stats{ByProgram: map[string]int{}}, graphs: map[string]*graph.Graph{}}
 }
 
@@ -145,15 +143,24 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 	}()
 	key := execKey{prog, variant}
 	plain := make([]any, len(args))
-	sig := make([]shapes.Shape, len(args))
+	sig := uint64(14695981039346656037) // FNV-1a over every input's dtype and dimensions
+	mix := func(v int) { sig = (sig ^ uint64(v)) * 1099511628211 }
 	for i, a := range args {
+		var t *tensors.Tensor
 		switch v := a.(type) {
 		case *tensors.Tensor:
-			plain[i], sig[i] = v, v.Shape()
+			t = v
 		case Donated:
-			plain[i], sig[i] = v.T, v.T.Shape()
+			t = v.T
 		default:
 			return nil, fmt.Errorf("execution: program %s: argument %d is a %T, want *tensors.Tensor or Donated", prog.name, i, a)
+		}
+		plain[i] = t
+		sh := t.Shape()
+		mix(int(sh.DType))
+		mix(len(sh.Dimensions))
+		for _, d := range sh.Dimensions {
+			mix(d)
 		}
 	}
 	r.mu.Lock()
@@ -167,7 +174,7 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 		exec = exec.WithName(prog.name).SetMaxCache(-1)
 		r.execs[key] = exec
 	}
-	fresh := !r.seen(key, sig)
+	fresh := !r.compiled[key][sig]
 	r.mu.Unlock()
 	if fresh {
 		t0 := time.Now()
@@ -175,8 +182,11 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 			return nil, fmt.Errorf("execution: compiling %s: %w", prog.name, err)
 		}
 		r.mu.Lock()
-		if !r.seen(key, sig) {
-			r.compiled[key] = append(r.compiled[key], sig)
+		if !r.compiled[key][sig] {
+			if r.compiled[key] == nil {
+				r.compiled[key] = map[uint64]bool{}
+			}
+			r.compiled[key][sig] = true
 			r.stats.Programs++
 			r.stats.ByProgram[prog.name]++
 			r.stats.CompileTime += time.Since(t0)
@@ -202,14 +212,6 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 	r.stats.Calls++
 	r.mu.Unlock()
 	return outs, nil
-}
-
-// seen reports whether the exec of key compiled for these input shapes (the
-// caller holds r.mu).
-func (r *Runner) seen(key execKey, sig []shapes.Shape) bool {
-	return slices.ContainsFunc(r.compiled[key], func(have []shapes.Shape) bool {
-		return slices.EqualFunc(have, sig, func(a, b shapes.Shape) bool { return a.Equal(b) })
-	})
 }
 
 // Upload places float32 host values of the given shape on the runner's device.
