@@ -2,10 +2,12 @@
 // images in, completions (ids, sampler and policy log-probs, finish reason,
 // timings) out. It plays vLLM's role for GRPO rollouts: each image runs
 // through the vision tower once, each prompt is prefilled once (in batches of
-// prompts) and its KV copied into the slots of its completions, a fixed set
-// of KV-cache slots decodes with per-row write positions (a scatter, so a
-// step writes one entry per row), a finished slot takes the next waiting
-// sequence (continuous batching), and sampling runs on the device.
+// prompts), a fixed set of KV-cache slots decodes with per-row write
+// positions (a scatter, so a step writes one entry per row), a finished slot
+// takes the next waiting sequence (continuous batching), and sampling runs
+// on the device (engine/sample). A prompt's KV is copied on the device into
+// each of its completions' slots, or, with Options.SharedPrefix, held once
+// for a group of slots that decodes all its completions.
 //
 // The engine is also the front door of the model: Batch / PromptsFromBatch
 // turn the processor's batches into model inputs, and Forward, LogProbs and
@@ -23,13 +25,34 @@ import (
 
 // Options configure an engine.
 type Options struct {
-	// Placement is where the programs run (device 0 by default).
+	// Placement is where the programs run; its zero value means the
+	// model's device (qwen2vl.Options.Device).
 	Placement execution.Placement
 	// Slots is the number of sequences decoded together (KV-cache rows);
 	// 0 means 8. It is rounded up to a shape bucket.
 	Slots int
 	// PrefillBatch is the number of prompts prefilled per call; 0 means 8.
 	PrefillBatch int
+	// StepsPerCall is the number of decode steps one device call runs (the
+	// steps unrolled in one program, each feeding its sampled tokens to the
+	// next): fewer host round-trips, at the cost of a larger program and of
+	// up to StepsPerCall−1 wasted steps per finished sequence (finishing and
+	// refilling slots happen between calls). 0 means 1.
+	StepsPerCall int
+	// SharedPrefix groups the slots by prompt: when every request of a
+	// Generate call asks for the same N > 1, each group of N slots decodes
+	// one prompt's N completions and holds the prompt's KV once (not N
+	// times), read once per group at every step; a group takes the next
+	// prompt when all its completions finished (continuous batching per
+	// prompt). Otherwise (the default, or mixed N) every slot holds its
+	// prompt's KV and takes the next sequence as soon as it finishes.
+	SharedPrefix bool
+	// DTypeLogits computes the decode step's logits as a product in the
+	// model dtype (qwen2vl.Weights.LogitsInDType) instead of a float32
+	// product: for a bf16 model no float32 copy of the head weight is made at
+	// every step, but the sampler's and policy's log-probs carry bf16
+	// rounding. Off by default.
+	DTypeLogits bool
 	// EOSIDs end a completion with finish reason eos; nil means the model
 	// config's eos_token_id.
 	EOSIDs []int32
@@ -61,8 +84,11 @@ func New(m *qwen2vl.Model, opts Options) (*Engine, error) {
 	if m == nil {
 		return nil, errors.New("engine: New needs a model")
 	}
-	if opts.Slots < 0 || opts.PrefillBatch < 0 || opts.MemoryBytes < 0 {
-		return nil, fmt.Errorf("engine: negative option (slots %d, prefill batch %d, memory %d)", opts.Slots, opts.PrefillBatch, opts.MemoryBytes)
+	if opts.Slots < 0 || opts.PrefillBatch < 0 || opts.MemoryBytes < 0 || opts.StepsPerCall < 0 {
+		return nil, fmt.Errorf("engine: negative option (slots %d, prefill batch %d, memory %d, steps per call %d)", opts.Slots, opts.PrefillBatch, opts.MemoryBytes, opts.StepsPerCall)
+	}
+	if opts.StepsPerCall == 0 {
+		opts.StepsPerCall = 1
 	}
 	if opts.Slots == 0 {
 		opts.Slots = 8
@@ -72,6 +98,9 @@ func New(m *qwen2vl.Model, opts Options) (*Engine, error) {
 	}
 	if opts.EOSIDs == nil {
 		opts.EOSIDs = []int32{int32(m.Config.EOSTokenID)}
+	}
+	if opts.Placement == (execution.Placement{}) {
+		opts.Placement.Device = m.Device
 	}
 	run := execution.New(m.Backend, opts.Placement)
 	ms := &models{m: m, run: run, bindings: map[string]*qwen2vl.Binding{}}

@@ -12,6 +12,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
+	"github.com/mmft-go/mmft/engine/sample"
 	"github.com/mmft-go/mmft/execution"
 	"github.com/mmft-go/mmft/qwen2vl"
 )
@@ -60,11 +61,14 @@ type Completion struct {
 	Timings                         Timings
 }
 
-// Progress is reported after every decode step.
+// Progress is reported after every decode call.
 type Progress struct {
 	Done, Total int // completions finished / asked for
 	NewTokens   int // tokens generated so far
 	Elapsed     time.Duration
+	// Finished are the completions that finished in this call (for a
+	// caller that streams them; Generate returns them all at the end too).
+	Finished []Completion
 }
 
 // slot is one KV-cache row's sequence.
@@ -108,7 +112,7 @@ type zeroSpec struct {
 // Generate runs the requests to completion and returns their completions,
 // ordered by request then index. The adapter set by SetAdapter when the call
 // starts is used throughout. Cancelling ctx stops between steps with an
-// error. progress (may be nil) is called after each decode step. Sampling
+// error. progress (may be nil) is called after each decode call. Sampling
 // draws from one RNG per call, seeded by the first request's Seed.
 func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Progress)) (out []Completion, err error) {
 	e.gen.Lock()
@@ -118,145 +122,296 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Pro
 			out, err = nil, fmt.Errorf("engine: generate: %v", r)
 		}
 	}()
-	t0 := time.Now()
+	g, err := e.newGeneration(reqs)
+	if err != nil {
+		return nil, err
+	}
+	defer g.release()
+	return g.run(ctx, progress)
+}
+
+// generation is the state of one Generate call.
+type generation struct {
+	e      *Engine
+	reqs   []Request
+	lora   *qwen2vl.LoRA
+	bind   *qwen2vl.Binding
+	t0     time.Time
+	layers int
+
+	// shared: slots form groups of n consecutive slots, one prompt per group,
+	// whose KV is held once in prefix (see Options.SharedPrefix); otherwise
+	// every slot holds its prompt's KV in caches.
+	shared     bool
+	n          int
+	prefix     []*tensors.Tensor // shared: per layer K, V [groups, prefixLen, KVH, D]
+	prefixLen  int
+	groupStart []int32           // shared: first valid prefix slot per group
+	caches     []*tensors.Tensor // per layer K, V [slots, capacity, KVH, D]
+	presence   *tensors.Tensor
+	rng        *tensors.Tensor
+
+	slots       []slot
+	pre         []*prefilled
+	nextPrefill int
+	total       int
+}
+
+// newGeneration checks the requests and sizes, then allocates the cache.
+func (e *Engine) newGeneration(reqs []Request) (*generation, error) {
 	cfg := e.m.Config
 	if len(reqs) == 0 {
 		return nil, fmt.Errorf("engine: Generate needs at least one request")
 	}
-	total, maxPrefix, maxNew := 0, 1, 0
+	g := &generation{e: e, reqs: reqs, t0: time.Now(), layers: cfg.Text.NumLayers, pre: make([]*prefilled, len(reqs))}
+	maxPrefix, maxNew := 1, 0
+	sameN := true
 	for i, r := range reqs {
 		if err := e.checkRequest(r); err != nil {
 			return nil, fmt.Errorf("engine: request %d: %w", i, err)
 		}
-		total += r.N
+		g.total += r.N
 		maxPrefix = max(maxPrefix, len(r.Prompt.IDs)-1)
 		maxNew = max(maxNew, r.Sampling.MaxNewTokens)
+		sameN = sameN && r.N == reqs[0].N
 	}
-	capacity := execution.Bucket(execution.Bucket(maxPrefix, 16, 1)+maxNew, 16, 1)
-	nSlots := execution.Bucket(min(e.opts.Slots, total), 1, 1)
+	g.shared = e.opts.SharedPrefix && sameN && reqs[0].N > 1
+	k := e.opts.StepsPerCall
+	nSlots := execution.Bucket(min(e.opts.Slots, g.total), 1, 1)
+	g.prefixLen = execution.Bucket(maxPrefix, 16, 1)
+	// A slot may run up to StepsPerCall−1 steps past its end within a call.
+	capacity := execution.Bucket(g.prefixLen+maxNew+k-1, 16, 1)
+	groups := 0
+	if g.shared {
+		g.n = reqs[0].N
+		groups = max(1, min(e.opts.Slots, g.total)/g.n)
+		nSlots = groups * g.n
+		capacity = execution.Bucket(maxNew+k-1, 16, 1)
+		g.groupStart = make([]int32, groups)
+	}
 	tc := cfg.Text
-	kvBytes := int64(2*tc.NumLayers) * int64(nSlots) * int64(capacity) * int64(tc.NumKVHeads*tc.HeadDim()) * int64(e.m.DType.Size())
+	entry := int64(2*tc.NumLayers) * int64(tc.NumKVHeads*tc.HeadDim()) * int64(e.m.DType.Size())
+	kvBytes := entry * (int64(nSlots)*int64(capacity) + int64(groups)*int64(g.prefixLen))
 	if e.opts.MemoryBytes > 0 && kvBytes > e.opts.MemoryBytes {
 		return nil, fmt.Errorf("engine: the KV cache needs %d MiB (%d slots × %d positions × %d layers), more than the %d MiB allowed: lower Slots or max_new_tokens",
 			kvBytes>>20, nSlots, capacity, tc.NumLayers, e.opts.MemoryBytes>>20)
 	}
-	lora := e.currentAdapter()
-	if err := lora.Validate(cfg); err != nil {
+	g.lora = e.currentAdapter()
+	var err error
+	if g.bind, err = e.m.Bind(g.lora); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	// The empty cache and presence mask, made on the device.
-	state, err := e.run.Run(e.progs.zeros, zeroSpec{n: 2 * tc.NumLayers, slots: nSlots, capacity: capacity, kvh: tc.NumKVHeads,
-		d: tc.HeadDim(), vocab: tc.VocabSize, dt: e.m.DType}, tensors.FromScalar(int32(0)))
-	if err != nil {
-		return nil, fmt.Errorf("engine: allocating the KV cache: %w", err)
+	// The empty caches and presence mask, made on the device.
+	zeros := func(slots, capacity int) ([]*tensors.Tensor, *tensors.Tensor, error) {
+		st, err := e.run.Run(e.progs.zeros, zeroSpec{n: 2 * tc.NumLayers, slots: slots, capacity: capacity, kvh: tc.NumKVHeads,
+			d: tc.HeadDim(), vocab: tc.VocabSize, dt: e.m.DType}, tensors.FromScalar(int32(0)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("engine: allocating the KV cache: %w", err)
+		}
+		return st[:2*tc.NumLayers], st[2*tc.NumLayers], nil
 	}
-	caches, presence := state[:2*tc.NumLayers], state[2*tc.NumLayers]
-	rng, err := RNGStateFromSeed(int64(reqs[0].Sampling.Seed))
-	if err != nil {
+	if g.caches, g.presence, err = zeros(nSlots, capacity); err != nil {
 		return nil, err
 	}
-	defer func() {
-		for _, t := range append(caches, presence, rng) {
+	if g.shared {
+		var unused *tensors.Tensor
+		if g.prefix, unused, err = zeros(groups, g.prefixLen); err != nil {
+			g.release()
+			return nil, err
+		}
+		unused.FinalizeAll()
+	}
+	if g.rng, err = RNGStateFromSeed(int64(reqs[0].Sampling.Seed)); err != nil {
+		g.release()
+		return nil, err
+	}
+	g.slots = make([]slot, nSlots)
+	return g, nil
+}
+
+// release frees the generation's device state.
+func (g *generation) release() {
+	for _, t := range append(append(g.caches, g.prefix...), g.presence, g.rng) {
+		if t != nil {
 			t.FinalizeAll()
 		}
-	}()
+	}
+}
 
+// run decodes until every completion finished.
+func (g *generation) run(ctx context.Context, progress func(Progress)) ([]Completion, error) {
 	type seqRef struct{ req, index int }
 	var queue []seqRef
-	for i, r := range reqs {
+	for i, r := range g.reqs {
 		for j := range r.N {
 			queue = append(queue, seqRef{i, j})
 		}
 	}
-	done := make([][]Completion, len(reqs))
-	for i, r := range reqs {
+	done := make([][]Completion, len(g.reqs))
+	for i, r := range g.reqs {
 		done[i] = make([]Completion, r.N)
 	}
-	pre := make([]*prefilled, len(reqs))
-	nextPrefill := 0
-	slots := make([]slot, nSlots)
 	finished, newTokens := 0, 0
-	for finished < total {
+	k := g.e.opts.StepsPerCall
+	for finished < g.total {
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("engine: generation cancelled after %d of %d completions: %w", finished, total, err)
+			return nil, fmt.Errorf("engine: generation cancelled after %d of %d completions: %w", finished, g.total, err)
 		}
-		// Continuous batching: every free slot takes the next waiting sequence.
-		for s := range slots {
-			if slots[s].active || len(queue) == 0 {
-				continue
-			}
-			q := queue[0]
-			queue = queue[1:]
-			for pre[q.req] == nil {
-				end := min(nextPrefill+e.opts.PrefillBatch, len(reqs))
-				if err := e.prefillGroup(reqs, nextPrefill, end, lora, pre); err != nil {
+		// Continuous batching: every free slot (every free group of slots
+		// with SharedPrefix) takes the next waiting sequence (prompt).
+		for s := 0; s < len(g.slots) && len(queue) > 0; s++ {
+			if g.shared {
+				if s%g.n != 0 || slices.ContainsFunc(g.slots[s:s+g.n], func(sl slot) bool { return sl.active }) {
+					continue
+				}
+				if err := g.admitGroup(s/g.n, queue[0].req); err != nil {
 					return nil, err
 				}
-				nextPrefill = end
+				queue = queue[g.n:]
+				continue
 			}
-			p := pre[q.req]
-			args := make([]any, 0, 2*len(caches)+4)
-			for _, c := range caches {
-				args = append(args, execution.Donate(c))
+			if g.slots[s].active {
+				continue
 			}
-			args = append(args, execution.Donate(presence))
-			for _, t := range p.g.kv {
-				args = append(args, t)
+			if err := g.admit(s, queue[0].req, queue[0].index); err != nil {
+				return nil, err
 			}
-			args = append(args, tensors.FromScalar(int32(p.row)), tensors.FromScalar(int32(s)),
-				tensors.FromFlatDataAndDimensions(p.presence, len(p.presence)))
-			outs, err := e.run.Run(e.progs.admit, len(caches), args...)
-			if err != nil {
-				return nil, fmt.Errorf("engine: admitting request %d completion %d: %w", q.req, q.index, err)
-			}
-			copy(caches, outs[:len(caches)])
-			presence = outs[len(caches)]
-			r := reqs[q.req]
-			slots[s] = slot{active: true, req: q.req, index: q.index, cur: r.Prompt.IDs[len(r.Prompt.IDs)-1], write: p.g.l,
-				start: p.g.l - p.real, real: p.real, delta: p.delta, admitted: time.Now(), prefill: p.g.took,
-				comp: &Completion{Request: q.req, Index: q.index}}
-			slots[s].comp.Timings.Queue = time.Since(t0)
-			if p.g.pending--; p.g.pending == 0 {
-				for _, t := range p.g.kv {
-					t.FinalizeAll()
-				}
-			}
+			queue = queue[1:]
 		}
-		// One decode step over every slot.
-		next, lpS, lpP, err := e.step(slots, reqs, lora, caches, &presence, &rng)
+		next, lpS, lpP, err := g.step()
 		if err != nil {
 			return nil, err
 		}
-		for s := range slots {
-			sl := &slots[s]
-			if !sl.active {
-				continue
+		var finishedNow []Completion
+		for s := range g.slots {
+			sl := &g.slots[s]
+			r := g.reqs[sl.req]
+			for j := 0; j < k && sl.active; j++ {
+				tok := next[s*k+j]
+				c := sl.comp
+				c.IDs = append(c.IDs, tok)
+				c.SamplerLogProbs = append(c.SamplerLogProbs, lpS[s*k+j])
+				c.PolicyLogProbs = append(c.PolicyLogProbs, lpP[s*k+j])
+				newTokens++
+				if c.Finish = g.e.finish(r.Sampling, c.IDs); c.Finish == "" {
+					sl.cur, sl.write, sl.real = tok, sl.write+1, sl.real+1
+					continue
+				}
+				c.Timings.Prefill = sl.prefill
+				c.Timings.Decode = time.Since(sl.admitted)
+				done[sl.req][sl.index] = *c
+				finishedNow = append(finishedNow, *c)
+				finished++
+				*sl = slot{}
 			}
-			r := reqs[sl.req]
-			tok := next[s]
-			c := sl.comp
-			c.IDs = append(c.IDs, tok)
-			c.SamplerLogProbs = append(c.SamplerLogProbs, lpS[s])
-			c.PolicyLogProbs = append(c.PolicyLogProbs, lpP[s])
-			newTokens++
-			if c.Finish = e.finish(r.Sampling, c.IDs); c.Finish == "" {
-				sl.cur, sl.write, sl.real = tok, sl.write+1, sl.real+1
-				continue
-			}
-			c.Timings.Prefill = sl.prefill
-			c.Timings.Decode = time.Since(sl.admitted)
-			done[sl.req][sl.index] = *c
-			finished++
-			*sl = slot{}
 		}
 		if progress != nil {
-			progress(Progress{Done: finished, Total: total, NewTokens: newTokens, Elapsed: time.Since(t0)})
+			progress(Progress{Done: finished, Total: g.total, NewTokens: newTokens, Elapsed: time.Since(g.t0), Finished: finishedNow})
 		}
 	}
+	var out []Completion
 	for _, d := range done {
 		out = append(out, d...)
 	}
 	return out, nil
+}
+
+// prefillOf returns request r's prompt KV, prefilling the next group of
+// prompts when it is not there yet.
+func (g *generation) prefillOf(r int) (*prefilled, error) {
+	for g.pre[r] == nil {
+		end := min(g.nextPrefill+g.e.opts.PrefillBatch, len(g.reqs))
+		if err := g.e.prefillGroup(g.reqs, g.nextPrefill, end, g.lora, g.pre); err != nil {
+			return nil, err
+		}
+		g.nextPrefill = end
+	}
+	return g.pre[r], nil
+}
+
+// used notes that n completions of a prefilled prompt took their slots,
+// freeing its group's prompt KV once every completion of the group did.
+func (p *prefilled) used(n int) {
+	if p.g.pending -= n; p.g.pending == 0 {
+		for _, t := range p.g.kv {
+			t.FinalizeAll()
+		}
+	}
+}
+
+// admit puts completion index of request r into slot s: the prompt's KV is
+// copied into the slot's cache row.
+func (g *generation) admit(s, r, index int) error {
+	p, err := g.prefillOf(r)
+	if err != nil {
+		return err
+	}
+	args := make([]any, 0, 4*g.layers+4)
+	for _, c := range g.caches {
+		args = append(args, execution.Donate(c))
+	}
+	args = append(args, execution.Donate(g.presence))
+	for _, t := range p.g.kv {
+		args = append(args, t)
+	}
+	args = append(args, tensors.FromScalar(int32(p.row)), tensors.FromScalar(int32(s)),
+		tensors.FromFlatDataAndDimensions(p.presence, len(p.presence)))
+	outs, err := g.e.run.Run(g.e.progs.admit, len(g.caches), args...)
+	if err != nil {
+		return fmt.Errorf("engine: admitting request %d completion %d: %w", r, index, err)
+	}
+	copy(g.caches, outs[:len(g.caches)])
+	g.presence = outs[len(g.caches)]
+	g.slots[s] = g.newSlot(r, index, p, p.g.l, p.g.l-p.real)
+	p.used(1)
+	return nil
+}
+
+// admitGroup puts every completion of request r into the slots of group
+// gi: the prompt's KV is copied once into the group's prefix row (right
+// aligned), and the group's own caches are cleared.
+func (g *generation) admitGroup(gi, r int) error {
+	p, err := g.prefillOf(r)
+	if err != nil {
+		return err
+	}
+	args := make([]any, 0, 6*g.layers+4)
+	for _, c := range g.prefix {
+		args = append(args, execution.Donate(c))
+	}
+	for _, c := range g.caches {
+		args = append(args, execution.Donate(c))
+	}
+	args = append(args, execution.Donate(g.presence))
+	for _, t := range p.g.kv {
+		args = append(args, t)
+	}
+	args = append(args, tensors.FromScalar(int32(p.row)), tensors.FromScalar(int32(gi)),
+		tensors.FromFlatDataAndDimensions(p.presence, len(p.presence)))
+	outs, err := g.e.run.Run(g.e.progs.admitGroup, admitGroupSpec{layers: g.layers, n: g.n}, args...)
+	if err != nil {
+		return fmt.Errorf("engine: admitting request %d: %w", r, err)
+	}
+	n := 2 * g.layers
+	copy(g.prefix, outs[:n])
+	copy(g.caches, outs[n:2*n])
+	g.presence = outs[2*n]
+	g.groupStart[gi] = int32(g.prefixLen - p.real)
+	for j := range g.n {
+		g.slots[gi*g.n+j] = g.newSlot(r, j, p, 0, 0)
+	}
+	p.used(g.n)
+	return nil
+}
+
+// newSlot is the state of a sequence taking a slot: it feeds the prompt's
+// last token first, at cache slot write.
+func (g *generation) newSlot(r, index int, p *prefilled, write, start int) slot {
+	ids := g.reqs[r].Prompt.IDs
+	sl := slot{active: true, req: r, index: index, cur: ids[len(ids)-1], write: write, start: start, real: p.real,
+		delta: p.delta, admitted: time.Now(), prefill: p.g.took, comp: &Completion{Request: r, Index: index}}
+	sl.comp.Timings.Queue = time.Since(g.t0)
+	return sl
 }
 
 // checkRequest validates one request against the model.
@@ -358,40 +513,56 @@ func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre
 	return nil
 }
 
-// step runs one decode step over every slot and returns each slot's next
-// token and its sampler and policy log-probs; caches, presence and rng are
-// replaced by the step's outputs (their buffers donated).
-func (e *Engine) step(slots []slot, reqs []Request, l *qwen2vl.LoRA, caches []*tensors.Tensor, presence, rng **tensors.Tensor) ([]int32, []float32, []float32, error) {
-	n := len(slots)
+// step runs Options.StepsPerCall decode steps over every slot in one call
+// and returns each slot's next tokens and their sampler and policy log-probs
+// ([slot·steps + step]); the caches, presence and RNG state are replaced by
+// the call's outputs (their buffers donated).
+func (g *generation) step() ([]int32, []float32, []float32, error) {
+	n := len(g.slots)
 	ids, write, start, topK := make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
 	pos := make([]int32, 3*n)
 	temp, topP, minP, rep := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
-	for s, sl := range slots {
-		if !sl.active {
-			continue
+	for s, sl := range g.slots {
+		sp := sample.Plain()
+		if sl.active {
+			sp = g.reqs[sl.req].Sampling.settings()
+			ids[s], write[s], start[s] = sl.cur, int32(sl.write), int32(sl.start)
+			p := int32(int64(sl.real) + sl.delta)
+			pos[s], pos[n+s], pos[2*n+s] = p, p, p
 		}
-		sp := reqs[sl.req].Sampling
-		ids[s], write[s], start[s] = sl.cur, int32(sl.write), int32(sl.start)
-		p := int32(int64(sl.real) + sl.delta)
-		pos[s], pos[n+s], pos[2*n+s] = p, p, p
 		temp[s], topP[s], minP[s], rep[s], topK[s] = sp.Temperature, sp.TopP, sp.MinP, sp.RepetitionPenalty, int32(sp.TopK)
+	}
+	startArg := tensors.FromFlatDataAndDimensions(start, n)
+	if g.shared {
+		startArg = tensors.FromFlatDataAndDimensions(g.groupStart, len(g.groupStart))
 	}
 	args := []any{
 		tensors.FromFlatDataAndDimensions(ids, n), tensors.FromFlatDataAndDimensions(pos, 3, n, 1),
-		tensors.FromFlatDataAndDimensions(write, n), tensors.FromFlatDataAndDimensions(start, n),
+		tensors.FromFlatDataAndDimensions(write, n), startArg,
 		tensors.FromFlatDataAndDimensions(temp, n), tensors.FromFlatDataAndDimensions(topP, n),
 		tensors.FromFlatDataAndDimensions(minP, n), tensors.FromFlatDataAndDimensions(rep, n),
-		tensors.FromFlatDataAndDimensions(topK, n), execution.Donate(*presence), execution.Donate(*rng),
+		tensors.FromFlatDataAndDimensions(topK, n), execution.Donate(g.presence), execution.Donate(g.rng),
 	}
-	for _, c := range caches {
+	for _, c := range g.prefix {
+		args = append(args, c)
+	}
+	for _, c := range g.caches {
 		args = append(args, execution.Donate(c))
 	}
-	outs, err := e.models.call(e.progs.decode, l, decodeSettings{layers: len(caches) / 2}, args...)
+	set := decodeSettings{layers: g.layers, steps: g.e.opts.StepsPerCall, bf16Logits: g.e.opts.DTypeLogits, shared: g.shared}
+	for _, r := range g.reqs {
+		st := r.Sampling.settings()
+		set.topK = set.topK || st.TopK > 0
+		set.topP = set.topP || st.TopP < 1
+		set.minP = set.minP || st.MinP > 0
+		set.penalty = set.penalty || st.RepetitionPenalty != 1
+	}
+	outs, err := g.e.models.callBound(g.e.progs.decode, g.bind, set, args...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("engine: decode step: %w", err)
 	}
-	*presence, *rng = outs[3], outs[4]
-	copy(caches, outs[5:])
+	g.presence, g.rng = outs[3], outs[4]
+	copy(g.caches, outs[5:])
 	next, err := tensors.CopyFlatData[int32](outs[0])
 	if err != nil {
 		return nil, nil, nil, err

@@ -46,20 +46,27 @@ func TestLoRAGradient(t *testing.T) {
 	}
 	const module = "model.layers.0.self_attn.q_proj"
 	run := execution.New(m.Model.Backend, execution.Placement{})
+	// The program is defined once: any binding of the same layout (adapter
+	// modules and scales) maps its input nodes to the same Weights, so it
+	// compiles once and runs with each adapter's tensors.
+	var layout *qwen2vl.Binding
+	prog := execution.NewProgram("gradtest", func(_ any, in []*Node) []*Node {
+		w, rest := layout.Weights(in)
+		ti, rest := qwen2vl.ReadTextInputs(rest)
+		// Vocabulary chunks of 300 exercise the streaming log-sum-exp.
+		lp := w.TokenLogProbs(ti, rest[0], 300)
+		total := Neg(ReduceAllSum(Mul(lp, rest[1])))
+		grads := Gradient(total, w.LoRA[module].A, w.LoRA[module].B)
+		return []*Node{total, grads[0], grads[1]}
+	})
 	loss := func(lr *qwen2vl.LoRA) (float64, []float32, []float32) {
 		bind, err := m.Bind(lr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		prog := execution.NewProgram("gradtest", func(_ any, in []*Node) []*Node {
-			w, rest := bind.Weights(in)
-			ti, rest := qwen2vl.ReadTextInputs(rest)
-			// Vocabulary chunks of 300 exercise the streaming log-sum-exp.
-			lp := w.TokenLogProbs(ti, rest[0], 300)
-			total := Neg(ReduceAllSum(Mul(lp, rest[1])))
-			grads := Gradient(total, w.LoRA[module].A, w.LoRA[module].B)
-			return []*Node{total, grads[0], grads[1]}
-		})
+		if layout == nil {
+			layout = bind
+		}
 		var args []any
 		for _, x := range bind.Tensors() {
 			args = append(args, x)
@@ -68,7 +75,7 @@ func TestLoRAGradient(t *testing.T) {
 			args = append(args, x)
 		}
 		args = append(args, tensors.FromFlatDataAndDimensions(targets, bs, l-1), tensors.FromFlatDataAndDimensions(weights, bs, l-1))
-		outs, err := run.Run(prog, nil, args...)
+		outs, err := run.Run(prog, bind.Layout(), args...)
 		if err != nil {
 			t.Fatal(err)
 		}

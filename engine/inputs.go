@@ -122,3 +122,49 @@ func batchOf(ps []Prompt, l, rows int) qwen2vl.Batch {
 	}
 	return b
 }
+
+// Prompts splits a left-padded model batch (as read by qwen2vl.ReadBatch)
+// into one Prompt per row: padding dropped, each row taking the next images
+// (in batch order) whose merged token counts cover its image tokens.
+func Prompts(cfg qwen2vl.Config, b qwen2vl.Batch) ([]Prompt, error) {
+	pd, win := cfg.Vision.PatchDim(), cfg.Vision.SpatialMergeSize*cfg.Vision.SpatialMergeSize
+	if b.AttentionMask != nil && len(b.AttentionMask) != len(b.InputIDs) {
+		return nil, fmt.Errorf("engine: attention mask has %d rows, input ids %d", len(b.AttentionMask), len(b.InputIDs))
+	}
+	var out []Prompt
+	img, off := 0, 0
+	for i, row := range b.InputIDs {
+		var p Prompt
+		tokens := 0
+		for j, id := range row {
+			if b.AttentionMask == nil || (j < len(b.AttentionMask[i]) && b.AttentionMask[i][j] != 0) {
+				p.IDs = append(p.IDs, id)
+				if id == int32(cfg.ImageTokenID) {
+					tokens++
+				}
+			}
+		}
+		for tokens > 0 {
+			if img >= len(b.Grids) {
+				return nil, fmt.Errorf("engine: row %d holds image tokens beyond the %d images given", i, len(b.Grids))
+			}
+			g := b.Grids[img]
+			n := g.T * g.H * g.W
+			if n <= 0 || off+n*pd > len(b.PixelValues) {
+				return nil, fmt.Errorf("engine: image %d (grid %v) lacks pixel values", img, g)
+			}
+			p.Images = append(p.Images, Image{Pixels: b.PixelValues[off : off+n*pd], Grid: g})
+			off += n * pd
+			tokens -= n / win
+			img++
+		}
+		if tokens < 0 {
+			return nil, fmt.Errorf("engine: row %d: its image tokens do not match its images' grids", i)
+		}
+		out = append(out, p)
+	}
+	if img != len(b.Grids) {
+		return nil, fmt.Errorf("engine: %d images given, the rows' image tokens use %d", len(b.Grids), img)
+	}
+	return out, nil
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
+	"github.com/mmft-go/mmft/engine/sample"
 	"github.com/mmft-go/mmft/execution"
 	"github.com/mmft-go/mmft/qwen2vl"
 )
@@ -53,6 +54,12 @@ func (ms *models) call(prog *execution.Program, l *qwen2vl.LoRA, extra any, args
 	if err != nil {
 		return nil, err
 	}
+	return ms.callBound(prog, b, extra, args...)
+}
+
+// callBound runs prog over a binding made once (e.g. for every step of a
+// Generate call) and args.
+func (ms *models) callBound(prog *execution.Program, b *qwen2vl.Binding, extra any, args ...any) ([]*tensors.Tensor, error) {
 	ms.mu.Lock()
 	if _, ok := ms.bindings[b.Layout()]; !ok {
 		ms.bindings[b.Layout()] = b
@@ -68,20 +75,24 @@ func (ms *models) call(prog *execution.Program, l *qwen2vl.LoRA, extra any, args
 
 // programs are the engine's compiled computations.
 type programs struct {
-	vision, logits, tokenLogProbs, prefill, admit, decode, zeros *execution.Program
+	vision, place, logits, tokenLogProbs, prefill, admit, admitGroup, decode, zeros *execution.Program
 }
 
 // definePrograms defines the engine's programs over ms.
 func definePrograms(ms *models, canUpdateSlice bool) programs {
 	p := programs{zeros: zerosProgram()}
-	// vision: features [R, hidden] (donated), patches [F, P, pd], cos, sin
-	// [F, P, d], valid [F, P], dest [F·P/m²] → features with the frames'
-	// merged patches scattered into their rows.
+	// vision: patches [F, P, pd], cos, sin [F, P, d], valid [F, P] → the
+	// frames' merged patches [F·P/m², hidden] (float32). Its shapes depend
+	// on the image bucket only, so the expensive program compiles once per
+	// (frames, patches) bucket.
 	p.vision = ms.program("engine.vision", func(w *qwen2vl.Weights, _ any, in []*Node) []*Node {
-		merged := w.VisionFrames(in[1], in[2], in[3], in[4])
-		hidden := merged.Shape().Dimensions[2]
-		rows := Reshape(merged, -1, hidden)
-		return []*Node{ScatterSum(in[0], InsertAxes(in[5], -1), rows, false, false)}
+		merged := w.VisionFrames(in[0], in[1], in[2], in[3])
+		return []*Node{Reshape(merged, -1, merged.Shape().Dimensions[2])}
+	})
+	// place: features [R, hidden] (donated), rows [N, hidden], dest [N] →
+	// features with each row added at its destination (a cheap program).
+	p.place = execution.NewProgram("engine.place", func(_ any, in []*Node) []*Node {
+		return []*Node{ScatterSum(in[0], InsertAxes(in[2], -1), in[1], false, false)}
 	})
 	// logits: text inputs → float32 logits [B, L, V].
 	p.logits = ms.program("engine.logits", func(w *qwen2vl.Weights, _ any, in []*Node) []*Node {
@@ -120,6 +131,33 @@ func definePrograms(ms *models, canUpdateSlice bool) programs {
 		}
 		return append(out, putRow(presence, InsertAxes(row, 0), dst, canUpdateSlice))
 	})
+	// admitGroup: prefix (2·layers, donated) [G, P, KVH, D], own caches
+	// (2·layers, donated) [S, C, KVH, D], presence (donated) [S, V], prompt
+	// K/V (2·layers) [B, L, KVH, D], src, group int32 scalars, prompt
+	// presence [V] → prefix row group = the prompt row src right-aligned
+	// (zeros before it), the group's n own rows zeroed, its presence rows set.
+	p.admitGroup = execution.NewProgram("engine.admit_group", func(variant any, in []*Node) []*Node {
+		spec := variant.(admitGroupSpec)
+		n := 2 * spec.layers
+		prefix, own, presence, prompts := in[:n], in[n:2*n], in[2*n], in[2*n+1:3*n+1]
+		src, group, row := in[3*n+1], in[3*n+2], in[3*n+3]
+		first := MulScalar(group, float64(spec.n))
+		out := make([]*Node, 0, 2*n+1)
+		for i, c := range prefix {
+			cd := c.Shape().Dimensions
+			pr := Gather(prompts[i], Reshape(src, 1, 1)) // [1, L, KVH, D]
+			if l := pr.Shape().Dimensions[1]; l < cd[1] {
+				pr = Concatenate([]*Node{Zeros(c.Graph(), shapes.Make(c.DType(), 1, cd[1]-l, cd[2], cd[3])), pr}, 1)
+			}
+			out = append(out, putRow(c, pr, group, canUpdateSlice))
+		}
+		for _, c := range own {
+			cd := c.Shape().Dimensions
+			out = append(out, putRow(c, Zeros(c.Graph(), shapes.Make(c.DType(), spec.n, cd[1], cd[2], cd[3])), first, canUpdateSlice))
+		}
+		v := presence.Shape().Dimensions[1]
+		return append(out, putRow(presence, BroadcastToDims(InsertAxes(row, 0), spec.n, v), first, canUpdateSlice))
+	})
 	// decode: see decodeStep.
 	p.decode = ms.program("engine.decode", func(w *qwen2vl.Weights, extra any, in []*Node) []*Node {
 		return decodeStep(w, extra.(decodeSettings), in)
@@ -127,9 +165,12 @@ func definePrograms(ms *models, canUpdateSlice bool) programs {
 	return p
 }
 
-// putRow replaces row dst (an int32 scalar) of x [S, ...] with row [1, ...]:
-// a DynamicUpdateSlice where the backend has one (cost of one row), else a
-// masked select over x.
+// admitGroupSpec is the admitGroup program's variant: layers and group size.
+type admitGroupSpec struct{ layers, n int }
+
+// putRow replaces rows dst … dst+R−1 (dst an int32 scalar) of x [S, ...]
+// with rows [R, ...]: a DynamicUpdateSlice where the backend has one (cost
+// of the rows), else a masked select over x.
 func putRow(x, row, dst *Node, canUpdateSlice bool) *Node {
 	if canUpdateSlice {
 		starts := []*Node{dst}
@@ -139,35 +180,88 @@ func putRow(x, row, dst *Node, canUpdateSlice bool) *Node {
 		return DynamicUpdateSlice(x, row, starts)
 	}
 	dims := x.Shape().Dimensions
-	mask := Equal(Iota(x.Graph(), shapes.Make(dtypes.Int32, dims...), 0), dst)
-	return Where(mask, BroadcastToDims(row, dims...), x)
+	r := row.Shape().Dimensions[0]
+	at := Iota(x.Graph(), shapes.Make(dtypes.Int32, dims...), 0)
+	mask := LogicalAnd(GreaterOrEqual(at, dst), LessThan(at, AddScalar(dst, float64(r))))
+	if r == 1 {
+		return Where(mask, BroadcastToDims(row, dims...), x)
+	}
+	// Row i of x takes row i − dst of the update: gather it (clamped).
+	idx := ClipScalar(Sub(Iota(x.Graph(), shapes.Make(dtypes.Int32, dims[0]), 0), dst), 0, float64(r-1))
+	return Where(mask, Gather(row, InsertAxes(idx, -1)), x)
 }
 
-// decodeSettings are the decode program's static settings.
+// decodeSettings are the decode program's static settings: the layers, the
+// steps unrolled in one call, and which sampling stages any row uses (the
+// others stay out of the graph).
 type decodeSettings struct {
-	layers int
+	layers, steps             int
+	topK, topP, minP, penalty bool
+	bf16Logits                bool // logits as a product in the model dtype
+	shared                    bool // slots grouped by prompt (Options.SharedPrefix)
 }
 
-// decodeStep is one decode step for every slot: inputs ids [S], positions
-// [3, S, 1], write [S], start [S] (int32), temperature, top-p, min-p,
-// repetition penalty [S] (float32), top-k [S] int32, presence [S, V] bool,
-// RNG state, then the caches (K, V per layer). Outputs: next ids [S], the
-// sampler's and the policy's (temperature 1) log-probs [S], presence, RNG
-// state, caches.
+// decodeStep runs settings.steps decode steps for every slot in one call:
+// inputs ids [S], positions [3, S, 1], write [S], start [S] (int32; the
+// first step's), temperature, top-p, min-p, repetition penalty [S]
+// (float32), top-k [S] int32, presence [S, V] bool, RNG state, then the
+// caches (K, V per layer). Each step feeds the previous step's tokens, one
+// position and one cache slot further. Outputs: ids, the sampler's and the
+// policy's (temperature 1) log-probs, each [S, steps], then presence, RNG
+// state and caches.
 func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
 	ids, positions, write, start := in[0], in[1], in[2], in[3]
-	params := SamplingParams{Temperature: in[4], TopP: in[5], MinP: in[6], RepetitionPenalty: in[7], TopK: in[8]}
+	params := sample.Params{Temperature: in[4]}
+	if s.topP {
+		params.TopP = in[5]
+	}
+	if s.minP {
+		params.MinP = in[6]
+	}
+	if s.penalty {
+		params.RepetitionPenalty = in[7]
+	}
+	if s.topK {
+		params.TopK = in[8]
+	}
 	presence, rng := in[9], in[10]
+	var prefix []qwen2vl.KV
+	rest := in[11:]
+	if s.shared {
+		prefix = make([]qwen2vl.KV, s.layers)
+		for i := range prefix {
+			prefix[i] = qwen2vl.KV{K: rest[2*i], V: rest[2*i+1]}
+		}
+		rest = rest[2*s.layers:]
+	}
 	cache := make([]qwen2vl.KV, s.layers)
 	for i := range cache {
-		cache[i] = qwen2vl.KV{K: in[11+2*i], V: in[12+2*i]}
+		cache[i] = qwen2vl.KV{K: rest[2*i], V: rest[2*i+1]}
 	}
-	h, kv := w.DecodeStep(ids, positions, write, start, cache)
-	logits := w.Logits(h) // [S, V] float32
-	v := logits.Shape().Dimensions[1]
-	presence = LogicalOr(presence, Equal(Iota(ids.Graph(), shapes.Make(dtypes.Int32, ids.Shape().Dimensions[0], v), 1), InsertAxes(ids, -1)))
-	next, lpSampler, lpPolicy, rng := sampleTokens(logits, params, presence, rng)
-	return append([]*Node{next, lpSampler, lpPolicy, presence, rng}, flattenKV(kv)...)
+	var outIDs, outS, outP []*Node
+	for k := range s.steps {
+		var h *Node
+		if s.shared {
+			h, cache = w.DecodeStepShared(ids, AddScalar(positions, float64(k)), AddScalar(write, float64(k)), start, prefix, cache)
+		} else {
+			h, cache = w.DecodeStep(ids, AddScalar(positions, float64(k)), AddScalar(write, float64(k)), start, cache)
+		}
+		presence = sample.Mark(presence, ids)
+		logits := w.Logits(h)
+		if s.bf16Logits {
+			logits = w.LogitsInDType(h)
+		}
+		next, lpSampler, lpPolicy, newRNG := sampleTokens(logits, params, presence, rng)
+		rng, ids = newRNG, next
+		outIDs, outS, outP = append(outIDs, InsertAxes(next, 1)), append(outS, InsertAxes(lpSampler, 1)), append(outP, InsertAxes(lpPolicy, 1))
+	}
+	cat := func(xs []*Node) *Node {
+		if len(xs) == 1 {
+			return xs[0]
+		}
+		return Concatenate(xs, 1)
+	}
+	return append([]*Node{cat(outIDs), cat(outS), cat(outP), presence, rng}, flattenKV(cache)...)
 }
 
 // flattenKV lists per-layer K and V nodes in order.
@@ -184,10 +278,14 @@ func canUpdateSlice(b backends.Backend) bool {
 	return b.Capabilities().Operations[backends.OpTypeDynamicUpdateSlice]
 }
 
-// imageFeatures runs the images of a batch through the vision tower once,
-// padded to shape buckets, into one features tensor [rows, hidden] whose
-// first tokens rows are the merged patches of every image in order.
-func (e *Engine) imageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors.Tensor, int, error) {
+// DeviceImageFeatures runs the images of a batch (the processor's patches
+// of every image in order, and their grids) through the vision tower once,
+// padded to shape buckets, into one features tensor [rows, hidden] (float32,
+// on the device) whose first tokens rows are the merged patches of every
+// image in order; the rest is padding. Pass it to qwen2vl.TextBatch.Tensors
+// (extra rows are never read): the trainer computes each image's features
+// once per step this way and reuses them for the policy and the reference.
+func (e *Engine) DeviceImageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors.Tensor, int, error) {
 	cfg := e.m.Config
 	win := cfg.Vision.SpatialMergeSize * cfg.Vision.SpatialMergeSize
 	plan, err := qwen2vl.PlanVision(cfg.Vision, pixels, grids,
@@ -200,14 +298,18 @@ func (e *Engine) imageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors
 	feats := tensors.FromShape(shapes.Make(dtypes.Float32, plan.Rows, cfg.Text.HiddenSize))
 	pd, d := cfg.Vision.PatchDim(), cfg.Vision.HeadDim()
 	for _, c := range plan.Calls {
-		outs, err := e.models.call(e.progs.vision, nil, nil, execution.Donate(feats),
+		rows, err := e.models.call(e.progs.vision, nil, nil,
 			tensors.FromFlatDataAndDimensions(c.Pixels, c.Frames, c.Patches, pd),
 			tensors.FromFlatDataAndDimensions(c.Cos, c.Frames, c.Patches, d),
 			tensors.FromFlatDataAndDimensions(c.Sin, c.Frames, c.Patches, d),
-			tensors.FromFlatDataAndDimensions(c.Valid, c.Frames, c.Patches),
-			tensors.FromFlatDataAndDimensions(c.Dest, len(c.Dest)))
+			tensors.FromFlatDataAndDimensions(c.Valid, c.Frames, c.Patches))
 		if err != nil {
 			return nil, 0, fmt.Errorf("engine: vision tower: %w", err)
+		}
+		outs, err := e.run.Run(e.progs.place, nil, execution.Donate(feats), rows[0], tensors.FromFlatDataAndDimensions(c.Dest, len(c.Dest)))
+		rows[0].FinalizeAll()
+		if err != nil {
+			return nil, 0, fmt.Errorf("engine: placing image features: %w", err)
 		}
 		feats = outs[0]
 	}
@@ -219,7 +321,7 @@ func (e *Engine) imageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors
 // merged features [tokens, hidden] (float32, on the host), as transformers'
 // image_embeds.
 func (e *Engine) ImageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors.Tensor, error) {
-	feats, n, err := e.imageFeatures(pixels, grids)
+	feats, n, err := e.DeviceImageFeatures(pixels, grids)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +348,7 @@ func (e *Engine) textInputs(in qwen2vl.Batch) (*qwen2vl.TextBatch, []any, *tenso
 	var feats *tensors.Tensor
 	n := 0
 	if len(in.Grids) > 0 {
-		if feats, n, err = e.imageFeatures(in.PixelValues, in.Grids); err != nil {
+		if feats, n, err = e.DeviceImageFeatures(in.PixelValues, in.Grids); err != nil {
 			return nil, nil, nil, 0, err
 		}
 	} else if len(in.PixelValues) > 0 {

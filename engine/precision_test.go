@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"encoding/binary"
 	"maps"
 	"math"
@@ -25,6 +26,7 @@ import (
 type randomBF16Source struct {
 	specs map[string][]int
 	seed  uint64
+	std   float64 // of the weights; 0 means 0.02
 }
 
 func (r randomBF16Source) Names() []string {
@@ -53,7 +55,7 @@ func (r randomBF16Source) Raw(name string) (string, []int, []byte, error) {
 		case len(shape) == 1: // biases
 			v = 0
 		default:
-			v = float32(rng.NormFloat64() * 0.02)
+			v = float32(rng.NormFloat64() * cmp.Or(r.std, 0.02))
 		}
 		binary.LittleEndian.PutUint16(data[2*i:], safetensors.Float32ToBF16(v))
 	}

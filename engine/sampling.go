@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
-	"github.com/gomlx/gomlx/pkg/core/shapes"
+
+	"github.com/mmft-go/mmft/engine/sample"
 )
 
 // Sampling are a request's sampling parameters.
@@ -38,7 +38,8 @@ type Sampling struct {
 	// IgnoreEOS keeps generating past EOS ids (a benchmark forcing a length).
 	IgnoreEOS bool
 	// Seed makes sampling deterministic: the same requests, options and seed
-	// give the same completions.
+	// give the same completions. A Generate call draws from one RNG seeded by
+	// its first request's Seed.
 	Seed uint64
 }
 
@@ -63,60 +64,34 @@ func (s Sampling) Validate() error {
 	if s.MaxNewTokens <= 0 {
 		errs = append(errs, fmt.Errorf("max_new_tokens %d: want > 0", s.MaxNewTokens))
 	}
-	if (s.TopK > 0 || (s.TopP > 0 && s.TopP < 1)) && !sorterAvailable {
-		errs = append(errs, errors.New("top_k and top_p need the on-device sampler (engine/sample), not merged yet: use temperature and min_p"))
+	if len(errs) == 0 {
+		if err := s.settings().Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
 
-// sorterAvailable says whether the on-device sampler with top-k and top-p
-// is wired in (the seam below switches to engine/sample when it lands).
-const sorterAvailable = false
-
-// SamplingParams are the per-row sampling parameters as graph nodes, each
-// [S] (TopK int32, the others float32).
-type SamplingParams struct {
-	Temperature, TopP, MinP, RepetitionPenalty, TopK *Node
+// settings converts to the sampler's per-row settings (0 means off for
+// top-p and the repetition penalty).
+func (s Sampling) settings() sample.Settings {
+	st := sample.Settings{Temperature: s.Temperature, TopK: s.TopK, TopP: s.TopP, MinP: s.MinP, RepetitionPenalty: s.RepetitionPenalty}
+	if st.TopP == 0 {
+		st.TopP = 1
+	}
+	if st.RepetitionPenalty == 0 {
+		st.RepetitionPenalty = 1
+	}
+	return st
 }
 
-// sampleTokens is the engine's seam to the sampler: from float32 logits [S,
-// V], per-row parameters, presence [S, V] (tokens in the sequence so far) and
-// the RNG state it returns the chosen ids [S] int32, the sampler's log-prob
-// of each (the distribution it drew from; 0 for a greedy row), the policy's
-// temperature-1 log-prob of each, and the new RNG state.
-//
-// This minimal version applies the repetition penalty, temperature and min-p
-// and draws with the Gumbel-max trick; top-k and top-p come with engine/sample.
-func sampleTokens(logits *Node, p SamplingParams, presence, rng *Node) (ids, lpSampler, lpPolicy, newRNG *Node) {
-	g := logits.Graph()
-	dims := logits.Shape().Dimensions
-	s, v := dims[0], dims[1]
-	policy := LogSoftmax(logits)
-	col := func(x *Node) *Node { return InsertAxes(x, -1) }
-	// Repetition penalty (transformers): seen tokens' positive logits are
-	// divided by it, negative ones multiplied.
-	pen := col(Where(GreaterThan(p.RepetitionPenalty, ScalarZero(g, dtypes.Float32)), p.RepetitionPenalty, OnesLike(p.RepetitionPenalty)))
-	penalized := Where(GreaterThan(logits, ZerosLike(logits)), Div(logits, pen), Mul(logits, pen))
-	adj := Where(presence, penalized, logits)
-	greedy := LessOrEqual(p.Temperature, ScalarZero(g, dtypes.Float32)) // [S]
-	temp := Where(greedy, OnesLike(p.Temperature), p.Temperature)
-	adj = Div(adj, col(temp))
-	// Min-p: drop tokens below min_p · the largest probability.
-	probs := Softmax(adj, -1)
-	top := ReduceAndKeep(probs, ReduceMax, -1)
-	keep := GreaterOrEqual(probs, Mul(col(p.MinP), top))
-	neg := Scalar(g, dtypes.Float32, -math.MaxFloat32)
-	adj = Where(keep, adj, BroadcastToDims(neg, s, v))
-	sampler := LogSoftmax(adj)
-	// Gumbel-max draw.
-	newRNG, u := RandomUniform(rng, shapes.Make(dtypes.Float32, s, v))
-	u = ClipScalar(u, 1e-20, 1-1e-7)
-	gumbel := Neg(Log(Neg(Log(u))))
-	drawn := ArgMax(Add(adj, gumbel), -1, dtypes.Int32)
-	best := ArgMax(adj, -1, dtypes.Int32)
-	ids = Where(greedy, best, drawn)
-	chosen := Equal(Iota(g, shapes.Make(dtypes.Int32, s, v), 1), col(ids))
-	pick := func(lp *Node) *Node { return ReduceSum(Where(chosen, lp, ZerosLike(lp)), -1) }
-	lpSampler = Where(greedy, ZerosLike(p.Temperature), pick(sampler))
-	return ids, lpSampler, pick(policy), newRNG
+// sampleTokens is the engine's seam to the sampler (engine/sample): from
+// float32 logits [S, V], per-row parameters, presence [S, V] (tokens in the
+// sequence so far) and the RNG state it returns the chosen ids [S] int32,
+// the sampler's log-prob of each (the distribution it drew from; 0 for a
+// greedy row), the policy's temperature-1 log-prob of each, and the new RNG
+// state.
+func sampleTokens(logits *Node, p sample.Params, presence, rng *Node) (ids, lpSampler, lpPolicy, newRNG *Node) {
+	r := sample.Sample(logits, p, presence, rng)
+	return r.IDs, r.SamplerLogProb, r.PolicyLogProb, r.RNGState
 }

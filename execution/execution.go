@@ -15,7 +15,6 @@ package execution
 import (
 	"fmt"
 	"reflect"
-	"strings"
 	"sync"
 	"time"
 
@@ -81,7 +80,7 @@ type Runner struct {
 
 	mu       sync.Mutex
 	execs    map[execKey]*graph.Exec
-	compiled map[string]bool // exec key + input shapes already compiled
+	compiled map[execKey]map[uint64]bool // hashes of the input shapes already compiled, per exec
 	stats    Stats
 	graphs   map[string]*graph.Graph // the last graph each program ran, by name
 }
@@ -94,7 +93,7 @@ type execKey struct {
 
 // New returns a runner on backend at place.
 func New(backend backends.Backend, place Placement) *Runner {
-	return &Runner{backend: backend, place: place, execs: map[execKey]*graph.Exec{}, compiled: map[string]bool{},
+	return &Runner{backend: backend, place: place, execs: map[execKey]*graph.Exec{}, compiled: map[execKey]map[uint64]bool{},
 		stats: Stats{ByProgram: map[string]int{}}, graphs: map[string]*graph.Graph{}}
 }
 
@@ -144,18 +143,24 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 	}()
 	key := execKey{prog, variant}
 	plain := make([]any, len(args))
-	var sig strings.Builder
-	fmt.Fprintf(&sig, "%p/%v", prog, variant)
+	sig := uint64(14695981039346656037) // FNV-1a over every input's dtype and dimensions
+	mix := func(v int) { sig = (sig ^ uint64(v)) * 1099511628211 }
 	for i, a := range args {
+		var t *tensors.Tensor
 		switch v := a.(type) {
 		case *tensors.Tensor:
-			plain[i] = v
-			fmt.Fprintf(&sig, "|%s", v.Shape())
+			t = v
 		case Donated:
-			plain[i] = v.T
-			fmt.Fprintf(&sig, "|%s", v.T.Shape())
+			t = v.T
 		default:
 			return nil, fmt.Errorf("execution: program %s: argument %d is a %T, want *tensors.Tensor or Donated", prog.name, i, a)
+		}
+		plain[i] = t
+		sh := t.Shape()
+		mix(int(sh.DType))
+		mix(len(sh.Dimensions))
+		for _, d := range sh.Dimensions {
+			mix(d)
 		}
 	}
 	r.mu.Lock()
@@ -169,7 +174,7 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 		exec = exec.WithName(prog.name).SetMaxCache(-1)
 		r.execs[key] = exec
 	}
-	fresh := !r.compiled[sig.String()]
+	fresh := !r.compiled[key][sig]
 	r.mu.Unlock()
 	if fresh {
 		t0 := time.Now()
@@ -177,8 +182,11 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 			return nil, fmt.Errorf("execution: compiling %s: %w", prog.name, err)
 		}
 		r.mu.Lock()
-		if !r.compiled[sig.String()] {
-			r.compiled[sig.String()] = true
+		if !r.compiled[key][sig] {
+			if r.compiled[key] == nil {
+				r.compiled[key] = map[uint64]bool{}
+			}
+			r.compiled[key][sig] = true
 			r.stats.Programs++
 			r.stats.ByProgram[prog.name]++
 			r.stats.CompileTime += time.Since(t0)

@@ -192,6 +192,12 @@ type DecoderInput struct {
 	// layer attends to, [B, C, KVH, D] — e.g. by writing them into a KV
 	// cache and returning the cache. Nil attends to the new positions only.
 	Attend func(layer int, k, v *Node) KV
+	// Attention, when set, replaces the attention of layer i entirely: from
+	// the queries [B, S, H, D] (float32, rotary applied) and this call's
+	// keys and values [B, S, KVH, D] (model dtype) it returns the attention
+	// output [B, S, H·D] (float32) and the layer's keys and values to report
+	// (e.g. its updated cache). Mask and Attend are then unused.
+	Attention func(layer int, q, k, v *Node) (*Node, KV)
 }
 
 // Decoder runs the Qwen2 decoder layers and the final norm. It returns the
@@ -210,11 +216,17 @@ func (w *Weights) Decoder(in DecoderInput) (*Node, []KV) {
 		v := splitHeads(w.Proj(p+"self_attn.v_proj", x), cfg.NumKVHeads)
 		q = applyRotary(q, in.Cos, in.Sin)
 		kv := KV{K: ConvertDType(applyRotary(k, in.Cos, in.Sin), w.DType), V: ConvertDType(v, w.DType)} // the cache holds the model dtype
-		if in.Attend != nil {
+		var attn *Node
+		switch {
+		case in.Attention != nil:
+			attn, kv = in.Attention(i, q, kv.K, kv.V)
+		case in.Attend != nil:
 			kv = in.Attend(i, kv.K, kv.V)
+			attn = attention(q, kv.K, kv.V, in.Mask, w.DType)
+		default:
+			attn = attention(q, kv.K, kv.V, in.Mask, w.DType)
 		}
 		out[i] = kv
-		attn := attention(q, kv.K, kv.V, in.Mask, w.DType)
 		h = Add(h, w.Proj(p+"self_attn.o_proj", attn))
 		// SwiGLU MLP block.
 		x = rmsNorm(h, w.param(p+"post_attention_layernorm.weight"), cfg.RMSNormEps)
@@ -239,6 +251,15 @@ func (w *Weights) LMHeadWeight() *Node {
 // flip near-tied top-1 tokens. Only this one projection pays for float32.
 func (w *Weights) Logits(h *Node) *Node {
 	return linearF32(h, w.LMHeadWeight(), dtypes.Float32)
+}
+
+// LogitsInDType projects hidden states to vocabulary logits as a product in
+// the model dtype (float32 accumulation inside the dot, the result widened
+// to float32): cheaper than Logits for a bf16 model (no float32 copy of the
+// head weight), at the cost of bf16 rounding of the logits (about 2⁻⁹
+// relative). For a float32 model it equals Logits.
+func (w *Weights) LogitsInDType(h *Node) *Node {
+	return linear(h, w.LMHeadWeight(), nil)
 }
 
 // ChosenLogProbs returns log p(target) [B, S] (float32) for hidden states

@@ -45,7 +45,7 @@ func (m *Model) hostToDevice(vals []float32, dims ...int) (*tensors.Tensor, erro
 	} else {
 		t = tensors.FromFlatDataAndDimensions(append([]float32(nil), vals...), dims...)
 	}
-	if err := t.MaterializeOnDevice(m.Backend, true, 0); err != nil {
+	if err := t.MaterializeOnDevice(m.Backend, true, m.Device); err != nil {
 		return nil, err
 	}
 	return t, nil

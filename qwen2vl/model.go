@@ -24,6 +24,9 @@ type Options struct {
 	// policy applies (see Weights): residual stream, norms, rotary, softmax,
 	// text attention scores and logits stay float32; the KV cache is bf16.
 	DType dtypes.DType
+	// Device is the backend device the weights are placed on (default 0);
+	// run programs over them with the same execution.Placement.
+	Device backends.DeviceNum
 }
 
 // Model is a loaded Qwen2-VL: its configuration and its parameters, which
@@ -32,6 +35,7 @@ type Model struct {
 	Config  Config
 	DType   dtypes.DType
 	Backend backends.Backend
+	Device  backends.DeviceNum // where the weights (and adapters made by LoRAFromAdapter) live
 
 	names  []string // canonical names, in ParamSpecs order
 	params map[string]*tensors.Tensor
@@ -70,13 +74,13 @@ func LoadFrom(backend backends.Backend, cfg Config, src TensorSource, opts Optio
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Config: cfg, DType: dt, Backend: backend, params: map[string]*tensors.Tensor{}}
+	m := &Model{Config: cfg, DType: dt, Backend: backend, Device: opts.Device, params: map[string]*tensors.Tensor{}}
 	for _, spec := range cfg.ParamSpecs() {
 		sdt, shape, data, err := src.Raw(keys[spec.Name])
 		if err != nil {
 			return nil, err
 		}
-		t, err := toDevice(backend, sdt, shape, data, dt)
+		t, err := toDevice(backend, opts.Device, sdt, shape, data, dt)
 		if err != nil {
 			return nil, fmt.Errorf("loading %s: %w", spec.Name, err)
 		}

@@ -1,6 +1,8 @@
 package qwen2vl
 
 import (
+	"math"
+
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -135,6 +137,62 @@ func (w *Weights) DecodeStep(ids, positions, write, start *Node, cache []KV) (*N
 	}
 	out, kv := w.Decoder(DecoderInput{Hidden: h, Cos: cos, Sin: sin, Mask: mask, Attend: func(i int, k, v *Node) KV {
 		return KV{K: put(cache[i].K, k), V: put(cache[i].V, v)}
+	}})
+	return Reshape(out, b, w.Config.Text.HiddenSize), kv
+}
+
+// DecodeStepShared is DecodeStep for slots grouped by prompt: the B slots
+// form Gr groups of N = B/Gr consecutive slots, and each group's prompt KV
+// is held once in a shared prefix pool instead of once per slot:
+//   - ids, positions, write: as DecodeStep, but write indexes each slot's own
+//     cache of fed tokens (its first fed token goes to slot 0);
+//   - start [Gr] int32: the first valid prefix slot of each group's prompt
+//     (prompts are right-aligned in the pool);
+//   - prefix: per layer K and V [Gr, P, KVH, D], the groups' prompt KV
+//     (read only);
+//   - own: per layer K and V [B, C, KVH, D], each slot's fed tokens, zero
+//     at every slot's write position.
+//
+// Slot b attends to its group's prefix (slots start ≤ c < P) and to its own
+// cache up to write[b]; the new keys and values go into own with a scatter.
+// Reading the prefix once per group instead of once per slot divides the
+// prompt's KV memory and traffic by N. Returns the final hidden states [B,
+// hidden] (float32) and the updated own caches.
+func (w *Weights) DecodeStepShared(ids, positions, write, start *Node, prefix, own []KV) (*Node, []KV) {
+	g := ids.Graph()
+	b := ids.Shape().Dimensions[0]
+	pd := prefix[0].K.Shape().Dimensions
+	gr, p, kvh, d := pd[0], pd[1], pd[2], pd[3]
+	n := b / gr
+	c := own[0].K.Shape().Dimensions[1]
+	h := w.EmbedTokens(Reshape(ids, b, 1))
+	cos, sin := w.MRope(positions)
+	rows := Iota(g, shapes.Make(dtypes.Int32, b, 1), 0)
+	idx := Concatenate([]*Node{rows, Reshape(ConvertDType(write, dtypes.Int32), b, 1)}, 1) // [B, 2]
+	put := func(dst, x *Node) *Node { return ScatterSum(dst, idx, Reshape(x, b, kvh, d), true, true) }
+	heads := w.Config.Text.NumHeads
+	gq := heads / kvh
+	// Masks: the group's valid prefix, and each slot's fed tokens.
+	prefixOK := GreaterOrEqual(Iota(g, shapes.Make(dtypes.Int32, gr, p), 1), InsertAxes(start, -1))             // [Gr, P]
+	ownOK := Reshape(LessOrEqual(Iota(g, shapes.Make(dtypes.Int32, b, c), 1), InsertAxes(write, -1)), gr, n, c) // [Gr, N, C]
+	mask := Concatenate([]*Node{BroadcastToDims(Reshape(prefixOK, gr, 1, 1, 1, p), gr, kvh, n, gq, p),
+		BroadcastToDims(Reshape(ownOK, gr, 1, n, 1, c), gr, kvh, n, gq, c)}, -1) // [Gr, KVH, N, Gq, P+C]
+	neg := Scalar(g, dtypes.Float32, -math.MaxFloat32)
+	out, kv := w.Decoder(DecoderInput{Hidden: h, Cos: cos, Sin: sin, Attention: func(i int, q, k, v *Node) (*Node, KV) {
+		mine := KV{K: put(own[i].K, k), V: put(own[i].V, v)}
+		qg := Reshape(q, gr, n, kvh, gq, d)
+		ok := Reshape(mine.K, gr, n, c, kvh, d)
+		ov := Reshape(mine.V, gr, n, c, kvh, d)
+		scores := Concatenate([]*Node{
+			einsumF32("gnkqd,gpkd->gknqp", qg, prefix[i].K, w.DType),
+			einsumF32("gnkqd,gnckd->gknqc", qg, ok, w.DType),
+		}, -1)
+		scores = Where(mask, MulScalar(scores, 1/math.Sqrt(float64(d))), neg)
+		probs := ConvertDType(Softmax(scores, -1), w.DType)
+		pp, po := SliceAxis(probs, -1, AxisRange(0, p)), SliceAxis(probs, -1, AxisRange(p, p+c))
+		att := Add(ConvertDType(Einsum("gknqp,gpkd->gnkqd", pp, ConvertDType(prefix[i].V, w.DType)), dtypes.Float32),
+			ConvertDType(Einsum("gknqc,gnckd->gnkqd", po, ConvertDType(ov, w.DType)), dtypes.Float32))
+		return Reshape(att, b, 1, heads*d), mine
 	}})
 	return Reshape(out, b, w.Config.Text.HiddenSize), kv
 }

@@ -158,7 +158,7 @@ func plan(cfg Config, src TensorSource) (map[string]string, error) {
 
 // toDevice converts one tensor's bytes to dtype and places it on the backend's
 // device, freeing the host copy (so loading never holds two models in RAM).
-func toDevice(backend backends.Backend, srcDType string, shape []int, data []byte, dt dtypes.DType) (*tensors.Tensor, error) {
+func toDevice(backend backends.Backend, device backends.DeviceNum, srcDType string, shape []int, data []byte, dt dtypes.DType) (*tensors.Tensor, error) {
 	t := tensors.FromShape(shapes.Make(dt, shape...))
 	n := t.Size()
 	var convErr error
@@ -189,7 +189,7 @@ func toDevice(backend backends.Backend, srcDType string, shape []int, data []byt
 	if convErr != nil {
 		return nil, convErr
 	}
-	if err := t.MaterializeOnDevice(backend, true, 0); err != nil {
+	if err := t.MaterializeOnDevice(backend, true, device); err != nil {
 		return nil, err
 	}
 	t.FinalizeLocal()

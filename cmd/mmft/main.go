@@ -52,7 +52,7 @@ func commands() []command {
 		{name: "reward", summary: "score completions with a named reward function", run: runReward},
 		{name: "grpo", summary: "GRPO objective tools (grpo loss: loss and gradient of JSON cases)", run: runGRPO},
 		{name: "train", summary: "GRPO + LoRA fine-tuning (no flags: the main job on the embedded default)", run: runTrain},
-		{name: "rollout", summary: "sample completions with the rollout engine", planned: "the rollout engine issue"},
+		{name: "rollout", summary: "sample completions with the rollout engine", run: runRollout},
 		{name: "eval", summary: "evaluate a model or adapter on a dataset split", planned: "the evaluation issue"},
 		{name: "export", summary: "export a notebook to a batch script, or merge adapters into weights", planned: "the notebook kernel issue"},
 		{name: "kernel", summary: "run the Jupyter kernel (GoNB-based) or install its kernelspec", planned: "the notebook kernel issue"},

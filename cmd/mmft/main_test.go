@@ -128,6 +128,9 @@ func computingCommands(t *testing.T) [][]string {
 		{"env"},
 		{"bench", "matmul", "--n", "8", "--iters", "1"},
 		{"forward", "--model", dir, "--inputs", filepath.Join(dir, "reference.safetensors"), "--out", filepath.Join(t.TempDir(), "o.safetensors")},
+		{"grpo", "loss", "--cases", shared.Fixture(t, "grpo", "loss_cases.json")},
+		{"train", "--steps", "1", "--quiet", "--output-dir", filepath.Join(t.TempDir(), "run")},
+		{"rollout", "--model", dir, "--greedy", "--inputs", filepath.Join(dir, "reference.safetensors"), "--max-new-tokens", "2"},
 	}
 }
 

@@ -158,4 +158,3 @@ func namesModel(args []string) bool {
 	}
 	return false
 }
-

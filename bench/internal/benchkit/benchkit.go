@@ -1,0 +1,130 @@
+// Package benchkit holds what the benchmark commands share: random weights
+// of a config's shapes, opening the device (XLA preallocation off on the GPU)
+// and XLA's compiled memory statistics.
+package benchkit
+
+import (
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"runtime"
+	"slices"
+	"sync"
+	"unsafe"
+
+	"github.com/gomlx/go-xla/pkg/pjrt"
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/backends/xla"
+	"github.com/gomlx/gomlx/pkg/core/graph"
+
+	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/safetensors"
+)
+
+// RandomBF16 serves random BF16 tensors of the config's shapes: values
+// with mean 0 and standard deviation 0.02 (a sum of two uniforms, scaled),
+// filled in parallel from per-chunk PCG streams, so the 2B weights take about
+// a second rather than a minute of NormFloat64.
+type RandomBF16 struct {
+	// Specs are the tensors' shapes by name.
+	Specs map[string][]int
+}
+
+// Names lists the tensors.
+func (r *RandomBF16) Names() []string {
+	return slices.Collect(maps.Keys(r.Specs))
+}
+
+// Raw returns a tensor's dtype, shape and random bytes.
+func (r *RandomBF16) Raw(name string) (string, []int, []byte, error) {
+	shape := r.Specs[name]
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	var seed uint64 = 1469598103934665603
+	for _, c := range name {
+		seed = (seed ^ uint64(c)) * 1099511628211
+	}
+	data := make([]byte, 2*n)
+	const chunk = 1 << 18
+	scale := float32(0.02 * math.Sqrt(6) / (1 << 32))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.NumCPU())
+	for start := 0; start < n; start += chunk {
+		end := min(start+chunk, n)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(start, end int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			rng := rand.NewPCG(seed, uint64(start))
+			for i := start; i < end; i++ {
+				u := rng.Uint64()
+				v := float32(int64(u>>32)+int64(u&0xffffffff)-(1<<32)) * scale
+				binary.LittleEndian.PutUint16(data[2*i:], safetensors.Float32ToBF16(v))
+			}
+		}(start, end)
+	}
+	wg.Wait()
+	return "BF16", shape, data, nil
+}
+
+// NewBackend opens the device; on the GPU with XLA's preallocation as asked.
+func NewBackend(device string, preallocate bool) (backends.Backend, error) {
+	if device != "gpu" || preallocate {
+		be, err := compute.New(compute.Options{Device: device})
+		if err != nil {
+			return nil, err
+		}
+		return be.Backend, nil
+	}
+	found, err := compute.FindCUDAPlugin("")
+	if err != nil {
+		return nil, err
+	}
+	xla.EnableAutoInstall(false)
+	if os.Getenv("GOPJRT_CUDA_CHECKS") == "" && found.Source == compute.SourcePython {
+		os.Setenv("GOPJRT_CUDA_CHECKS", "0")
+	}
+	b, err := xla.NewWithOptions(found.Path, pjrt.NamedValuesMap{"preallocate": false})
+	if err != nil {
+		fmt.Printf("the plugin refused preallocate=false (%v); using its defaults\n", err)
+		be, err := compute.New(compute.Options{Device: device})
+		if err != nil {
+			return nil, err
+		}
+		return be.Backend, nil
+	}
+	fmt.Println("XLA GPU preallocation off (PJRT client option preallocate=false)")
+	return b, nil
+}
+
+// CompiledMemory returns the device memory XLA computed for a compiled graph
+// (arguments, outputs, temporaries, generated code), read from go-xla's
+// LoadedExecutable behind GoMLX's unexported fields; ok is false on other
+// backends or when the layout differs.
+func CompiledMemory(g *graph.Graph) (stats pjrt.ExecutableMemoryUsageStats, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	field := func(v reflect.Value, name string) reflect.Value {
+		f := v.Elem().FieldByName(name)
+		return reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem()
+	}
+	exe, isXLA := field(reflect.ValueOf(g), "executable").Interface().(*xla.Executable)
+	if !isXLA || exe == nil {
+		return stats, false
+	}
+	le, _ := field(reflect.ValueOf(exe), "exec").Interface().(*pjrt.LoadedExecutable)
+	if le == nil {
+		return stats, false
+	}
+	return le.OnDeviceMemoryUsageStats, true
+}
