@@ -1,0 +1,200 @@
+package worker
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+	"github.com/go-zeromq/zmq4/transport"
+)
+
+// zmq4 allocates a frame of whatever size its 8-byte length field announces,
+// so one forged frame header (2^60 bytes) would take a listening worker down,
+// and a peer that connects and stays silent blocks its accept loop. The worker
+// therefore listens through a guarded transport: every accepted connection
+// parses the ZMTP framing as it is read, closes the connection on a frame or
+// message over MaxMessageBytes (before zmq4 sees the length), and must finish
+// its greeting and handshake within handshakeTimeout.
+
+// Transport names the worker registers with zmq4 (process-wide, once; they
+// add transports and change none of zmq4's own).
+const (
+	guardedTCP = "mmft-tcp"
+	guardedIPC = "mmft-ipc"
+)
+
+// handshakeTimeout bounds the ZMTP greeting and handshake of an accepted connection.
+const handshakeTimeout = 5 * time.Second
+
+var registerGuard = sync.OnceValue(func() error {
+	if err := zmq4.RegisterTransport(guardedTCP, guardedTransport{network: "tcp"}); err != nil {
+		return err
+	}
+	return zmq4.RegisterTransport(guardedIPC, guardedTransport{network: "unix"})
+})
+
+// guardedEndpoint turns a checked tcp:// or ipc:// endpoint into the guarded
+// transport's endpoint for Listen.
+func guardedEndpoint(ep string) string {
+	if rest, ok := strings.CutPrefix(ep, "tcp://"); ok {
+		return guardedTCP + "://" + rest
+	}
+	return guardedIPC + "://" + strings.TrimPrefix(ep, "ipc://")
+}
+
+// guardedTransport is a zmq4 transport whose listeners guard their connections.
+type guardedTransport struct {
+	network string
+}
+
+// Dial connects without a guard (the worker only listens).
+func (t guardedTransport) Dial(ctx context.Context, d transport.Dialer, addr string) (net.Conn, error) {
+	return d.DialContext(ctx, t.network, addr)
+}
+
+// Listen listens on addr; accepted connections are guarded.
+func (t guardedTransport) Listen(ctx context.Context, addr string) (net.Listener, error) {
+	l, err := net.Listen(t.network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return guardedListener{l}, nil
+}
+
+// Addr returns the address part of an endpoint unchanged (it was checked by CheckEndpoint).
+func (t guardedTransport) Addr(ep string) (string, error) {
+	return ep, nil
+}
+
+type guardedListener struct {
+	net.Listener
+}
+
+// Accept returns the next connection, guarded and with the handshake deadline set.
+func (l guardedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	return &guardedConn{Conn: c, greetLeft: 64}, nil
+}
+
+// errFrameTooLarge is returned by a guarded connection that announced too much.
+var errFrameTooLarge = errors.New("worker: a peer announced a ZMTP frame or message over the size limit")
+
+// guardedConn parses the ZMTP stream read through it: a 64-byte greeting, then
+// frames of one flags byte (bit 0 more, bit 1 long, bit 2 command), a 1- or
+// 8-byte size and the body.
+type guardedConn struct {
+	net.Conn
+
+	greetLeft int
+	state     int // 0 flags, 1 size bytes, 2 body
+	flags     byte
+	size      [8]byte
+	sizeHave  int
+	sizeNeed  int
+	bodyLeft  uint64
+	msgBytes  uint64
+	frames    int
+	handshook bool
+	failed    error
+}
+
+// Read reads from the connection and checks what it read before handing it on.
+func (c *guardedConn) Read(p []byte) (int, error) {
+	if c.failed != nil {
+		return 0, c.failed
+	}
+	n, err := c.Conn.Read(p)
+	if ferr := c.feed(p[:n]); ferr != nil {
+		c.failed = ferr
+		c.Conn.Close()
+		return 0, ferr
+	}
+	if err != nil && !c.handshook {
+		// A silent or broken peer during the handshake: close it here, as zmq4
+		// drops a connection whose handshake failed without closing it.
+		c.Conn.Close()
+	}
+	return n, err
+}
+
+// feed advances the parser over b.
+func (c *guardedConn) feed(b []byte) error {
+	for len(b) > 0 {
+		if c.greetLeft > 0 {
+			k := min(c.greetLeft, len(b))
+			c.greetLeft -= k
+			b = b[k:]
+			continue
+		}
+		switch c.state {
+		case 0:
+			c.flags = b[0]
+			b = b[1:]
+			if c.flags&^0x07 != 0 {
+				return fmt.Errorf("%w (reserved flag bits %#x set)", errFrameTooLarge, c.flags)
+			}
+			c.sizeHave, c.sizeNeed = 0, 1
+			if c.flags&0x02 != 0 {
+				c.sizeNeed = 8
+			}
+			c.state = 1
+		case 1:
+			k := min(c.sizeNeed-c.sizeHave, len(b))
+			copy(c.size[c.sizeHave:], b[:k])
+			c.sizeHave += k
+			b = b[k:]
+			if c.sizeHave < c.sizeNeed {
+				continue
+			}
+			var size uint64
+			if c.sizeNeed == 1 {
+				size = uint64(c.size[0])
+			} else {
+				size = binary.BigEndian.Uint64(c.size[:])
+			}
+			c.frames++
+			if size > MaxMessageBytes || c.msgBytes+size > MaxMessageBytes || c.frames > maxFrames {
+				return fmt.Errorf("%w (%d bytes in frame %d of a message)", errFrameTooLarge, size, c.frames)
+			}
+			c.msgBytes += size
+			c.bodyLeft = size
+			c.state = 2
+			if size == 0 {
+				c.endFrame()
+			}
+		case 2:
+			k := min(c.bodyLeft, uint64(len(b)))
+			c.bodyLeft -= k
+			b = b[k:]
+			if c.bodyLeft == 0 {
+				c.endFrame()
+			}
+		}
+	}
+	return nil
+}
+
+// endFrame ends a frame; after the last frame of a message the message
+// counters restart, and after the first whole message (the handshake's READY)
+// the handshake deadline is lifted.
+func (c *guardedConn) endFrame() {
+	c.state = 0
+	if c.flags&0x01 != 0 {
+		return
+	}
+	c.msgBytes, c.frames = 0, 0
+	if !c.handshook {
+		c.handshook = true
+		c.Conn.SetReadDeadline(time.Time{})
+	}
+}
