@@ -65,9 +65,10 @@
 // it never replies to such a message. Its listeners also drop a connection
 // that announces a frame or message over MaxMessageBytes or more than 16
 // frames, before anything is allocated, and one that does not finish the ZMTP
-// handshake within 5 s. Anyone on the machine can connect to a tcp endpoint,
-// but nothing unsigned is obeyed; event contents are readable by a local
-// process that subscribes (use ipc, in the 0700 runtime folder, to prevent it).
+// handshake within 2 s or does not open with a ZMTP 3 greeting. Anyone on
+// the machine can connect to a tcp endpoint, but nothing unsigned is obeyed;
+// event contents are readable by a local process that subscribes (use ipc, in
+// the 0700 runtime folder, to prevent it).
 //
 // Message types (content in braces):
 //

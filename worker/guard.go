@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -19,8 +20,9 @@ import (
 // and a peer that connects and stays silent blocks its accept loop. The worker
 // therefore listens through a guarded transport: every accepted connection
 // parses the ZMTP framing as it is read, closes the connection on a frame or
-// message over MaxMessageBytes (before zmq4 sees the length), and must finish
-// its greeting and handshake within handshakeTimeout.
+// message over MaxMessageBytes (before zmq4 sees the length), or that does not
+// open with a ZMTP 3 greeting, and one that zmq4 has not adopted (greeting and
+// handshake done) within handshakeTimeout.
 
 // Transport names the worker registers with zmq4 (process-wide, once; they
 // add transports and change none of zmq4's own).
@@ -29,8 +31,10 @@ const (
 	guardedIPC = "mmft-ipc"
 )
 
-// handshakeTimeout bounds the ZMTP greeting and handshake of an accepted connection.
-const handshakeTimeout = 5 * time.Second
+// handshakeTimeout bounds the ZMTP greeting and handshake of an accepted
+// connection; zmq4 accepts one connection at a time, so a silent peer delays
+// other clients by this much at most.
+const handshakeTimeout = 2 * time.Second
 
 var registerGuard = sync.OnceValue(func() error {
 	if err := zmq4.RegisterTransport(guardedTCP, guardedTransport{network: "tcp"}); err != nil {
@@ -76,18 +80,24 @@ type guardedListener struct {
 	net.Listener
 }
 
-// Accept returns the next connection, guarded and with the handshake deadline set.
+// Accept returns the next connection, guarded. A connection that zmq4 has not
+// adopted within handshakeTimeout (a silent peer, a failed handshake, which
+// zmq4 abandons without closing) is closed then.
 func (l guardedListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	c.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	return &guardedConn{Conn: c, greetLeft: 64}, nil
+	g := &guardedConn{Conn: c, greetLeft: 64}
+	time.AfterFunc(handshakeTimeout, g.closeIfAbandoned)
+	return g, nil
 }
 
-// errFrameTooLarge is returned by a guarded connection that announced too much.
-var errFrameTooLarge = errors.New("worker: a peer announced a ZMTP frame or message over the size limit")
+// Errors of a guarded connection, which it closes.
+var (
+	errFrameTooLarge = errors.New("worker: a peer announced a ZMTP frame or message over the size limit")
+	errNotZMTP       = errors.New("worker: a peer does not speak ZMTP")
+)
 
 // guardedConn parses the ZMTP stream read through it: a 64-byte greeting, then
 // frames of one flags byte (bit 0 more, bit 1 long, bit 2 command), a 1- or
@@ -104,8 +114,21 @@ type guardedConn struct {
 	bodyLeft  uint64
 	msgBytes  uint64
 	frames    int
-	handshook bool
 	failed    error
+
+	// handshook is set once the first whole message (the handshake's READY)
+	// was read; readsAfter counts the reads begun after that. zmq4 reads an
+	// adopted connection without pause, and never again one it abandoned.
+	handshook  atomic.Bool
+	readsAfter atomic.Int64
+}
+
+// closeIfAbandoned closes the connection unless zmq4 completed its handshake
+// and reads it.
+func (c *guardedConn) closeIfAbandoned() {
+	if !c.handshook.Load() || c.readsAfter.Load() == 0 {
+		c.Conn.Close()
+	}
 }
 
 // Read reads from the connection and checks what it read before handing it on.
@@ -113,16 +136,14 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 	if c.failed != nil {
 		return 0, c.failed
 	}
+	if c.handshook.Load() {
+		c.readsAfter.Add(1)
+	}
 	n, err := c.Conn.Read(p)
 	if ferr := c.feed(p[:n]); ferr != nil {
 		c.failed = ferr
 		c.Conn.Close()
 		return 0, ferr
-	}
-	if err != nil && !c.handshook {
-		// A silent or broken peer during the handshake: close it here, as zmq4
-		// drops a connection whose handshake failed without closing it.
-		c.Conn.Close()
 	}
 	return n, err
 }
@@ -131,9 +152,13 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 func (c *guardedConn) feed(b []byte) error {
 	for len(b) > 0 {
 		if c.greetLeft > 0 {
-			k := min(c.greetLeft, len(b))
-			c.greetLeft -= k
-			b = b[k:]
+			// ZMTP 3 greeting: signature 0xFF, 8 bytes, 0x7F; then the major version.
+			switch pos := 64 - c.greetLeft; {
+			case pos == 0 && b[0] != 0xFF, pos == 9 && b[0] != 0x7F, pos == 10 && b[0] != 3:
+				return fmt.Errorf("%w: not a ZMTP 3 greeting", errNotZMTP)
+			}
+			c.greetLeft--
+			b = b[1:]
 			continue
 		}
 		switch c.state {
@@ -141,7 +166,7 @@ func (c *guardedConn) feed(b []byte) error {
 			c.flags = b[0]
 			b = b[1:]
 			if c.flags&^0x07 != 0 {
-				return fmt.Errorf("%w (reserved flag bits %#x set)", errFrameTooLarge, c.flags)
+				return fmt.Errorf("%w: reserved flag bits %#x set", errNotZMTP, c.flags)
 			}
 			c.sizeHave, c.sizeNeed = 0, 1
 			if c.flags&0x02 != 0 {
@@ -185,16 +210,12 @@ func (c *guardedConn) feed(b []byte) error {
 }
 
 // endFrame ends a frame; after the last frame of a message the message
-// counters restart, and after the first whole message (the handshake's READY)
-// the handshake deadline is lifted.
+// counters restart.
 func (c *guardedConn) endFrame() {
 	c.state = 0
 	if c.flags&0x01 != 0 {
 		return
 	}
 	c.msgBytes, c.frames = 0, 0
-	if !c.handshook {
-		c.handshook = true
-		c.Conn.SetReadDeadline(time.Time{})
-	}
+	c.handshook.Store(true)
 }

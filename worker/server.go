@@ -460,29 +460,34 @@ func (s *Server) command(ctx context.Context, peer []byte, m message) {
 	}
 	go func() {
 		defer s.wg.Done()
-		defer func() {
-			cancel()
-			s.mu.Lock()
-			delete(s.inflight, c.id)
-			s.active--
-			s.lastUse = time.Now()
-			s.mu.Unlock()
-		}()
-		if !r.concurrent {
-			select {
-			case s.exclusive <- struct{}{}:
-				defer func() { <-s.exclusive }()
-			case <-cctx.Done():
-				s.reply(peer, typeCommandReply, m.Header, commandReply{Status: statusCancelled, Error: "worker: " + req.Command + ": cancelled while waiting for the running command"})
-				return
-			}
-		}
+		rep := s.execute(cctx, c, r, args, m.Header)
+		// Out of the books before the reply, so that the caller's next status
+		// no longer lists it.
+		cancel()
 		s.mu.Lock()
-		c.running = true
-		c.since = time.Now()
+		delete(s.inflight, c.id)
+		s.active--
+		s.lastUse = time.Now()
 		s.mu.Unlock()
-		s.reply(peer, typeCommandReply, m.Header, s.run(cctx, r.h, req.Command, args, m.Header))
+		s.reply(peer, typeCommandReply, m.Header, rep)
 	}()
+}
+
+// execute waits for the exclusive slot if the command needs it, then runs it.
+func (s *Server) execute(ctx context.Context, c *inflight, r registered, args json.RawMessage, req header) commandReply {
+	if !r.concurrent {
+		select {
+		case s.exclusive <- struct{}{}:
+			defer func() { <-s.exclusive }()
+		case <-ctx.Done():
+			return commandReply{Status: statusCancelled, Error: "worker: " + c.name + ": cancelled while waiting for the running command"}
+		}
+	}
+	s.mu.Lock()
+	c.running = true
+	c.since = time.Now()
+	s.mu.Unlock()
+	return s.run(ctx, r.h, c.name, args, req)
 }
 
 // run calls a handler, turning a panic into an error reply, and returns the reply.
