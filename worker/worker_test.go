@@ -368,6 +368,7 @@ func TestUnresponsiveWorkerIsKilledAndRestarted(t *testing.T) {
 	if err := syscall.Kill(old.PID, syscall.SIGSTOP); err != nil { // alive, but answers nothing
 		t.Fatal(err)
 	}
+	waitStopped(t, old.PID)
 	start := time.Now()
 	err := c.Call(context.Background(), "ping", nil, nil, nil)
 	if !errors.Is(err, ErrWorkerDown) || !strings.Contains(err.Error(), "answered no heartbeat") || !strings.Contains(err.Error(), "killed") {
@@ -382,6 +383,27 @@ func TestUnresponsiveWorkerIsKilledAndRestarted(t *testing.T) {
 	if p := ping(t, c); p.PID == old.PID {
 		t.Fatal("not restarted")
 	}
+}
+
+// waitStopped waits until every thread of process pid is stopped (Linux).
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		stopped := len(tasks) > 0
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			j := strings.LastIndexByte(string(b), ')')
+			if err != nil || j < 0 || j+2 >= len(b) || b[j+2] != 'T' {
+				stopped = false
+			}
+		}
+		if stopped {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("pid %d did not stop", pid)
 }
 
 func TestTwoClientsInTurn(t *testing.T) {
