@@ -51,6 +51,7 @@ type CommandError struct {
 	Panicked bool
 }
 
+// Error returns the worker's message, which names the command.
 func (e *CommandError) Error() string {
 	return e.Message
 }
@@ -270,7 +271,11 @@ func (c *Client) open(ctx context.Context) (*conn, error) {
 	info, err := ReadConnectionFile(path)
 	switch {
 	case err == nil && info.alive():
-		return c.dial(ctx, info, nil)
+		cn, err := c.dial(ctx, info, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w; if it is stuck, stop it (kill %d) and try again", err, info.PID)
+		}
+		return cn, nil
 	case err == nil:
 		os.Remove(path) // stale: its process is gone
 	case errors.Is(err, fs.ErrNotExist):
@@ -348,9 +353,17 @@ func (c *Client) idleTimeout() time.Duration {
 	return c.opts.IdleTimeout
 }
 
-// logTail returns the last lines of a log file.
+// logTail returns the last lines of a log file (from its last 16 KiB).
 func logTail(path string) string {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return "(unreadable: " + err.Error() + ")"
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > 16<<10 {
+		f.Seek(st.Size()-16<<10, io.SeekStart)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 16<<10))
 	if err != nil {
 		return "(unreadable: " + err.Error() + ")"
 	}
@@ -397,7 +410,7 @@ type pending struct {
 func (c *Client) dial(ctx context.Context, info ConnectionInfo, p *proc) (*conn, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	quiet := zmq4.WithLogger(log.New(io.Discard, "", 0))
-	retry := []zmq4.Option{quiet, zmq4.WithDialerMaxRetries(5), zmq4.WithDialerRetry(50 * time.Millisecond), zmq4.WithTimeout(30 * time.Second)}
+	retry := []zmq4.Option{quiet, zmq4.WithDialerMaxRetries(5), zmq4.WithDialerRetry(50 * time.Millisecond), zmq4.WithTimeout(5 * time.Second)}
 	cn := &conn{
 		opts:    c.opts,
 		info:    info,
@@ -670,6 +683,9 @@ func (cn *conn) down() error {
 	if cn.proc != nil {
 		select {
 		case <-cn.proc.exited:
+			if cn.proc.err == nil {
+				return cn.downErr("exited (status 0: it was shut down, idle for its idle timeout, or its parent process is gone)")
+			}
 			return cn.downErr(fmt.Sprintf("exited (%v)", cn.proc.err))
 		default:
 			return nil

@@ -522,3 +522,44 @@ func TestStaleConnectionFileIsReplaced(t *testing.T) {
 		t.Fatal("reached the stale pid")
 	}
 }
+
+func TestStartFailuresAreClear(t *testing.T) {
+	opts := testOptions(t)
+	opts.Command = []string{"/bin/sh", "-c", "echo cannot load the GPU plugin >&2; exit 3", "sh"}
+	_, err := Connect(context.Background(), opts)
+	if err == nil || !strings.Contains(err.Error(), "exited before it was ready") || !strings.Contains(err.Error(), "cannot load the GPU plugin") {
+		t.Fatalf("a worker that fails to start: %v", err)
+	}
+	opts.Command = nil
+	t.Setenv("PATH", "")
+	if _, err := Connect(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "mmft is not in PATH") {
+		t.Fatalf("no mmft in PATH: %v", err)
+	}
+}
+
+func TestConcurrentConnectsStartOneWorker(t *testing.T) {
+	opts := testOptions(t)
+	pids := make(chan int, 3)
+	for range 3 {
+		go func() {
+			c, err := Connect(context.Background(), opts)
+			if err != nil {
+				t.Error(err)
+				pids <- 0
+				return
+			}
+			defer c.Close()
+			var p Pong
+			if err := c.Call(context.Background(), "ping", nil, &p, nil); err != nil {
+				t.Error(err)
+			}
+			pids <- p.PID
+		}()
+	}
+	first := <-pids
+	for range 2 {
+		if p := <-pids; p != first || p == 0 {
+			t.Fatalf("clients reached pids %d and %d", first, p)
+		}
+	}
+}
