@@ -281,13 +281,30 @@ func (c *Client) open(ctx context.Context) (*conn, error) {
 	case errors.Is(err, fs.ErrNotExist):
 	case errors.Is(err, errInsecureFile):
 		return nil, err
+	case liveOwner(path):
+		// Another version of the worker, say, still running: starting a second
+		// one beside it would fight it for the GPU.
+		return nil, err
 	default:
-		os.Remove(path) // unreadable or invalid: no worker can be reached through it
+		os.Remove(path) // unreadable or invalid, and its process is gone
 	}
 	if c.opts.NoStart {
 		return nil, fmt.Errorf("worker: %w (no live worker named %q in %s)", ErrNoWorker, c.opts.Name, c.dir)
 	}
 	return c.start(ctx)
+}
+
+// liveOwner reports whether an invalid connection file still names a live process.
+func liveOwner(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) > maxConnectionFileBytes {
+		return false
+	}
+	var owner struct {
+		PID       int    `json:"pid"`
+		ProcStart uint64 `json:"proc_start"`
+	}
+	return json.Unmarshal(b, &owner) == nil && owner.PID != os.Getpid() && processAlive(owner.PID, owner.ProcStart)
 }
 
 // start starts a worker process and connects to it.

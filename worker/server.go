@@ -296,6 +296,9 @@ func (s *Server) listen(dir string) (shell, events string, err error) {
 					os.Remove(path)
 				}
 			}()
+			if err := os.Chmod(path, 0o600); err != nil {
+				return "", "", fmt.Errorf("worker: restricting %s: %w", path, err)
+			}
 			continue
 		}
 		eps[i] = "tcp://" + socks[i].Addr().String()

@@ -480,6 +480,12 @@ func TestSIGTERMRemovesConnectionFile(t *testing.T) {
 	if !strings.HasPrefix(info.Shell, "ipc:///") {
 		t.Fatalf("ipc worker listens on %s", info.Shell)
 	}
+	for _, ep := range []string{info.Shell, info.Events} {
+		st, err := os.Stat(strings.TrimPrefix(ep, "ipc://"))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("socket %s: %v %v", ep, st.Mode(), err)
+		}
+	}
 	ping(t, c)
 	syscall.Kill(info.PID, syscall.SIGTERM)
 	if !waitGone(info.PID, info.ProcStart, 10*time.Second) {
@@ -520,6 +526,21 @@ func TestStaleConnectionFileIsReplaced(t *testing.T) {
 	c := connect(t, opts)
 	if p := ping(t, c); p.PID == stale.PID {
 		t.Fatal("reached the stale pid")
+	}
+
+	// An unreadable file whose process lives (another protocol version, say)
+	// is reported, not replaced by a second worker.
+	live := c.Info()
+	c.Close()
+	live.Version = "mmft-worker/0"
+	if err := writeConnectionFile(path, live); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Connect(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "protocol") {
+		t.Fatalf("file of a live worker of another version: %v", err)
+	}
+	if !live.alive() {
+		t.Fatal("the live worker was stopped")
 	}
 }
 
