@@ -272,10 +272,14 @@ func (c *Client) open(ctx context.Context) (*conn, error) {
 	switch {
 	case err == nil && info.alive():
 		cn, err := c.dial(ctx, info, nil)
-		if err != nil {
+		switch {
+		case err == nil:
+			return cn, nil
+		case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT):
+			os.Remove(path) // stale: nothing listens where it says
+		default:
 			return nil, fmt.Errorf("%w; if it is stuck, stop it (kill %d) and try again", err, info.PID)
 		}
-		return cn, nil
 	case err == nil:
 		os.Remove(path) // stale: its process is gone
 	case errors.Is(err, fs.ErrNotExist):
@@ -448,10 +452,13 @@ func (c *Client) dial(ctx context.Context, info ConnectionInfo, p *proc) (*conn,
 	if err := cn.sub.SetOption(zmq4.OptionSubscribe, cn.session); err != nil {
 		return fail(err)
 	}
-	if err := cn.dealer.Dial(info.Shell); err != nil {
+	if err := registerGuard(); err != nil {
 		return fail(err)
 	}
-	if err := cn.sub.Dial(info.Events); err != nil {
+	if err := cn.dealer.Dial(guardedEndpoint(info.Shell)); err != nil {
+		return fail(err)
+	}
+	if err := cn.sub.Dial(guardedEndpoint(info.Events)); err != nil {
 		return fail(err)
 	}
 	go cn.readReplies()

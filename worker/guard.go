@@ -18,7 +18,7 @@ import (
 // zmq4 allocates a frame of whatever size its 8-byte length field announces,
 // so one forged frame header (2^60 bytes) would take a listening worker down,
 // and a peer that connects and stays silent blocks its accept loop. The worker
-// therefore listens through a guarded transport: every accepted connection
+// therefore listens (and its clients dial) through a guarded transport: every accepted connection
 // parses the ZMTP framing as it is read, closes the connection on a frame or
 // message over MaxMessageBytes (before zmq4 sees the length), or that does not
 // open with a ZMTP 3 greeting, and one that zmq4 has not adopted (greeting and
@@ -35,6 +35,11 @@ const (
 // connection; zmq4 accepts one connection at a time, so a silent peer delays
 // other clients by this much at most.
 const handshakeTimeout = 2 * time.Second
+
+// dialHandshakeTimeout bounds the handshake of a client's connection; it is
+// longer than handshakeTimeout, as the worker may first be held up by a
+// silent peer.
+const dialHandshakeTimeout = 5 * time.Second
 
 var registerGuard = sync.OnceValue(func() error {
 	if err := zmq4.RegisterTransport(guardedTCP, guardedTransport{network: "tcp"}); err != nil {
@@ -57,9 +62,14 @@ type guardedTransport struct {
 	network string
 }
 
-// Dial connects without a guard (the worker only listens).
+// Dial connects; the connection is guarded like an accepted one, so that a
+// client does not hang on a worker that accepts but never answers (stopped).
 func (t guardedTransport) Dial(ctx context.Context, d transport.Dialer, addr string) (net.Conn, error) {
-	return d.DialContext(ctx, t.network, addr)
+	c, err := d.DialContext(ctx, t.network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return guard(c, dialHandshakeTimeout), nil
 }
 
 // Listen listens on addr; accepted connections are guarded.
@@ -88,9 +98,14 @@ func (l guardedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return guard(c, handshakeTimeout), nil
+}
+
+// guard wraps a new connection and arms its handshake timer.
+func guard(c net.Conn, timeout time.Duration) *guardedConn {
 	g := &guardedConn{Conn: c, greetLeft: 64}
-	time.AfterFunc(handshakeTimeout, g.closeIfAbandoned)
-	return g, nil
+	time.AfterFunc(timeout, g.closeIfAbandoned)
+	return g
 }
 
 // Errors of a guarded connection, which it closes.

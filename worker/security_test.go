@@ -87,6 +87,7 @@ func rawDealer(t *testing.T, ep string) (zmq4.Socket, <-chan [][]byte) {
 }
 
 func TestBadMessagesAreRejectedAndLogged(t *testing.T) {
+	t.Parallel()
 	s, logs, opts := serveInProcess(t)
 	info := s.Info()
 	good := signer{key: info.key()}
@@ -204,6 +205,7 @@ func closedByPeer(t *testing.T, c net.Conn) bool {
 }
 
 func TestRawConnectionsCannotHurtWorker(t *testing.T) {
+	t.Parallel()
 	s, logs, opts := serveInProcess(t)
 	addr := strings.TrimPrefix(s.Info().Shell, "tcp://")
 	dial := func() net.Conn {
@@ -303,6 +305,7 @@ func TestReplayGuard(t *testing.T) {
 }
 
 func TestGuardedConnLimits(t *testing.T) {
+	t.Parallel()
 	feed := func(b []byte) error {
 		c := &guardedConn{greetLeft: 64}
 		return c.feed(append(zmtpGreeting(), b...))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -363,6 +364,7 @@ func TestKilledWorkerIsReportedThenRestarted(t *testing.T) {
 }
 
 func TestUnresponsiveWorkerIsKilledAndRestarted(t *testing.T) {
+	t.Parallel()
 	c := connect(t, testOptions(t))
 	old := c.Info()
 	if err := syscall.Kill(old.PID, syscall.SIGSTOP); err != nil { // alive, but answers nothing
@@ -436,6 +438,7 @@ func TestTwoClientsInTurn(t *testing.T) {
 }
 
 func TestIdleTimeoutEndsWorker(t *testing.T) {
+	t.Parallel()
 	opts := testOptions(t)
 	opts.IdleTimeout = 700 * time.Millisecond
 	c := connect(t, opts)
@@ -453,6 +456,7 @@ func TestIdleTimeoutEndsWorker(t *testing.T) {
 }
 
 func TestWorkerEndsWithItsParent(t *testing.T) {
+	t.Parallel()
 	parent := exec.Command("sleep", "60")
 	if err := parent.Start(); err != nil {
 		t.Skip("no sleep command:", err)
@@ -582,5 +586,45 @@ func TestConcurrentConnectsStartOneWorker(t *testing.T) {
 		if p := <-pids; p != first || p == 0 {
 			t.Fatalf("clients reached pids %d and %d", first, p)
 		}
+	}
+}
+
+func TestStuckWorkerFoundByFileIsReported(t *testing.T) {
+	t.Parallel()
+	opts := testOptions(t)
+	c := connect(t, opts)
+	info := c.Info()
+	c.Close()
+	syscall.Kill(info.PID, syscall.SIGSTOP)
+	defer syscall.Kill(info.PID, syscall.SIGCONT)
+	waitStopped(t, info.PID)
+	opts.NoStart = true
+	start := time.Now()
+	_, err := Connect(context.Background(), opts)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("if it is stuck, stop it (kill %d)", info.PID)) {
+		t.Fatalf("connecting to a stopped worker: %v", err)
+	}
+	if d := time.Since(start); d > dialHandshakeTimeout+3*time.Second {
+		t.Fatalf("took %s", d)
+	}
+}
+
+func TestFileWithDeadPortsIsStale(t *testing.T) {
+	opts := testOptions(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "tcp://" + l.Addr().String()
+	l.Close()
+	// A live process (this one) but nothing listening where the file says.
+	stale := ConnectionInfo{Name: opts.Name, PID: os.Getpid(), ProcStart: procStart(os.Getpid()), Shell: closed, Events: closed,
+		Key: strings.Repeat("ab", 32), SignatureScheme: SignatureScheme, Version: ProtocolVersion, Started: time.Now()}
+	if err := writeConnectionFile(ConnectionFile(opts.Dir, opts.Name), stale); err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t, opts)
+	if p := ping(t, c); p.PID == os.Getpid() {
+		t.Fatal("reached the stale file's pid")
 	}
 }
