@@ -80,6 +80,7 @@ type Server struct {
 	inflight map[string]*inflight // by request id
 	active   int                  // commands queued or running
 	lastUse  time.Time
+	stopping bool // no new commands once set
 
 	exclusive chan struct{} // held by the running exclusive command
 	serving   atomic.Bool
@@ -344,10 +345,11 @@ func (s *Server) requestStop(why string) {
 	}
 }
 
-// cancelAll cancels every queued and running command.
+// cancelAll cancels every queued and running command and refuses new ones.
 func (s *Server) cancelAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopping = true
 	for _, c := range s.inflight {
 		c.cancel()
 	}
@@ -439,6 +441,11 @@ func (s *Server) command(ctx context.Context, peer []byte, m message) {
 		return
 	}
 	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		s.reply(peer, typeCommandReply, m.Header, commandReply{Status: statusError, Error: "worker: " + req.Command + ": refused, the worker is stopping (shutdown, idle timeout, parent gone or a signal)"})
+		return
+	}
 	r, ok := s.handlers[req.Command]
 	if !ok {
 		names := s.commandNames()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -23,8 +24,11 @@ import (
 const helperEnv = "MMFT_WORKER_TEST_HELPER"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "1" {
+	switch os.Getenv(helperEnv) {
+	case "1":
 		os.Exit(helperMain(os.Args[1:]))
+	case "cell":
+		os.Exit(cellMain(os.Args[1], os.Args[2]))
 	}
 	os.Exit(m.Run())
 }
@@ -49,6 +53,31 @@ func helperMain(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// cellMain acts as a notebook cell: it connects to the running worker named
+// name in dir and sleeps there until SIGINT interrupts it.
+func cellMain(dir, name string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	c, err := Connect(ctx, Options{Name: name, Dir: dir, NoStart: true})
+	if err != nil {
+		fmt.Println("connect:", err)
+		return 1
+	}
+	defer c.Close()
+	started := false
+	err = c.Call(ctx, "sleep", SleepArgs{Seconds: 30, Every: 0.02}, nil, func(Event) {
+		if !started {
+			fmt.Println("running")
+			started = true
+		}
+	})
+	fmt.Println("result:", err)
+	if errors.Is(err, context.Canceled) {
+		return 0
+	}
+	return 1
 }
 
 // registerTestCommands adds: events {"n"} publishes n numbered events and
@@ -627,4 +656,32 @@ func TestFileWithDeadPortsIsStale(t *testing.T) {
 	if p := ping(t, c); p.PID == os.Getpid() {
 		t.Fatal("reached the stale file's pid")
 	}
+}
+
+func TestInterruptedCellCancelsItsCommand(t *testing.T) {
+	opts := testOptions(t)
+	c := connect(t, opts)
+	cell := exec.Command(os.Args[0], opts.Dir, opts.Name)
+	cell.Env = append(os.Environ(), helperEnv+"=cell")
+	out, err := cell.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cell.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, err := out.Read(buf); err != nil || !strings.Contains(string(buf[:n]), "running") {
+		t.Fatalf("cell: %q %v", buf[:n], err)
+	}
+	cell.Process.Signal(os.Interrupt)
+	rest, _ := io.ReadAll(out)
+	if err := cell.Wait(); err != nil || !strings.Contains(string(rest), "result: worker: sleep: cancelled") {
+		t.Fatalf("interrupted cell: %v, output %q", err, rest)
+	}
+	var s Status
+	if err := c.Call(context.Background(), "status", nil, &s, nil); err != nil || len(s.Running) != 0 || s.PID != c.Info().PID {
+		t.Fatalf("worker after the interrupt: %+v %v", s, err)
+	}
+	ping(t, c)
 }
