@@ -203,7 +203,7 @@ func (s *Server) ConnectionFile() string { return s.file }
 // gone, or ctx ends (wire SIGTERM and SIGINT to ctx). It then cancels running
 // commands, waits up to 5 s for them, removes the connection file and returns
 // nil. It fails if a live worker of the same name already has a connection file.
-func (s *Server) Serve(ctx context.Context) (err error) {
+func (s *Server) Serve(ctx context.Context) error {
 	if !s.serving.CompareAndSwap(false, true) {
 		return errors.New("worker: Serve called twice")
 	}

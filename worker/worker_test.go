@@ -81,7 +81,8 @@ func cellMain(dir, name string) int {
 }
 
 // registerTestCommands adds: events {"n"} publishes n numbered events and
-// returns n; panic panics; fail returns an error; echo returns its request.
+// returns n; panic panics; fail returns an error; stubborn takes a second and
+// ignores cancellation; echo returns its request.
 func registerTestCommands(s *Server) {
 	must := func(err error) {
 		if err != nil {
@@ -103,6 +104,10 @@ func registerTestCommands(s *Server) {
 	}))
 	must(s.Register("fail", func(ctx context.Context, req json.RawMessage, progress func(any)) (any, error) {
 		return nil, errors.New("fail: no model loaded; call LoadModel first")
+	}))
+	must(s.Register("stubborn", func(ctx context.Context, req json.RawMessage, progress func(any)) (any, error) {
+		time.Sleep(time.Second) // ignores ctx
+		return "done", nil
 	}))
 	must(s.RegisterConcurrent("echo", func(ctx context.Context, req json.RawMessage, progress func(any)) (any, error) {
 		return req, nil
@@ -209,7 +214,7 @@ func TestStartPingStatusShutdown(t *testing.T) {
 	if err := c.Call(context.Background(), "status", nil, &s, nil); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"echo", "events", "fail", "panic", "ping", "shutdown", "sleep", "status"}
+	want := []string{"echo", "events", "fail", "panic", "ping", "shutdown", "sleep", "status", "stubborn"}
 	if strings.Join(s.Commands, ",") != strings.Join(want, ",") || s.PID != info.PID || s.RSSBytes == 0 || s.HeapBytes == 0 || len(s.Running) != 0 {
 		t.Fatalf("status %+v", s)
 	}
@@ -684,4 +689,21 @@ func TestInterruptedCellCancelsItsCommand(t *testing.T) {
 		t.Fatalf("worker after the interrupt: %+v %v", s, err)
 	}
 	ping(t, c)
+}
+
+func TestHandlerIgnoringCancelIsReported(t *testing.T) {
+	opts := testOptions(t)
+	opts.CancelGrace = 200 * time.Millisecond
+	c := connect(t, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := c.Call(ctx, "stubborn", nil, nil, nil)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "did not stop within 200ms") {
+		t.Fatalf("cancelled stubborn command: %v", err)
+	}
+	ping(t, c) // concurrent commands still answer at once
+	var n int
+	if err := c.Call(context.Background(), "events", map[string]int{"n": 1}, &n, nil); err != nil || n != 1 {
+		t.Fatalf("the next command after the stubborn one: %d %v", n, err)
+	}
 }
