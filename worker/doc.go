@@ -39,8 +39,8 @@
 //
 // Endpoints are tcp://127.0.0.1:PORT (ports chosen by the OS) or
 // ipc:///ABSOLUTE/PATH; anything else is refused on both sides. A file is
-// stale when its process is gone (pid dead, or reused: proc_start differs);
-// Connect removes it and starts a new worker. A file readable by others is
+// stale when its process is gone (pid dead, or reused: proc_start differs) or
+// nothing listens on its endpoints; Connect removes it and starts a new worker. A file readable by others is
 // refused. worker-NAME.json.lock serializes Connects that might start a worker.
 //
 // # Wire format
@@ -65,7 +65,8 @@
 // it never replies to such a message. Its listeners also drop a connection
 // that announces a frame or message over MaxMessageBytes or more than 16
 // frames, before anything is allocated, and one that does not finish the ZMTP
-// handshake within 2 s or does not open with a ZMTP 3 greeting. Anyone on
+// handshake within 2 s or does not open with a ZMTP 3 greeting (clients dial
+// through the same guard, with 5 s, so a stopped worker cannot hang them). Anyone on
 // the machine can connect to a tcp endpoint, but nothing unsigned is obeyed;
 // event contents are readable by a local process that subscribes (use ipc, in
 // the 0700 runtime folder, to prevent it).
