@@ -28,7 +28,14 @@ var live = struct {
 // Write creates or replaces path with what fill writes (buffered). On any
 // error the temporary file is removed and an existing file at path is left as
 // it was. The new file gets mode 0644.
-func Write(path string, fill func(w io.Writer) error) (err error) {
+func Write(path string, fill func(w io.Writer) error) error {
+	return WriteMode(path, 0o644, fill)
+}
+
+// WriteMode is Write with the new file's permission bits given. The temporary
+// file is created with mode 0600 and only widened to perm once complete, so a
+// secret written with perm 0600 is never readable by others, not even briefly.
+func WriteMode(path string, perm os.FileMode, fill func(w io.Writer) error) (err error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		return fmt.Errorf("cannot write %s: it is a folder; give a file path", path)
 	}
@@ -54,7 +61,7 @@ func Write(path string, fill func(w io.Writer) error) (err error) {
 	if err = tmp.Sync(); err != nil {
 		return fmt.Errorf("syncing %s: %w", path, err)
 	}
-	if err = tmp.Chmod(0o644); err != nil {
+	if err = tmp.Chmod(perm); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if err = tmp.Close(); err != nil {

@@ -112,3 +112,21 @@ func TestCheckDest(t *testing.T) {
 		t.Error("FreeBytes unknown for a folder under the test's temp dir")
 	}
 }
+
+func TestWriteModeKeepsSecretsPrivate(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "secret.json")
+	if err := WriteMode(p, 0o600, func(w io.Writer) error {
+		_, err := w.Write([]byte("key"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, %v", st.Mode(), err)
+	}
+	b, _ := os.ReadFile(p)
+	if string(b) != "key" {
+		t.Fatalf("got %q", b)
+	}
+}
