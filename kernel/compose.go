@@ -27,22 +27,25 @@ const resultMetadata = "mmft/execute_result"
 
 // showHelper defines showFunc; it writes through gonbui's pipe to the kernel.
 const showHelper = `func ` + showFunc + `(v any) {
-	text := mmftfmt.Sprintf("%v", v)
+	text := mmftkernel_fmt.Sprintf("%v", v)
 	if s, ok := v.(string); ok {
-		text = mmftstrconv.Quote(s)
+		text = mmftkernel_strconv.Quote(s)
 	}
-	mmftgonbui.SendData(&mmftprotocol.DisplayData{
-		Data:     map[mmftprotocol.MIMEType]any{mmftprotocol.MIMETextPlain: text},
+	mmftkernel_gonbui.SendData(&mmftkernel_protocol.DisplayData{
+		Data:     map[mmftkernel_protocol.MIMEType]any{mmftkernel_protocol.MIMETextPlain: text},
 		Metadata: map[string]any{"` + resultMetadata + `": true},
 	})
 }`
 
-// showImports are the imports showHelper needs, named so as not to clash with the cell's.
+// helperPrefix starts the names of the imports the kernel adds, so as not to clash with the cell's.
+const helperPrefix = "mmftkernel_"
+
+// showImports are the imports showHelper needs.
 var showImports = []string{
-	`mmftfmt "fmt"`,
-	`mmftstrconv "strconv"`,
-	`mmftgonbui "github.com/janpfeifer/gonb/gonbui"`,
-	`mmftprotocol "github.com/janpfeifer/gonb/gonbui/protocol"`,
+	`mmftkernel_fmt "fmt"`,
+	`mmftkernel_strconv "strconv"`,
+	`mmftkernel_gonbui "github.com/janpfeifer/gonb/gonbui"`,
+	`mmftkernel_protocol "github.com/janpfeifer/gonb/gonbui/protocol"`,
 }
 
 // compose writes the Go program of a cell: the kept declarations, the cell's own

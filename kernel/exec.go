@@ -214,15 +214,11 @@ func (x *executor) buildOnce(ctx context.Context, p *program, number int) (sourc
 	if err != nil {
 		return draft, "", &compileError{lines: []string{"goimports: " + err.Error()}}
 	}
-	for path, spec := range imports {
-		if !strings.HasPrefix(spec, "mmft") {
-			p.next.imports[path] = spec
-		}
-	}
 	var specs []string
-	for _, spec := range importSpecs(imports) {
-		if !strings.HasPrefix(spec, "mmft") {
-			specs = append(specs, spec)
+	for _, is := range imports {
+		if !strings.HasPrefix(is.spec, helperPrefix) {
+			p.next.imports[is.path] = is.spec
+			specs = append(specs, is.spec)
 		}
 	}
 	src := compose(p, number, specs)
@@ -242,23 +238,26 @@ func (x *executor) buildOnce(ctx context.Context, p *program, number int) (sourc
 	return src, bin, nil
 }
 
-// importsOf returns the imports of a Go file: path -> spec.
-func importsOf(code []byte) (map[string]string, error) {
+// importSpec is one import of a Go file: its path and its spec as written.
+type importSpec struct{ path, spec string }
+
+// importsOf returns the imports of a Go file.
+func importsOf(code []byte) ([]importSpec, error) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "main.go", code, parser.ImportsOnly)
 	if err != nil {
 		return nil, err
 	}
-	m := map[string]string{}
+	var specs []importSpec
 	for _, is := range f.Imports {
 		path, _ := strconv.Unquote(is.Path.Value)
 		spec := is.Path.Value
 		if is.Name != nil {
 			spec = is.Name.Name + " " + spec
 		}
-		m[path] = spec
+		specs = append(specs, importSpec{path, spec})
 	}
-	return m, nil
+	return specs, nil
 }
 
 // stopped is the error of a cell stopped by an interrupt.

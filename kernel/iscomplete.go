@@ -17,12 +17,19 @@ func isComplete(code string) (status, indent string) {
 		return "invalid", ""
 	}
 	text := c.decls + "\n" + c.body
-	depth, unterminated, bad := bracketDepth(text)
+	closers, unterminated, bad := openBrackets(text)
 	switch {
-	case bad || depth < 0:
+	case bad:
 		return "invalid", ""
-	case unterminated || depth > 0:
-		return "incomplete", strings.Repeat("\t", max(depth, 0))
+	case unterminated:
+		return "incomplete", ""
+	case closers != "":
+		// Open brackets: incomplete when closing them gives Go that parses up to the
+		// end of what was typed, invalid when an error comes before.
+		if closed := closeCell(c, closers); closed != nil && !atEnd(closed, text) {
+			return "invalid", ""
+		}
+		return "incomplete", strings.Repeat("\t", len(closers))
 	}
 	declsOK := parses(declPrefix, c.decls, "")
 	if !c.hasBody && !declsOK {
@@ -64,9 +71,41 @@ func atEnd(err error, src string) bool {
 	return el[0].Pos.Offset >= len(strings.TrimRight(src, " \t\n"))
 }
 
-// bracketDepth counts the brackets left open in text; unterminated is a raw string
-// or comment still open at the end, bad another scanner error.
-func bracketDepth(text string) (depth int, unterminated, bad bool) {
+// closeCell parses the cell with the open brackets closed and returns the error.
+// Positions in the error are offsets in c.decls + "\n" + c.body.
+func closeCell(c *parsedCell, closers string) error {
+	if c.hasBody {
+		if err := parseErr(declPrefix, c.decls, ""); err != nil {
+			return shift(err, -len(declPrefix))
+		}
+		err := parseErr(bodyPrefix, c.body+"\n"+closers, "\n}")
+		return shift(err, len(c.decls)+1-len(bodyPrefix))
+	}
+	if err := parseErr(declPrefix, c.decls+"\n"+closers, ""); err == nil {
+		return nil
+	}
+	return shift(parseErr(bodyPrefix, c.decls+"\n"+closers, "\n}"), -len(bodyPrefix))
+}
+
+// shift moves the offsets of a parse error by d.
+func shift(err error, d int) error {
+	el, ok := err.(scanner.ErrorList)
+	if !ok {
+		return err
+	}
+	out := make(scanner.ErrorList, len(el))
+	for i, e := range el {
+		c := *e
+		c.Pos.Offset += d
+		out[i] = &c
+	}
+	return out
+}
+
+// openBrackets returns the closing brackets text needs, innermost first; unterminated
+// is a raw string or comment still open at the end, bad another scanner error or a
+// closing bracket that matches none.
+func openBrackets(text string) (closers string, unterminated, bad bool) {
 	fset := token.NewFileSet()
 	file := fset.AddFile("cell", -1, len(text))
 	var s scanner.Scanner
@@ -77,18 +116,23 @@ func bracketDepth(text string) (depth int, unterminated, bad bool) {
 			bad = true
 		}
 	}, 0)
+	var stack []byte
+	pairs := map[token.Token]byte{token.LPAREN: ')', token.LBRACK: ']', token.LBRACE: '}'}
 	for {
 		_, tok, _ := s.Scan()
 		switch tok {
 		case token.EOF:
-			return depth, unterminated, bad
-		case token.LPAREN, token.LBRACK, token.LBRACE:
-			depth++
-		case token.RPAREN, token.RBRACK, token.RBRACE:
-			depth--
-			if depth < 0 {
-				return depth, unterminated, bad
+			for i := len(stack) - 1; i >= 0; i-- {
+				closers += string(stack[i])
 			}
+			return closers, unterminated, bad
+		case token.LPAREN, token.LBRACK, token.LBRACE:
+			stack = append(stack, pairs[tok])
+		case token.RPAREN, token.RBRACK, token.RBRACE:
+			if len(stack) == 0 || tok.String() != string(stack[len(stack)-1]) {
+				return "", unterminated, true
+			}
+			stack = stack[:len(stack)-1]
 		}
 	}
 }
