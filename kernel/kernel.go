@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/go-zeromq/zmq4"
 	"github.com/janpfeifer/gonb/gonbui/protocol"
@@ -40,6 +41,9 @@ type Options struct {
 	Dir string
 	// Log receives the kernel's own diagnostics; nil discards them.
 	Log io.Writer
+	// Interrupt, when set, interrupts the running cell at each value: the process's
+	// SIGINT, for clients that interrupt by signal rather than interrupt_request.
+	Interrupt <-chan os.Signal
 }
 
 // Kernel is one running kernel.
@@ -129,20 +133,39 @@ func Run(ctx context.Context, conn Connection, o Options) (err error) {
 		for {
 			select {
 			case m := <-controlIn:
-				k.handle(ctx, k.control, m, nil)
+				k.handle(ctx, k.control, m)
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
+	if o.Interrupt != nil {
+		go func() {
+			for {
+				select {
+				case <-o.Interrupt:
+					k.exec.interrupt()
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
 	k.publish(nil, "status", map[string]any{"execution_state": "starting"})
+	var next *message
 	for {
-		select {
-		case m := <-shellIn:
-			k.handle(ctx, k.shell, m, shellIn)
-		case <-ctx.Done():
-			k.exec.interrupt()
-			return nil
+		m := next
+		if m == nil {
+			select {
+			case m = <-shellIn:
+			case <-ctx.Done():
+				k.exec.interrupt()
+				return nil
+			}
+		}
+		next = nil
+		if failedAt, failed := k.handle(ctx, k.shell, m); failed {
+			next = k.abortQueued(k.shell, shellIn, failedAt)
 		}
 	}
 }
@@ -242,9 +265,9 @@ func (k *Kernel) publish(parent *message, msgType string, content any) {
 	k.send(k.iopub, m)
 }
 
-// handle answers one request, between busy and idle status messages. queue is the
-// shell's incoming queue, from which an error aborts the queued executions.
-func (k *Kernel) handle(ctx context.Context, s zmq4.Socket, m *message, queue chan *message) {
+// handle answers one request, between busy and idle status messages. For an
+// execute_request that failed it reports when the failure was answered.
+func (k *Kernel) handle(ctx context.Context, s zmq4.Socket, m *message) (failedAt time.Time, failed bool) {
 	var content map[string]any
 	if err := json.Unmarshal(m.content, &content); err != nil {
 		fmt.Fprintf(k.log, "mmft kernel: %s: bad content: %v\n", m.header.MsgType, err)
@@ -256,9 +279,7 @@ func (k *Kernel) handle(ctx context.Context, s zmq4.Socket, m *message, queue ch
 	case "kernel_info_request":
 		k.reply(s, m, "kernel_info_reply", k.info())
 	case "execute_request":
-		if k.execute(ctx, s, m, content) && queue != nil {
-			k.abortQueued(s, queue)
-		}
+		failedAt, failed = k.execute(ctx, s, m, content)
 	case "is_complete_request":
 		code, _ := content["code"].(string)
 		status, indent := isComplete(code)
@@ -288,6 +309,7 @@ func (k *Kernel) handle(ctx context.Context, s zmq4.Socket, m *message, queue ch
 	default:
 		fmt.Fprintf(k.log, "mmft kernel: unknown request %q ignored\n", t)
 	}
+	return failedAt, failed
 }
 
 // info is the kernel_info_reply content.
@@ -310,8 +332,8 @@ func (k *Kernel) info() map[string]any {
 	}
 }
 
-// execute runs an execute_request and reports whether it failed.
-func (k *Kernel) execute(ctx context.Context, s zmq4.Socket, m *message, content map[string]any) (failed bool) {
+// execute runs an execute_request and reports whether it failed, and when.
+func (k *Kernel) execute(ctx context.Context, s zmq4.Socket, m *message, content map[string]any) (time.Time, bool) {
 	code, _ := content["code"].(string)
 	silent, _ := content["silent"].(bool)
 	storeHistory, ok := content["store_history"].(bool)
@@ -330,12 +352,13 @@ func (k *Kernel) execute(ctx context.Context, s zmq4.Socket, m *message, content
 	err := k.exec.execute(ctx, max(count, 1), code, out)
 	if err == nil {
 		k.reply(s, m, "execute_reply", map[string]any{"status": "ok", "execution_count": count, "user_expressions": map[string]any{}, "payload": []any{}})
-		return false
+		return time.Time{}, false
 	}
+	failedAt := time.Now()
 	ename, evalue, traceback := describe(err)
 	k.publish(m, "error", map[string]any{"ename": ename, "evalue": evalue, "traceback": traceback})
 	k.reply(s, m, "execute_reply", map[string]any{"status": "error", "execution_count": count, "ename": ename, "evalue": evalue, "traceback": traceback})
-	return true
+	return failedAt, true
 }
 
 // describe splits an execution error into Jupyter's ename, evalue and traceback.
@@ -352,23 +375,25 @@ func describe(err error) (string, string, []string) {
 	}
 }
 
-// abortQueued answers the execute requests already queued behind a failed one with
-// status "aborted", as Jupyter's stop_on_error asks ("Run All" stops at the error).
-func (k *Kernel) abortQueued(s zmq4.Socket, queue chan *message) {
+// abortQueued answers the execute requests that were queued behind a failed one
+// before its failure was answered with status "aborted", as Jupyter's stop_on_error
+// asks ("Run All" stops at the error). It returns the first request it leaves to
+// the caller to handle (one sent after the failure, or not an execution), if any.
+func (k *Kernel) abortQueued(s zmq4.Socket, queue chan *message, failedAt time.Time) *message {
 	for {
 		select {
 		case m := <-queue:
 			var content map[string]any
 			_ = json.Unmarshal(m.content, &content)
-			if stop, ok := content["stop_on_error"].(bool); m.header.MsgType != "execute_request" || (ok && !stop) {
-				k.handle(context.Background(), s, m, nil)
-				continue
+			stop, ok := content["stop_on_error"].(bool)
+			if m.header.MsgType != "execute_request" || (ok && !stop) || m.received.After(failedAt) {
+				return m
 			}
 			k.publish(m, "status", map[string]any{"execution_state": "busy"})
 			k.reply(s, m, "execute_reply", map[string]any{"status": "aborted", "execution_count": k.execCount})
 			k.publish(m, "status", map[string]any{"execution_state": "idle"})
 		default:
-			return
+			return nil
 		}
 	}
 }

@@ -84,6 +84,8 @@ type message struct {
 	parentRaw json.RawMessage
 	metadata  map[string]any
 	content   json.RawMessage
+	// received is when the kernel read the message.
+	received time.Time
 }
 
 // signer signs and checks messages with the connection's key (HMAC-SHA256);
@@ -126,7 +128,7 @@ func (s signer) decode(frames [][]byte) (*message, error) {
 	if want := s.sign(hdr, parent, meta, content); want != nil && !hmac.Equal(want, sig) {
 		return nil, errors.New("kernel: message with a bad signature (is the connection file's key the client's?)")
 	}
-	m := &message{identities: frames[:i], parentRaw: parent, content: content}
+	m := &message{identities: frames[:i], parentRaw: parent, content: content, received: time.Now()}
 	if err := json.Unmarshal(hdr, &m.header); err != nil {
 		return nil, fmt.Errorf("kernel: message header: %w", err)
 	}

@@ -1,10 +1,11 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 
 	"github.com/mmft-go/mmft/compute"
@@ -180,9 +181,9 @@ this with the arguments the kernelspec records; people run `+"`mmft kernel insta
 			return err
 		}
 	}
-	err = kernel.Run(c.ctx, conn, kernel.Options{Source: src, Goimports: *goimports, Log: c.stderr})
-	if errors.Is(err, c.ctx.Err()) {
-		return nil
-	}
-	return err
+	// SIGINT interrupts the running cell, not the kernel: Jupyter's shutdown_request ends it.
+	interrupts := make(chan os.Signal, 1)
+	signal.Notify(interrupts, os.Interrupt)
+	defer signal.Stop(interrupts)
+	return kernel.Run(context.Background(), conn, kernel.Options{Source: src, Goimports: *goimports, Log: c.stderr, Interrupt: interrupts})
 }

@@ -70,6 +70,19 @@ class MmftKernelTests(jupyter_kernel_test.KernelTests):
         errors = [m for m in outputs if m["msg_type"] == "error"]
         self.assertEqual(len(errors), 1)
 
+    def test_mmft_run_all_stops_at_error(self):
+        # Two cells sent at once, as "Run All" does: the one queued behind a panic is aborted.
+        first = self.kc.execute('%%\npanic("first fails")')
+        second = self.kc.execute('%%\nfmt.Println("second must not run")')
+        replies = {}
+        while len(replies) < 2:
+            reply = self.kc.get_shell_msg(timeout=TIMEOUT)
+            replies[reply["parent_header"]["msg_id"]] = reply["content"]["status"]
+        self.assertEqual(replies, {first: "error", second: "aborted"})
+        # A cell sent after the failure runs.
+        content, _ = self.run_cell('%%\nfmt.Println("runs again")')
+        self.assertEqual(content["status"], "ok")
+
     def test_mmft_exit_is_error(self):
         content, _ = self.run_cell("%%\nos.Exit(1)")
         self.assertEqual(content["status"], "error")
