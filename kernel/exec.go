@@ -195,16 +195,12 @@ func (x *executor) buildOnce(ctx context.Context, p *program, number int) (sourc
 	if err := os.WriteFile(mainGo, []byte(draft.text), 0o600); err != nil {
 		return draft, "", fmt.Errorf("kernel: write cell program: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, x.goimports, mainGo)
-	cmd.Dir, cmd.Env = x.ws.cellDir, x.ws.env
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	fixed, err := cmd.Output()
+	fixed, stderr, err := x.tool(ctx, x.goimports, mainGo)
 	if err != nil {
 		if ctx.Err() != nil {
 			return draft, "", x.stopped()
 		}
-		lines := draft.mapCompilerOutput(stderr.String())
+		lines := draft.mapCompilerOutput(string(stderr))
 		if len(lines) == 0 {
 			lines = []string{fmt.Sprintf("goimports: %v", err)}
 		}
@@ -226,9 +222,7 @@ func (x *executor) buildOnce(ctx context.Context, p *program, number int) (sourc
 		return src, "", fmt.Errorf("kernel: write cell program: %w", err)
 	}
 	bin := filepath.Join(x.ws.cellDir, "cell")
-	cmd = exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	cmd.Dir, cmd.Env = x.ws.cellDir, x.ws.env
-	built, err := cmd.CombinedOutput()
+	_, built, err := x.tool(ctx, "go", "build", "-o", bin, ".")
 	if err != nil {
 		if ctx.Err() != nil {
 			return src, "", x.stopped()
@@ -236,6 +230,35 @@ func (x *executor) buildOnce(ctx context.Context, p *program, number int) (sourc
 		return src, "", &compileError{lines: src.mapCompilerOutput(string(built))}
 	}
 	return src, bin, nil
+}
+
+// tool runs goimports or go in the cell module, in its own process group that the
+// reaper knows (a kernel killed mid-build leaves no compiler writing into its
+// folder), and returns its stdout and stderr.
+func (x *executor) tool(ctx context.Context, name string, args ...string) ([]byte, []byte, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir, cmd.Env = x.ws.cellDir, x.ws.env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("kernel: run %s: %w", name, err)
+	}
+	pgid := cmd.Process.Pid
+	if x.started != nil {
+		x.started(pgid)
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			syscall.Kill(-pgid, syscall.SIGKILL)
+		case <-done:
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	return stdout.Bytes(), stderr.Bytes(), err
 }
 
 // importSpec is one import of a Go file: its path and its spec as written.
@@ -274,7 +297,7 @@ func (x *executor) runShell(ctx context.Context, number int, sh shellLine, out o
 	cmd := exec.Command(shell, "-c", sh.cmd)
 	cmd.Dir = x.userDir
 	cmd.Env = append(os.Environ(), protocol.GONB_DIR_ENV+"="+x.userDir, protocol.GONB_TMP_DIR_ENV+"="+x.ws.cellDir)
-	err := x.runProcess(ctx, cmd, out, nil, nil)
+	err := x.runProcess(ctx, cmd, out, nil)
 	var re *runError
 	if errors.As(err, &re) && re.ename != "Interrupted" {
 		re.ename = "ShellError"
@@ -321,10 +344,7 @@ func (x *executor) run(ctx context.Context, number int, src source, bin string, 
 		defer close(displays)
 		readDisplays(pipes[0], pipes[1], out)
 	}()
-	err := x.runProcess(ctx, cmd, out, func() {
-		// The cell is gone: what it wrote is in the pipe; read it, then stop.
-		pipes[0].SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	}, func(re *runError, stderr string) {
+	err := x.runProcess(ctx, cmd, out, func(re *runError, stderr string) {
 		mainGo := filepath.Join(x.ws.cellDir, "main.go")
 		describePanic(re, src.mapTrace(mainGo, stderr))
 		if re.ename != "panic" {
@@ -332,14 +352,15 @@ func (x *executor) run(ctx context.Context, number int, src source, bin string, 
 			re.traceback[0] = re.ename + ": " + re.evalue
 		}
 	})
+	// The cell is gone: what it wrote is in the pipe; read it, then stop.
+	pipes[0].SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	<-displays
 	return err
 }
 
 // runProcess runs cmd in its own process group, streaming its output, and turns a
-// failure into a *runError. exited runs once the process has ended; explain can
-// refine the error from the stderr kept.
-func (x *executor) runProcess(ctx context.Context, cmd *exec.Cmd, out output, exited func(), explain func(*runError, string)) error {
+// failure into a *runError; explain can refine the error from the stderr kept.
+func (x *executor) runProcess(ctx context.Context, cmd *exec.Cmd, out output, explain func(*runError, string)) error {
 	stdout := newStreamWriter(0, func(s string) { out.stream("stdout", s) })
 	stderr := newStreamWriter(stderrTail, func(s string) { out.stream("stderr", s) })
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -369,9 +390,6 @@ func (x *executor) runProcess(ctx context.Context, cmd *exec.Cmd, out output, ex
 	close(done)
 	if errors.Is(err, exec.ErrWaitDelay) {
 		err = nil // it exited well; something it started still holds its output
-	}
-	if exited != nil {
-		exited()
 	}
 	stdout.Flush()
 	stderr.Flush()

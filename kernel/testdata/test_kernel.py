@@ -83,6 +83,16 @@ class MmftKernelTests(jupyter_kernel_test.KernelTests):
         content, _ = self.run_cell('%%\nfmt.Println("runs again")')
         self.assertEqual(content["status"], "ok")
 
+    def test_mmft_shell_lines(self):
+        content, outputs = self.run_cell('!echo from-the-shell\n%%\nfmt.Println("then go")')
+        self.assertEqual(content["status"], "ok")
+        text = "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream")
+        self.assertEqual(text, "from-the-shell\nthen go\n")
+        content, _ = self.run_cell("!exit 3")
+        self.assertEqual(content["status"], "error")
+        self.assertEqual(content["ename"], "ShellError")
+        self.assertIn("exit status 3", content["evalue"])
+
     def test_mmft_exit_is_error(self):
         content, _ = self.run_cell("%%\nos.Exit(1)")
         self.assertEqual(content["status"], "error")
