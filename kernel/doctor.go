@@ -71,8 +71,13 @@ func Doctor(source string) []Check {
 	if out, err := exec.Command("jupyter", "--version").Output(); err != nil {
 		add(Check{Name: "jupyter", Detail: "the jupyter command is not on $PATH", Fix: "apt-get install jupyter-notebook jupyter-nbconvert python3-nbclient (or pip install jupyterlab)"})
 	} else {
-		first := strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
-		add(Check{Name: "jupyter", OK: true, Detail: first})
+		detail, _ := exec.LookPath("jupyter")
+		for _, l := range strings.Split(string(out), "\n") {
+			if name, version, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(name) == "jupyter_client" {
+				detail += " (jupyter_client " + strings.TrimSpace(version) + ")"
+			}
+		}
+		add(Check{Name: "jupyter", OK: true, Detail: detail})
 	}
 
 	switch {

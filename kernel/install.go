@@ -87,17 +87,18 @@ func BuildTool(source, pkg, out string) error {
 
 // FindSource returns the folder of mmft's go.mod at or above dir.
 func FindSource(dir string) (string, error) {
-	d, err := filepath.Abs(dir)
+	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("kernel: mmft source: %w", err)
 	}
+	d := abs
 	for {
 		if _, err := moduleGoVersion(filepath.Join(d, "go.mod")); err == nil {
 			return d, nil
 		}
 		parent := filepath.Dir(d)
 		if parent == d {
-			return "", fmt.Errorf("kernel: no mmft source (go.mod of github.com/mmft-go/mmft) at or above %s: run from the mmft checkout or pass --source DIR", dir)
+			return "", fmt.Errorf("kernel: no mmft source (go.mod of github.com/mmft-go/mmft) at or above %s: run from the mmft checkout or pass --source DIR", abs)
 		}
 		d = parent
 	}

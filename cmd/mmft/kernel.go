@@ -143,7 +143,8 @@ func checkGPU() kernel.Check {
 	o.Device = compute.GPU
 	b, err := compute.New(o)
 	if err != nil {
-		first := strings.SplitN(err.Error(), "\n", 2)[0]
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		first = strings.TrimSuffix(strings.TrimSpace(first), " Looked in:")
 		return kernel.Check{Name: "gpu", Optional: true, Detail: "none usable (cells run on the CPU): " + first,
 			Fix: "on a CUDA machine, install a PJRT CUDA plugin and set $" + compute.EnvPlugin + "; `mmft env --device gpu` lists where it looks"}
 	}
