@@ -27,7 +27,7 @@ const resultMetadata = "mmft/execute_result"
 
 // showHelper defines showFunc; it writes through gonbui's pipe to the kernel.
 const showHelper = `func ` + showFunc + `(v any) {
-	text := mmftkernel_fmt.Sprintf("%v", v)
+	text := mmftkernel_fmt.Sprintf("%+v", v)
 	if s, ok := v.(string); ok {
 		text = mmftkernel_strconv.Quote(s)
 	}

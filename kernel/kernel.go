@@ -133,7 +133,11 @@ func Run(ctx context.Context, conn Connection, o Options) (err error) {
 		for {
 			select {
 			case m := <-controlIn:
-				k.handle(ctx, k.control, m)
+				if controlRequests[m.header.MsgType] {
+					k.handle(ctx, k.control, m)
+				} else {
+					fmt.Fprintf(k.log, "mmft kernel: %q on the control channel ignored (it belongs on shell)\n", m.header.MsgType)
+				}
 			case <-ctx.Done():
 				return
 			}
@@ -169,6 +173,9 @@ func Run(ctx context.Context, conn Connection, o Options) (err error) {
 		}
 	}
 }
+
+// controlRequests are the requests answered on the control channel, while a cell runs.
+var controlRequests = map[string]bool{"kernel_info_request": true, "interrupt_request": true, "shutdown_request": true}
 
 // listen binds the five channels of the connection.
 func (k *Kernel) listen(ctx context.Context) error {

@@ -83,6 +83,18 @@ class MmftKernelTests(jupyter_kernel_test.KernelTests):
         content, _ = self.run_cell('%%\nfmt.Println("runs again")')
         self.assertEqual(content["status"], "ok")
 
+    def test_mmft_display_update_and_sync(self):
+        code = ('%%\nid := gonbui.UniqueId()\ngonbui.UpdateHTML(id, "step 1")\ngonbui.UpdateHTML(id, "step 2")\n'
+                'gonbui.DisplayPNG([]byte{1, 2, 3})\ngonbui.Sync()\nfmt.Println("synced")')
+        content, outputs = self.run_cell(code)
+        self.assertEqual(content["status"], "ok")
+        kinds = [m["msg_type"] for m in outputs]
+        self.assertEqual(kinds, ["display_data", "update_display_data", "display_data", "stream"])
+        first, update, png = outputs[0]["content"], outputs[1]["content"], outputs[2]["content"]
+        self.assertEqual(first["transient"]["display_id"], update["transient"]["display_id"])
+        self.assertEqual(update["data"]["text/html"], "step 2")
+        self.assertEqual(png["data"]["image/png"], "AQID")
+
     def test_mmft_shell_lines(self):
         content, outputs = self.run_cell('!echo from-the-shell\n%%\nfmt.Println("then go")')
         self.assertEqual(content["status"], "ok")
