@@ -300,7 +300,7 @@ func (k *Kernel) handle(ctx context.Context, s zmq4.Socket, m *message) (failedA
 	case "complete_request":
 		k.reply(s, m, "complete_reply", k.complete(content))
 	case "inspect_request":
-		k.reply(s, m, "inspect_reply", map[string]any{"status": "ok", "found": false, "data": map[string]any{}, "metadata": map[string]any{}})
+		k.reply(s, m, "inspect_reply", k.inspect(ctx, content))
 	case "comm_info_request":
 		k.reply(s, m, "comm_info_reply", map[string]any{"status": "ok", "comms": map[string]any{}})
 	case "interrupt_request":

@@ -42,6 +42,7 @@ class MmftKernelTests(jupyter_kernel_test.KernelTests):
     complete_code_samples = ['%%\nfmt.Println("x")', "func f() int { return 1 }", "x := 1\n_ = x", "%%\n"]
     incomplete_code_samples = ["func f() {", "%%\nfor i := 0; i < 3; i++ {", "x := []int{\n1,", "s := `raw"]
     invalid_code_samples = ["%%\nx := )", "func f() }", "%%\nif {"]
+    code_inspect_sample = "strings.Repeat"
     supported_history_operations = ("tail", "range", "search")
     code_history_pattern = "*6 * 7*"
 
@@ -94,6 +95,21 @@ class MmftKernelTests(jupyter_kernel_test.KernelTests):
         self.assertEqual(first["transient"]["display_id"], update["transient"]["display_id"])
         self.assertEqual(update["data"]["text/html"], "step 2")
         self.assertEqual(png["data"]["image/png"], "AQID")
+
+    def inspect(self, code):
+        msg_id = self.kc.inspect(code)
+        reply = self.kc.get_shell_msg(timeout=TIMEOUT)
+        self.assertEqual(reply["parent_header"]["msg_id"], msg_id)
+        return reply["content"]
+
+    def test_mmft_inspect(self):
+        self.assertEqual(self.run_cell("// twice doubles.\nfunc twice(x int) int { return 2 * x }")[0]["status"], "ok")
+        self.assertIn("return 2 * x", self.inspect("twice")["data"]["text/plain"])
+        self.assertEqual(self.run_cell('import "github.com/mmft-go/mmft/rewards"')[0]["status"], "ok")
+        doc = self.inspect("rewards.Format")
+        self.assertTrue(doc["found"], doc)
+        self.assertIn("func Format", doc["data"]["text/plain"])
+        self.assertFalse(self.inspect("noSuchNameAnywhere")["found"])
 
     def test_mmft_shell_lines(self):
         content, outputs = self.run_cell('!echo from-the-shell\n%%\nfmt.Println("then go")')
