@@ -97,7 +97,7 @@ type output interface {
 	display(d *protocol.DisplayData)
 }
 
-// cellRun is the outcome of a cell that failed at run time.
+// runError is a cell that failed at run time, as Jupyter's error fields.
 type runError struct {
 	ename, evalue string
 	traceback     []string

@@ -287,6 +287,9 @@ func (k *Kernel) handle(ctx context.Context, s zmq4.Socket, m *message) (failedA
 		k.reply(s, m, "kernel_info_reply", k.info())
 	case "execute_request":
 		failedAt, failed = k.execute(ctx, s, m, content)
+		if stop, ok := content["stop_on_error"].(bool); ok && !stop {
+			failed = false // the client asked not to stop the queue on this one's error
+		}
 	case "is_complete_request":
 		code, _ := content["code"].(string)
 		status, indent := isComplete(code)
@@ -383,17 +386,14 @@ func describe(err error) (string, string, []string) {
 }
 
 // abortQueued answers the execute requests that were queued behind a failed one
-// before its failure was answered with status "aborted", as Jupyter's stop_on_error
-// asks ("Run All" stops at the error). It returns the first request it leaves to
+// (sent with stop_on_error) before its failure was answered with status "aborted", as
+// Jupyter's stop_on_error asks ("Run All" stops at the error). It returns the first request it leaves to
 // the caller to handle (one sent after the failure, or not an execution), if any.
 func (k *Kernel) abortQueued(s zmq4.Socket, queue chan *message, failedAt time.Time) *message {
 	for {
 		select {
 		case m := <-queue:
-			var content map[string]any
-			_ = json.Unmarshal(m.content, &content)
-			stop, ok := content["stop_on_error"].(bool)
-			if m.header.MsgType != "execute_request" || (ok && !stop) || m.received.After(failedAt) {
+			if m.header.MsgType != "execute_request" || m.received.After(failedAt) {
 				return m
 			}
 			k.publish(m, "status", map[string]any{"execution_state": "busy"})

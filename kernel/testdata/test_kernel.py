@@ -215,7 +215,7 @@ class MmftKernelTests(jupyter_kernel_test.KernelTests):
         self.assertIn("execute_result", kinds)
 
 
-class KillTests(unittest.TestCase):
+class LifecycleTests(unittest.TestCase):
     def test_killed_kernel_leaves_nothing(self):
         tmp = tempfile.mkdtemp(prefix="mmft-kill-test-")
         km, kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=60, env=dict(os.environ, TMPDIR=tmp))
@@ -239,6 +239,26 @@ class KillTests(unittest.TestCase):
             kc.stop_channels()
             km.cleanup_resources()
             os.rmdir(tmp) if os.path.isdir(tmp) and not os.listdir(tmp) else None
+
+    def test_sigint_interrupts_the_cell_not_the_kernel(self):
+        km, kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=60)
+        try:
+            msg_id = kc.execute('%%\nfmt.Println("started")\ntime.Sleep(time.Hour)')
+            deadline = time.time() + TIMEOUT
+            while time.time() < deadline:
+                msg = kc.get_iopub_msg(timeout=TIMEOUT)
+                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                    break
+            os.kill(km.provisioner.process.pid, signal.SIGINT)
+            reply = kc.get_shell_msg(timeout=30)
+            self.assertEqual(reply["content"]["ename"], "Interrupted")
+            km.restart_kernel()
+            kc.wait_for_ready(timeout=60)
+            reply = kc.execute_interactive('%%\nfmt.Println("after restart")', timeout=TIMEOUT, output_hook=lambda m: None)
+            self.assertEqual(reply["content"]["status"], "ok")
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
 
     def test_shutdown_on_control(self):
         km, kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=60)
