@@ -16,7 +16,7 @@ var docName = regexp.MustCompile(`^[\pL_][\pL\pN_]*(\.[\pL_][\pL\pN_]*)*$`)
 
 // inspect answers inspect_request: the source of a kept declaration named at the
 // cursor, else `go doc` of the name (standard library, mmft, gonbui).
-func (k *Kernel) inspect(ctx context.Context, content map[string]any) map[string]any {
+func (k *server) inspect(ctx context.Context, content map[string]any) map[string]any {
 	code, _ := content["code"].(string)
 	runes := []rune(code)
 	pos := len(runes)
@@ -64,7 +64,7 @@ func (k *Kernel) inspect(ctx context.Context, content map[string]any) map[string
 }
 
 // importFor returns the import path a kept import names pkg by.
-func (k *Kernel) importFor(pkg string) (string, bool) {
+func (k *server) importFor(pkg string) (string, bool) {
 	for path, spec := range k.exec.state.imports {
 		name := path[strings.LastIndex(path, "/")+1:]
 		if alias, _, ok := strings.Cut(spec, " "); ok {

@@ -106,6 +106,7 @@ func FindSource(dir string) (string, error) {
 
 // InstalledSpec is a kernelspec found on disk.
 type InstalledSpec struct {
+	// Dir is the kernelspec's folder; Argv the command line its kernel.json runs.
 	Dir  string
 	Argv []string
 }

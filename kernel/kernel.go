@@ -46,8 +46,8 @@ type Options struct {
 	Interrupt <-chan os.Signal
 }
 
-// Kernel is one running kernel.
-type Kernel struct {
+// server is one running kernel.
+type server struct {
 	conn    Connection
 	sign    signer
 	session string
@@ -61,9 +61,7 @@ type Kernel struct {
 	history    []historyEntry
 	displayIDs map[string]bool
 
-	stop     context.CancelFunc
-	shutdown chan struct{}
-	once     sync.Once
+	stop context.CancelFunc
 }
 
 type historyEntry struct {
@@ -101,14 +99,13 @@ func Run(ctx context.Context, conn Connection, o Options) (err error) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	k := &Kernel{
+	k := &server{
 		conn:       conn,
 		sign:       signer{key: []byte(conn.Key)},
 		session:    newID(),
 		log:        o.Log,
 		displayIDs: map[string]bool{},
 		stop:       cancel,
-		shutdown:   make(chan struct{}),
 		exec: &executor{ws: ws, goimports: gi, userDir: dir, state: newState(),
 			started: func(pgid int) { fmt.Fprintf(reaper, "%d\n", pgid) }},
 	}
@@ -178,7 +175,7 @@ func Run(ctx context.Context, conn Connection, o Options) (err error) {
 var controlRequests = map[string]bool{"kernel_info_request": true, "interrupt_request": true, "shutdown_request": true}
 
 // listen binds the five channels of the connection.
-func (k *Kernel) listen(ctx context.Context) error {
+func (k *server) listen(ctx context.Context) error {
 	k.shell = zmq4.NewRouter(ctx, zmq4.WithID(zmq4.SocketIdentity("shell")))
 	k.control = zmq4.NewRouter(ctx, zmq4.WithID(zmq4.SocketIdentity("control")))
 	k.stdin = zmq4.NewRouter(ctx, zmq4.WithID(zmq4.SocketIdentity("stdin")))
@@ -197,7 +194,7 @@ func (k *Kernel) listen(ctx context.Context) error {
 	return nil
 }
 
-func (k *Kernel) closeSockets() {
+func (k *server) closeSockets() {
 	for _, s := range []zmq4.Socket{k.shell, k.control, k.stdin, k.iopub, k.hb} {
 		if s != nil {
 			s.Close()
@@ -205,7 +202,7 @@ func (k *Kernel) closeSockets() {
 	}
 }
 
-func (k *Kernel) heartbeat() {
+func (k *server) heartbeat() {
 	for {
 		m, err := k.hb.Recv()
 		if err != nil {
@@ -218,7 +215,7 @@ func (k *Kernel) heartbeat() {
 }
 
 // receive decodes the messages of a ROUTER socket into in; bad ones are logged and dropped.
-func (k *Kernel) receive(s zmq4.Socket, in chan<- *message) {
+func (k *server) receive(s zmq4.Socket, in chan<- *message) {
 	for {
 		raw, err := s.Recv()
 		if err != nil {
@@ -234,7 +231,7 @@ func (k *Kernel) receive(s zmq4.Socket, in chan<- *message) {
 }
 
 // send signs and sends a message on a socket.
-func (k *Kernel) send(s zmq4.Socket, m *message) {
+func (k *server) send(s zmq4.Socket, m *message) {
 	frames, err := k.sign.encode(m)
 	if err != nil {
 		fmt.Fprintf(k.log, "mmft kernel: %v\n", err)
@@ -248,7 +245,7 @@ func (k *Kernel) send(s zmq4.Socket, m *message) {
 }
 
 // reply answers req on the socket it came from.
-func (k *Kernel) reply(s zmq4.Socket, req *message, msgType string, content any) {
+func (k *server) reply(s zmq4.Socket, req *message, msgType string, content any) {
 	body, err := json.Marshal(content)
 	if err != nil {
 		fmt.Fprintf(k.log, "mmft kernel: encode %s: %v\n", msgType, err)
@@ -259,7 +256,7 @@ func (k *Kernel) reply(s zmq4.Socket, req *message, msgType string, content any)
 }
 
 // publish sends a message on iopub, in reply to parent (nil for none).
-func (k *Kernel) publish(parent *message, msgType string, content any) {
+func (k *server) publish(parent *message, msgType string, content any) {
 	body, err := json.Marshal(content)
 	if err != nil {
 		fmt.Fprintf(k.log, "mmft kernel: encode %s: %v\n", msgType, err)
@@ -274,7 +271,7 @@ func (k *Kernel) publish(parent *message, msgType string, content any) {
 
 // handle answers one request, between busy and idle status messages. For an
 // execute_request that failed it reports when the failure was answered.
-func (k *Kernel) handle(ctx context.Context, s zmq4.Socket, m *message) (failedAt time.Time, failed bool) {
+func (k *server) handle(ctx context.Context, s zmq4.Socket, m *message) (failedAt time.Time, failed bool) {
 	var content map[string]any
 	if err := json.Unmarshal(m.content, &content); err != nil {
 		fmt.Fprintf(k.log, "mmft kernel: %s: bad content: %v\n", m.header.MsgType, err)
@@ -323,7 +320,7 @@ func (k *Kernel) handle(ctx context.Context, s zmq4.Socket, m *message) (failedA
 }
 
 // info is the kernel_info_reply content.
-func (k *Kernel) info() map[string]any {
+func (k *server) info() map[string]any {
 	return map[string]any{
 		"status":                 "ok",
 		"protocol_version":       protocolVersion,
@@ -343,7 +340,7 @@ func (k *Kernel) info() map[string]any {
 }
 
 // execute runs an execute_request and reports whether it failed, and when.
-func (k *Kernel) execute(ctx context.Context, s zmq4.Socket, m *message, content map[string]any) (time.Time, bool) {
+func (k *server) execute(ctx context.Context, s zmq4.Socket, m *message, content map[string]any) (time.Time, bool) {
 	code, _ := content["code"].(string)
 	silent, _ := content["silent"].(bool)
 	storeHistory, ok := content["store_history"].(bool)
@@ -389,7 +386,7 @@ func describe(err error) (string, string, []string) {
 // (sent with stop_on_error) before its failure was answered with status "aborted", as
 // Jupyter's stop_on_error asks ("Run All" stops at the error). It returns the first request it leaves to
 // the caller to handle (one sent after the failure, or not an execution), if any.
-func (k *Kernel) abortQueued(s zmq4.Socket, queue chan *message, failedAt time.Time) *message {
+func (k *server) abortQueued(s zmq4.Socket, queue chan *message, failedAt time.Time) *message {
 	for {
 		select {
 		case m := <-queue:
@@ -406,7 +403,7 @@ func (k *Kernel) abortQueued(s zmq4.Socket, queue chan *message, failedAt time.T
 }
 
 // historyReply answers a history_request from this kernel's cells (session 1).
-func (k *Kernel) historyReply(content map[string]any) []any {
+func (k *server) historyReply(content map[string]any) []any {
 	output, _ := content["output"].(bool)
 	num := func(key string, def int) int {
 		if v, ok := content[key].(float64); ok {
@@ -460,7 +457,7 @@ func (k *Kernel) historyReply(content map[string]any) []any {
 
 // complete offers the kept declarations, Go's keywords and builtins that start with
 // the word before the cursor.
-func (k *Kernel) complete(content map[string]any) map[string]any {
+func (k *server) complete(content map[string]any) map[string]any {
 	code, _ := content["code"].(string)
 	runes := []rune(code)
 	pos := len(runes)
@@ -506,7 +503,7 @@ uint uint8 uint16 uint32 uint64 uintptr any true false iota nil`)
 
 // cellOutput sends what a running cell produces to iopub.
 type cellOutput struct {
-	k      *Kernel
+	k      *server
 	parent *message
 	count  int
 	silent bool

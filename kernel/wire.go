@@ -22,16 +22,20 @@ const delimiter = "<IDS|MSG>"
 // Connection is the content of the connection file Jupyter gives a kernel:
 // where to listen and the key that signs every message.
 type Connection struct {
-	Transport       string `json:"transport"`
-	IP              string `json:"ip"`
-	ShellPort       int    `json:"shell_port"`
-	ControlPort     int    `json:"control_port"`
-	StdinPort       int    `json:"stdin_port"`
-	IOPubPort       int    `json:"iopub_port"`
-	HBPort          int    `json:"hb_port"`
+	// Transport is "tcp" or "ipc"; IP the address (or, for ipc, the path prefix).
+	Transport string `json:"transport"`
+	IP        string `json:"ip"`
+	// The ports of the five channels.
+	ShellPort   int `json:"shell_port"`
+	ControlPort int `json:"control_port"`
+	StdinPort   int `json:"stdin_port"`
+	IOPubPort   int `json:"iopub_port"`
+	HBPort      int `json:"hb_port"`
+	// Key signs every message with SignatureScheme (hmac-sha256); empty disables signing.
 	Key             string `json:"key"`
 	SignatureScheme string `json:"signature_scheme"`
-	KernelName      string `json:"kernel_name,omitempty"`
+	// KernelName is the kernelspec's name, when Jupyter writes it.
+	KernelName string `json:"kernel_name,omitempty"`
 }
 
 // ReadConnection reads and checks a Jupyter connection file.
