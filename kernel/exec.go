@@ -111,6 +111,8 @@ type executor struct {
 	goimports string
 	userDir   string
 	state     *state
+	// executable is the mmft program, given to cells as $MMFT_EXECUTABLE.
+	executable string
 	// started reports the process group of each process a cell starts (for the reaper).
 	started func(pgid int)
 
@@ -296,7 +298,7 @@ func (x *executor) runShell(ctx context.Context, number int, sh shellLine, out o
 	}
 	cmd := exec.Command(shell, "-c", sh.cmd)
 	cmd.Dir = x.userDir
-	cmd.Env = append(os.Environ(), protocol.GONB_DIR_ENV+"="+x.userDir, protocol.GONB_TMP_DIR_ENV+"="+x.ws.cellDir)
+	cmd.Env = x.cellEnv()
 	err := x.runProcess(ctx, cmd, out, nil)
 	var re *runError
 	if errors.As(err, &re) && re.ename != "Interrupted" {
@@ -305,6 +307,18 @@ func (x *executor) runShell(ctx context.Context, number int, sh shellLine, out o
 		re.traceback = []string{re.ename + ": " + re.evalue}
 	}
 	return err
+}
+
+// EnvExecutable names the variable that gives cells the mmft program.
+const EnvExecutable = "MMFT_EXECUTABLE"
+
+// cellEnv is the environment of a cell's program and shell lines.
+func (x *executor) cellEnv() []string {
+	env := append(os.Environ(), protocol.GONB_DIR_ENV+"="+x.userDir, protocol.GONB_TMP_DIR_ENV+"="+x.ws.cellDir)
+	if x.executable != "" {
+		env = append(env, EnvExecutable+"="+x.executable)
+	}
+	return env
 }
 
 // run runs a cell's compiled program with gonbui's pipes.
@@ -333,12 +347,7 @@ func (x *executor) run(ctx context.Context, number int, src source, bin string, 
 	}
 	cmd := exec.Command(bin)
 	cmd.Dir = x.userDir
-	cmd.Env = append(os.Environ(),
-		protocol.GONB_PIPE_ENV+"="+toKernel,
-		protocol.GONB_PIPE_BACK_ENV+"="+fromKernel,
-		protocol.GONB_DIR_ENV+"="+x.userDir,
-		protocol.GONB_TMP_DIR_ENV+"="+x.ws.cellDir,
-	)
+	cmd.Env = append(x.cellEnv(), protocol.GONB_PIPE_ENV+"="+toKernel, protocol.GONB_PIPE_BACK_ENV+"="+fromKernel)
 	displays := make(chan struct{})
 	go func() {
 		defer close(displays)

@@ -41,6 +41,9 @@ type Options struct {
 	Dir string
 	// Log receives the kernel's own diagnostics; nil discards them.
 	Log io.Writer
+	// Executable is the mmft program; cells and shell lines see it as $MMFT_EXECUTABLE
+	// (the mmft package starts `mmft worker` with it).
+	Executable string
 	// Interrupt, when set, interrupts the running cell at each value: the process's
 	// SIGINT, for clients that interrupt by signal rather than interrupt_request.
 	Interrupt <-chan os.Signal
@@ -106,7 +109,7 @@ func Run(ctx context.Context, conn Connection, o Options) (err error) {
 		log:        o.Log,
 		displayIDs: map[string]bool{},
 		stop:       cancel,
-		exec: &executor{ws: ws, goimports: gi, userDir: dir, state: newState(),
+		exec: &executor{ws: ws, goimports: gi, userDir: dir, state: newState(), executable: o.Executable,
 			started: func(pgid int) { fmt.Fprintf(reaper, "%d\n", pgid) }},
 	}
 	if err := k.listen(ctx); err != nil {

@@ -186,5 +186,10 @@ this with the arguments the kernelspec records; people run `+"`mmft kernel insta
 	interrupts := make(chan os.Signal, 1)
 	signal.Notify(interrupts, os.Interrupt)
 	defer signal.Stop(interrupts)
-	return kernel.Run(context.Background(), conn, kernel.Options{Source: src, Goimports: *goimports, Log: c.stderr, Interrupt: interrupts})
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("cannot find the mmft program to give cells: %w", err)
+	}
+	return kernel.Run(context.Background(), conn, kernel.Options{Source: src, Goimports: *goimports, Executable: exe,
+		Log: c.stderr, Interrupt: interrupts})
 }

@@ -129,6 +129,13 @@ class MmftKernelTests(jupyter_kernel_test.KernelTests):
         self.assertEqual(content["ename"], "ShellError")
         self.assertIn("exit status 3", content["evalue"])
 
+    def test_mmft_cells_know_mmft(self):
+        content, outputs = self.run_cell('%%\nfmt.Println(os.Getenv("MMFT_EXECUTABLE"))')
+        self.assertEqual(content["status"], "ok")
+        exe = outputs[0]["content"]["text"].strip()
+        self.assertEqual(os.path.basename(exe), "mmft")
+        self.assertTrue(os.access(exe, os.X_OK), exe)
+
     def test_mmft_exit_is_error(self):
         content, _ = self.run_cell("%%\nos.Exit(1)")
         self.assertEqual(content["status"], "error")
