@@ -55,7 +55,7 @@ func commands() []command {
 		{name: "rollout", summary: "sample completions with the rollout engine", run: runRollout},
 		{name: "eval", summary: "evaluate a model or adapter on a dataset split", planned: "the evaluation issue"},
 		{name: "export", summary: "export a notebook to a batch script, or merge adapters into weights", planned: "the notebook kernel issue"},
-		{name: "kernel", summary: "run the Jupyter kernel (GoNB-based) or install its kernelspec", planned: "the notebook kernel issue"},
+		{name: "kernel", summary: "install, check (doctor) or run the Jupyter kernel for Go", run: runKernel},
 		{name: "worker", summary: "run the long-lived worker that holds the model", run: runWorker},
 		{name: "repl", summary: "interactive Go REPL over the mmft package", planned: "the notebook kernel issue"},
 	}
