@@ -47,7 +47,7 @@ func commands() []command {
 		{name: "train", summary: "GRPO + LoRA fine-tuning", planned: "the GRPO trainer issue"},
 		{name: "rollout", summary: "sample completions with the rollout engine", planned: "the rollout engine issue"},
 		{name: "eval", summary: "evaluate a model or adapter on a dataset split", planned: "the evaluation issue"},
-		{name: "export", summary: "export a notebook to a batch script, or merge adapters into weights", planned: "the notebook kernel issue"},
+		{name: "export", summary: "export a GoNB notebook as a batch Go program with setup and run scripts", run: runExport},
 		{name: "kernel", summary: "run the Jupyter kernel (GoNB-based) or install its kernelspec", planned: "the notebook kernel issue"},
 		{name: "worker", summary: "run the long-lived worker that holds the model", planned: "the notebook kernel issue"},
 		{name: "repl", summary: "interactive Go REPL over the mmft package", planned: "the notebook kernel issue"},
