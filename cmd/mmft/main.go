@@ -50,7 +50,7 @@ func commands() []command {
 		{name: "export", summary: "export a GoNB notebook as a batch Go program with setup and run scripts", run: runExport},
 		{name: "kernel", summary: "run the Jupyter kernel (GoNB-based) or install its kernelspec", planned: "the notebook kernel issue"},
 		{name: "worker", summary: "run the long-lived worker that holds the model", planned: "the notebook kernel issue"},
-		{name: "repl", summary: "interactive Go REPL over the mmft package", planned: "the notebook kernel issue"},
+		{name: "repl", summary: "interactive Go REPL (yaegi) over the standard library and mmft's facade", run: runRepl},
 	}
 }
 
