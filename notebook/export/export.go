@@ -69,8 +69,9 @@ func Build(nb *Notebook, mmftDir string) (Files, error) {
 }
 
 // Export reads the notebook at notebookPath and writes its batch version into
-// dir (created if missing): main.go, go.mod, go.sum, setup.sh and run.sh. Each
-// file is replaced atomically; nothing is written when the notebook cannot be
+// dir: main.go, go.mod, go.sum, setup.sh and run.sh. A new dir appears
+// whole (written beside it and renamed); in an existing one each file is
+// replaced atomically. Nothing is written when the notebook cannot be
 // exported. A non-empty dir that no export wrote is refused unless
 // opt.Force. It returns the names of the files written.
 func Export(notebookPath, dir string, opt Options) ([]string, error) {
@@ -95,26 +96,62 @@ func Export(notebookPath, dir string, opt Options) ([]string, error) {
 	if err := checkDir(dir, opt.Force); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("export: creating %s: %w", dir, err)
-	}
-	marker := fmt.Sprintf("Written by `mmft export` from %s; a later export may replace the files here.\n", notebookPath)
-	if err := atomicfile.WriteBytes(filepath.Join(dir, markerFile), []byte(marker)); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
 	names := []string{MainFile, GoModFile, GoSumFile, SetupFile, RunFile}
+	marker := fmt.Sprintf("Written by `mmft export` from %s; a later export may replace the files here.\n", notebookPath)
+	files[markerFile] = []byte(marker)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return names, writeNewDir(dir, files)
+	}
+	// An existing folder: each file is replaced atomically, the marker first
+	// so that an interrupted export can be redone without --force.
+	if err := writeFiles(dir, files); err != nil {
+		return nil, err
+	}
+	return names, nil
+}
+
+// writeNewDir makes a new folder appear whole: the files are written into a
+// temporary folder beside it, which is then renamed.
+func writeNewDir(dir string, files Files) error {
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("export: creating %s: %w", dir, err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("export: creating %s: %w", dir, err)
+	}
+	if err := writeFiles(tmp, files); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("export: %w", err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("export: moving the export into %s: %w", dir, err)
+	}
+	return nil
+}
+
+// writeFiles writes files into dir atomically one by one, the marker first;
+// the scripts are made executable.
+func writeFiles(dir string, files Files) error {
+	names := sortedKeys(files) // the marker (a dot file) sorts first
 	for _, n := range names {
 		path := filepath.Join(dir, n)
 		if err := atomicfile.WriteBytes(path, files[n]); err != nil {
-			return nil, fmt.Errorf("export: %w", err)
+			return fmt.Errorf("export: %w", err)
 		}
 		if strings.HasSuffix(n, ".sh") {
 			if err := os.Chmod(path, 0o755); err != nil {
-				return nil, fmt.Errorf("export: %w", err)
+				return fmt.Errorf("export: %w", err)
 			}
 		}
 	}
-	return names, nil
+	return nil
 }
 
 // checkDir refuses a non-empty folder that no export wrote, unless force.

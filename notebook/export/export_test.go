@@ -281,3 +281,30 @@ func TestMergeFollowsGoNB(t *testing.T) {
 		t.Errorf("two blank variables should both be kept: %v", sortedKeys(p.decls.vars))
 	}
 }
+
+func TestExportNeedsTheMMFTCheckout(t *testing.T) {
+	tmp := t.TempDir()
+	nb := writeNotebook(t, tmp, "%%\nfmt.Println(1)")
+	_, err := Export(nb, filepath.Join(tmp, "out"), Options{MMFTDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "--mmft") {
+		t.Fatalf("export against a folder without mmft's go.mod: %v", err)
+	}
+	entries, _ := os.ReadDir(tmp)
+	if len(entries) != 1 {
+		t.Fatalf("a failed export left files beside the notebook: %v", entries)
+	}
+}
+
+func TestShellPathExpandsOnlyWhatGoNBExpands(t *testing.T) {
+	for in, want := range map[string]string{
+		"out.txt":          "'out.txt'",
+		"~/a b.txt":        `"$HOME"'/a b.txt'`,
+		"${DIR}/x-$USER":   `"${DIR:-}"'/x-'"${USER:-}"`,
+		"$(rm -rf x)`y`'z": `'$(rm -rf x)` + "`y`" + `'\''z'`,
+		"":                 "''",
+	} {
+		if got := shellPath(in); got != want {
+			t.Errorf("shellPath(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

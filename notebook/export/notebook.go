@@ -12,7 +12,19 @@
 // `%%script` and `%%writefile` cells are shell; `%env`, `%cd`, `%args`,
 // `%exec`, `%goflags`, `%reset` and `%rm` do what they do in GoNB. The export
 // holds the declarations as GoNB holds them after running every cell in order,
-// and its main runs each cell's program in order, each in its own function.
+// and its main runs each cell's program in order, each in its own function,
+// after giving it the cell's arguments (os.Args, flags reset to their
+// defaults) and replaying the cell's %env and %cd.
+//
+// Where the batch version differs from the notebook, by construction: every
+// cell's program sees the declarations as they stand after the last cell (a
+// variable or function redefined later is the later one everywhere, and a
+// name a later cell removed or replaced must not be needed by an earlier
+// cell's program); package variables are initialized and init functions run
+// once, not once per cell; all shell commands run before the Go program; an
+// os.Exit or a panic in a cell ends the whole run. Cells that need Jupyter or
+// a person (%wasm, %test, %widgets, %with_inputs, %with_password, %capture)
+// are refused with their cell and line.
 package export
 
 import (

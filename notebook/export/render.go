@@ -2,6 +2,7 @@ package export
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,18 +110,30 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// shellPath quotes a path for bash keeping a leading ~ and $VAR expansions,
-// as GoNB expands them in %%writefile and %cd.
+// envRef matches the variable references GoNB expands in paths: ${NAME} and $NAME.
+var envRef = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Za-z_][A-Za-z0-9_]*`)
+
+// shellPath quotes a path for bash as one word that expands only what GoNB
+// expands in %%writefile and %cd paths: a leading ~ and ${NAME} or $NAME.
 func shellPath(s string) string {
-	prefix := ""
+	var b strings.Builder
 	if s == "~" || strings.HasPrefix(s, "~/") {
-		prefix, s = `"$HOME"`, s[1:]
+		b.WriteString(`"$HOME"`)
+		s = s[1:]
 	}
-	if s == "" {
-		return prefix
+	last := 0
+	for _, m := range envRef.FindAllStringIndex(s, -1) {
+		if m[0] > last {
+			b.WriteString(shellQuote(s[last:m[0]]))
+		}
+		name := strings.Trim(s[m[0]:m[1]], "${}")
+		b.WriteString(`"${` + name + `:-}"`)
+		last = m[1]
 	}
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "`", "\\`")
-	return prefix + `"` + r.Replace(s) + `"`
+	if last < len(s) || b.Len() == 0 {
+		b.WriteString(shellQuote(s[last:]))
+	}
+	return b.String()
 }
 
 // heredocDelimiter picks a here-document delimiter that no line of text equals.
