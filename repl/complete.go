@@ -19,12 +19,12 @@ func Complete(src string) bool {
 		return true
 	}
 	const filePrefix = "package main\n"
-	fileErr := parseErr(filePrefix+src+"\n", len(filePrefix)+len(src), false)
+	fileErr := parseErr(filePrefix+src+"\n", len(filePrefix)+len(src))
 	if fileErr == nil {
 		return true
 	}
 	const stmtPrefix = "package main\nfunc _() {\n"
-	stmtErr := parseErr(stmtPrefix+src+"\n}\n", len(stmtPrefix)+len(src), true)
+	stmtErr := parseErr(stmtPrefix+src+"\n}\n", len(stmtPrefix)+len(src))
 	if stmtErr == nil {
 		return true
 	}
@@ -35,7 +35,7 @@ func Complete(src string) bool {
 // of the user's text (in the wrapper or at EOF) or is an unterminated token.
 type syntaxErr struct{ pastEnd bool }
 
-func parseErr(wrapped string, end int, _ bool) *syntaxErr {
+func parseErr(wrapped string, end int) *syntaxErr {
 	_, err := parser.ParseFile(token.NewFileSet(), "", wrapped, parser.SkipObjectResolution)
 	if err == nil {
 		return nil

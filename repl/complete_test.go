@@ -1,6 +1,9 @@
 package repl
 
-import "testing"
+import (
+	"path/filepath"
+	"testing"
+)
 
 func TestComplete(t *testing.T) {
 	for _, tc := range []struct {
@@ -28,5 +31,14 @@ func TestComplete(t *testing.T) {
 		if got := Complete(tc.src); got != tc.want {
 			t.Errorf("Complete(%q) = %v, want %v", tc.src, got, tc.want)
 		}
+	}
+}
+
+func TestDefaultHistoryFileIsUnderTheUserCache(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", dir)
+	got, err := DefaultHistoryFile()
+	if err != nil || got != filepath.Join(dir, "mmft", "repl_history") {
+		t.Fatalf("DefaultHistoryFile() = %q, %v", got, err)
 	}
 }
