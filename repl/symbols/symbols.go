@@ -9,6 +9,8 @@
 //
 // below and run `go generate ./repl/symbols`; extract skips generic functions
 // and types, so give them non-generic wrappers in the package if cells need them.
+// A test compares the tables with the packages' exported names, so a table
+// that is not regenerated after an API change fails `go test`.
 package symbols
 
 import "reflect"
