@@ -56,7 +56,7 @@ func renderMain(p *program, name string) ([]byte, error) {
 // cell's arguments (%%args, %%%% ARGS) and the flags' default values.
 func %sBegin(args ...string) {
 	os.Args = append(os.Args[:1:1], args...)
-	flag.VisitAll(func(f *flag.Flag) { _ = f.Value.Set(f.DefValue) })
+	flag.Visit(func(f *flag.Flag) { _ = f.Value.Set(f.DefValue) }) // the flags set by earlier cells
 }
 `, genPrefix, genPrefix)
 	if usesEnv {
