@@ -54,10 +54,10 @@ func commands() []command {
 		{name: "train", summary: "GRPO + LoRA fine-tuning (no flags: the main job on the embedded default)", run: runTrain},
 		{name: "rollout", summary: "sample completions with the rollout engine", run: runRollout},
 		{name: "eval", summary: "evaluate a model or adapter on a dataset split", planned: "the evaluation issue"},
-		{name: "export", summary: "export a notebook to a batch script, or merge adapters into weights", planned: "the notebook kernel issue"},
+		{name: "export", summary: "export a GoNB notebook as a batch Go program with setup and run scripts", run: runExport},
 		{name: "kernel", summary: "install, check (doctor) or run the Jupyter kernel for Go", run: runKernel},
 		{name: "worker", summary: "run the long-lived worker that holds the model", run: runWorker},
-		{name: "repl", summary: "interactive Go REPL over the mmft package", planned: "the notebook kernel issue"},
+		{name: "repl", summary: "interactive Go REPL (yaegi) over the standard library and mmft's facade", run: runRepl},
 	}
 }
 
