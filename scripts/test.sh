@@ -25,6 +25,10 @@ fi
 echo "== go vet"
 go vet ./...
 
+echo "== test dependencies (Debian's Jupyter for the kernel tests; dockerfilelint from npm)"
+bash tests/kernel/deps.sh
+bash tests/docker/lint.sh
+
 echo "== go test"
 ci=false
 case "${CI:-}" in true | TRUE | True | 1 | yes) ci=true ;; esac
