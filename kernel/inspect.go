@@ -9,7 +9,7 @@ import (
 )
 
 // inspectTimeout bounds `go doc` for one inspect_request.
-const inspectTimeout = 10 * time.Second
+const inspectTimeout = 30 * time.Second
 
 // docName matches a Go name such as fmt.Println, strings.Builder.WriteString or x.
 var docName = regexp.MustCompile(`^[\pL_][\pL\pN_]*(\.[\pL_][\pL\pN_]*)*$`)
