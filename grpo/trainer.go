@@ -356,6 +356,34 @@ func (t *Trainer) Step(ctx context.Context) (Metrics, error) {
 	return m, nil
 }
 
+// TrainOn runs the update half of a step on given rollouts: prompts
+// (BatchSize of them), their NumGenerations completions each (ordered by
+// prompt, then index, as engine.Generate returns them) and one reward per
+// completion. It computes the group advantages, runs μ updates and advances
+// the schedule; the metrics are the update's. Step is collect + generate +
+// reward + TrainOn; TrainOn alone serves benchmarks and training on
+// completions made elsewhere.
+func (t *Trainer) TrainOn(ctx context.Context, prompts []engine.Prompt, comps []engine.Completion, rewards []float64) (Metrics, error) {
+	if len(prompts) != t.cfg.BatchSize || len(comps) != len(prompts)*t.cfg.NumGenerations || len(rewards) != len(comps) {
+		return nil, fmt.Errorf("grpo: TrainOn got %d prompts, %d completions and %d rewards; want %d, %d×%d and one per completion",
+			len(prompts), len(comps), len(rewards), t.cfg.BatchSize, t.cfg.BatchSize, t.cfg.NumGenerations)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	adv, err := Advantages(rewards, t.cfg.NumGenerations, t.cfg.Objective.ScaleRewards)
+	if err != nil {
+		return nil, err
+	}
+	m, err := t.update(&rollout{eng: prompts, comps: comps}, adv)
+	if err != nil {
+		return nil, err
+	}
+	t.step++
+	m["zero_std_groups"] = Float(adv.ZeroStdGroups)
+	return m, nil
+}
+
 // update builds the training micro-batches of a rollout and runs μ
 // optimizer updates on them; it returns the update metrics (means over
 // updates and micro-batches).

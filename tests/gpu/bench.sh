@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# GPU benchmarks of the engine (issue 8 C) and the trainer (issue 9.10) beside the
+# HF/PEFT peer, in one call on the GPU machine. Build here and pack:
+#   for x in rollout:./bench/rollout grpostep:./bench/grpostep mmft:./cmd/mmft; do
+#     CGO_ENABLED=1 go build -ldflags="-s -w" -o bin/${x%%:*} ${x#*:}; done
+#   mkdir -p .carry/assets && tar -cf - bin | xz -T2 > .carry/bin.tar.xz
+#   cp ../shared/assets/qwen2-vl-2b-instruct/{*.json,merges.txt} .carry/assets/
+#   cp ../shared/peer/hf_grpo_baseline.py .carry/
+# then carry .carry and run: bash tests/gpu/bench.sh [what...]   (what: rollout peer step iteration)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/mmft-bench}; mkdir -p "$OUT"
+[[ -x bin/rollout ]] || python3 -c "import tarfile; tarfile.open('.carry/bin.tar.xz').extractall('.')"
+export GOPJRT_CUDA_CHECKS=0 XLA_FLAGS="${XLA_FLAGS:---xla_gpu_per_fusion_autotune_cache_dir=/tmp/xla-autotune}"
+A=.carry/assets
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+for what in "${@:-rollout peer step}"; do
+  for w in $what; do
+    echo "== $w $(date -u +%H:%M:%S)"
+    case $w in
+      rollout) timeout 420 bin/rollout --config $A/config.json --device gpu --reps 2 > "$OUT/rollout.json" 2> "$OUT/rollout.err"; echo "rc=$?"; tail -c 1500 "$OUT/rollout.json" ;;
+      rollout64) timeout 420 bin/rollout --config $A/config.json --device gpu --reps 2 --prompts 64 --new 512 > "$OUT/rollout64.json" 2> "$OUT/rollout64.err"; echo "rc=$?"; tail -c 1500 "$OUT/rollout64.json" ;;
+      peer) timeout 400 python3 .carry/hf_grpo_baseline.py > "$OUT/peer.jsonl" 2> "$OUT/peer.err"; echo "rc=$?"; cat "$OUT/peer.jsonl" ;;
+      step) timeout 420 bin/grpostep --assets $A --device gpu --mode step --reps 3 > "$OUT/grpostep.json" 2> "$OUT/grpostep.err"; echo "rc=$?"; tail -c 2500 "$OUT/grpostep.json"; tail -5 "$OUT/grpostep.err" ;;
+      iteration) timeout 420 bin/grpostep --assets $A --device gpu --mode iteration --n 4 --new 512 --rank 4 --micro 8 --reps 2 > "$OUT/iteration.json" 2> "$OUT/iteration.err"; echo "rc=$?"; tail -c 2500 "$OUT/iteration.json"; tail -5 "$OUT/iteration.err" ;;
+    esac
+  done
+done
