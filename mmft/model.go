@@ -27,7 +27,7 @@ type Model struct {
 	// Dir is the model folder (for the embedded default, its written-out files).
 	Dir string
 	// Embedded is true for the built-in tiny default (random weights).
-	Embedded bool
+	Embedded  bool
 	Model     *qwen2vl.Model
 	Processor *processor.Processor
 	Engine    *engine.Engine
