@@ -68,8 +68,20 @@ func TestWorkerCommandServesUntilStopped(t *testing.T) {
 	if err := client.Call(ctx, "status", nil, &st, nil); err != nil {
 		t.Fatal(err)
 	}
-	if st.PID != os.Getpid() || !slices.Equal(st.Commands, []string{"ping", "shutdown", "sleep", "status"}) {
+	for _, want := range []string{"ping", "shutdown", "sleep", "status", "mmft.load_model", "mmft.train", "mmft.evaluate"} {
+		if !slices.Contains(st.Commands, want) {
+			t.Fatalf("status lacks command %s: %+v", want, st)
+		}
+	}
+	if st.PID != os.Getpid() {
 		t.Fatalf("status %+v", st)
+	}
+	// The notebook session's commands are served (the device follows --device, cpu by default).
+	var dev struct {
+		Device string `json:"device"`
+	}
+	if err := client.Call(ctx, "mmft.gpu_status", nil, &dev, nil); err != nil || dev.Device != "cpu" {
+		t.Fatalf("mmft.gpu_status: %+v %v", dev, err)
 	}
 	cancel() // as SIGTERM or SIGINT does
 	select {

@@ -16,6 +16,7 @@ package symbols
 import "reflect"
 
 //go:generate go run github.com/traefik/yaegi/cmd/yaegi extract github.com/mmft-go/mmft/rewards
+//go:generate go run github.com/traefik/yaegi/cmd/yaegi extract github.com/mmft-go/mmft/mmft
 
 // Symbols maps "import/path/name" to the exported symbols of that package, in
 // the form interp.Interpreter.Use takes (interp.Exports). The generated files
