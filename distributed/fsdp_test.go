@@ -29,11 +29,11 @@ func TestFSDPSpecDecisions(t *testing.T) {
 		role Role
 		want string // the spec's axes, as GoMLX prints them
 	}{
-		{bf(151936, 1536), Param, "S(fsdp), R"},                // embeddings: the largest axis
+		{bf(151936, 1536), Param, "S(fsdp), R"},            // embeddings: the largest axis
 		{bf(1536, 8960), Param, "R, S(fsdp)"},              // down_proj [out, in]: in is larger
-		{bf(8960, 1536), Param, "S(fsdp), R"},                  // up_proj
+		{bf(8960, 1536), Param, "S(fsdp), R"},              // up_proj
 		{bf(1536), Param, "replicated"},                    // a norm's scale: too small
-		{bf(256, 1537), Param, "S(fsdp), R"},                   // only axis 0 divides by 4
+		{bf(256, 1537), Param, "S(fsdp), R"},               // only axis 0 divides by 4
 		{bf(257, 1537), Param, "replicated"},               // no axis divides
 		{shapes.Make(dtypes.Float32), Param, "replicated"}, // scalars
 		{shapes.Make(dtypes.Int32, 8, 512), Batch(0), "S(fsdp), R"},
