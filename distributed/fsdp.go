@@ -47,7 +47,7 @@ func TrainPlacement(l Layout, f FSDP) (execution.Placement, error) {
 	for i, g := range l.Train {
 		devs[i] = backends.DeviceNum(g)
 	}
-	return execution.Placement{Device: devs[0], Mesh: mesh, Devices: devs, Sharding: f}, nil
+	return execution.Placement{Device: devs[0], Mesh: &execution.Mesh{Mesh: mesh, Devices: devs, Sharding: f}}, nil
 }
 
 // Role says how FSDP lays out one input.

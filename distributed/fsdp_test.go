@@ -145,15 +145,15 @@ func TestTrainPlacement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Mesh.NumDevices() != 3 || len(p.Devices) != 3 || p.Devices[2] != backends.DeviceNum(2) || p.Sharding == nil {
+	if p.Mesh.Mesh.NumDevices() != 3 || len(p.Mesh.Devices) != 3 || p.Mesh.Devices[2] != backends.DeviceNum(2) || p.Mesh.Sharding == nil {
 		t.Errorf("placement %+v", p)
 	}
-	if f := p.Sharding.(FSDP); f.Mesh != p.Mesh {
+	if f := p.Mesh.Sharding.(FSDP); f.Mesh != p.Mesh.Mesh {
 		t.Error("the sharding's mesh is not the placement's")
 	}
 	one, _ := DefaultLayout(1)
 	p, err = TrainPlacement(one, FSDP{})
-	if err != nil || p.Mesh.NumDevices() != 1 {
+	if err != nil || p.Mesh.Mesh.NumDevices() != 1 {
 		t.Errorf("one GPU: %+v, %v", p, err)
 	}
 }

@@ -48,20 +48,27 @@ func (p *Program) Name() string { return p.name }
 // Placement says where programs run: one device (Mesh nil), or every device
 // of a mesh with GoMLX's AutoSharding (XLA Shardy over PJRT): the program is
 // written once for the whole batch and XLA partitions it and inserts the
-// collectives from the sharding specs of its inputs and outputs.
+// collectives from the sharding specs of its inputs and outputs. Placement
+// values are comparable (the zero value: device 0, no mesh).
 type Placement struct {
 	// Device is the backend device the inputs are placed on and the
 	// programs run on when Mesh is nil.
 	Device backends.DeviceNum
 	// Mesh, when set, runs every program over all its devices (a mesh of
 	// one included: the same sharded path, no special case).
+	Mesh *Mesh
+}
+
+// Mesh is a mesh placement: the devices and how values are laid out on them.
+type Mesh struct {
+	// Mesh is GoMLX's device mesh (axes and their sizes).
 	Mesh *gdist.DeviceMesh
 	// Devices are the backend devices of the mesh's positions, in order
-	// (nil: 0…n−1). With a mesh, len(Devices) must equal its device count.
+	// (nil: 0…n−1); len(Devices) must equal the mesh's device count.
 	Devices []backends.DeviceNum
-	// Sharding decides the specs of each program's inputs and outputs on
-	// Mesh; nil replicates everything (correct, no memory saved). Inputs
-	// given as *gdist.Tensor keep their own spec.
+	// Sharding decides the specs of each program's inputs and outputs; nil
+	// replicates everything (correct, no memory saved). Inputs given as
+	// *gdist.Tensor keep their own spec.
 	Sharding Sharding
 }
 

@@ -44,11 +44,11 @@ func (a meshArg) shape() shapes.Shape {
 // MeshDevices returns the backend devices of the placement's mesh positions
 // (Devices, or 0…n−1), checked against the mesh and the backend.
 func (p Placement) MeshDevices(backend backends.Backend) ([]backends.DeviceNum, error) {
-	if p.Mesh == nil {
+	if p.Mesh == nil || p.Mesh.Mesh == nil {
 		return nil, fmt.Errorf("execution: placement has no mesh")
 	}
-	n := p.Mesh.NumDevices()
-	devs := p.Devices
+	n := p.Mesh.Mesh.NumDevices()
+	devs := p.Mesh.Devices
 	if devs == nil {
 		devs = make([]backends.DeviceNum, n)
 		for i := range devs {
@@ -78,10 +78,10 @@ func (p Placement) MeshDevices(backend backends.Backend) ([]backends.DeviceNum, 
 // needs a mesh placement and a backend with AutoSharding (XLA); GoMLX's
 // pure-Go backend has neither several devices nor AutoSharding.
 func (r *Runner) RunSharded(prog *Program, variant any, args ...any) (outs []*gdist.Tensor, err error) {
-	mesh := r.place.Mesh
-	if mesh == nil {
+	if r.place.Mesh == nil || r.place.Mesh.Mesh == nil {
 		return nil, fmt.Errorf("execution: program %s: RunSharded needs a placement with a mesh", prog.name)
 	}
+	mesh := r.place.Mesh.Mesh
 	defer func() {
 		if rec := recover(); rec != nil {
 			err = fmt.Errorf("execution: program %s on mesh %v: %v", prog.name, mesh, rec)
@@ -205,7 +205,7 @@ func (r *Runner) RunSharded(prog *Program, variant any, args ...any) (outs []*gd
 // compileMesh decides the specs of a program's inputs and outputs and
 // compiles it over the mesh.
 func (r *Runner) compileMesh(prog *Program, variant any, margs []meshArg, inShapes []shapes.Shape, devs []backends.DeviceNum) (*meshExec, error) {
-	mesh := r.place.Mesh
+	mesh := r.place.Mesh.Mesh
 	outShapes, err := OutputShapes(r.backend, prog, variant, inShapes)
 	if err != nil {
 		return nil, err
@@ -234,12 +234,12 @@ func (r *Runner) compileMesh(prog *Program, variant any, margs []meshArg, inShap
 // (a sharded axis must divide evenly). It is how a tool or test sees the
 // layout without compiling.
 func (r *Runner) Specs(prog *Program, variant any, inShapes, outShapes []shapes.Shape) (in, out []*gdist.ShardingSpec, err error) {
-	mesh := r.place.Mesh
-	if mesh == nil {
+	if r.place.Mesh == nil || r.place.Mesh.Mesh == nil {
 		return nil, nil, fmt.Errorf("execution: program %s: no mesh to shard over", prog.name)
 	}
-	if r.place.Sharding != nil {
-		if in, out, err = r.place.Sharding.Specs(prog.name, variant, inShapes, outShapes); err != nil {
+	mesh := r.place.Mesh.Mesh
+	if r.place.Mesh.Sharding != nil {
+		if in, out, err = r.place.Mesh.Sharding.Specs(prog.name, variant, inShapes, outShapes); err != nil {
 			return nil, nil, fmt.Errorf("execution: program %s: sharding: %w", prog.name, err)
 		}
 	}

@@ -40,7 +40,7 @@ func TestMeshSpecsAndShapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := New(be, Placement{Mesh: mesh, Sharding: rowSharding{mesh}})
+	r := New(be, Placement{Mesh: &Mesh{Mesh: mesh, Sharding: rowSharding{mesh}}})
 	sum := NewProgram("sum", func(_ any, in []*Node) []*Node { return []*Node{Add(in[0], in[1]), ReduceAllSum(in[0])} })
 	in := []shapes.Shape{shapes.Make(dtypes.Float32, 8, 3), shapes.Make(dtypes.Float32, 8, 3)}
 	out, err := OutputShapes(be, sum, nil, in)
@@ -67,10 +67,10 @@ func TestMeshSpecsAndShapes(t *testing.T) {
 	if _, err := r.Run(sum, nil, x, x); err == nil || !strings.Contains(err.Error(), "out of range") {
 		t.Errorf("mesh of 4 on one device: %v", err)
 	}
-	if _, err := (Placement{Mesh: mesh, Devices: []backends.DeviceNum{0, 0, 0, 0}}).MeshDevices(be); err == nil {
+	if _, err := (Placement{Mesh: &Mesh{Mesh: mesh, Devices: []backends.DeviceNum{0, 0, 0, 0}}}).MeshDevices(be); err == nil {
 		t.Error("repeated devices accepted")
 	}
-	if _, err := (Placement{Mesh: mesh, Devices: []backends.DeviceNum{0}}).MeshDevices(be); err == nil || !strings.Contains(err.Error(), "1 devices for a mesh of 4") {
+	if _, err := (Placement{Mesh: &Mesh{Mesh: mesh, Devices: []backends.DeviceNum{0}}}).MeshDevices(be); err == nil || !strings.Contains(err.Error(), "1 devices for a mesh of 4") {
 		t.Errorf("short device list: %v", err)
 	}
 }
@@ -84,7 +84,7 @@ func TestMeshOfOneNeedsAutoSharding(t *testing.T) {
 		t.Fatal(err)
 	}
 	mesh, _ := distributed.NewDeviceMesh([]int{1}, []string{"x"})
-	r := New(be, Placement{Mesh: mesh})
+	r := New(be, Placement{Mesh: &Mesh{Mesh: mesh}})
 	p := NewProgram("double", func(_ any, in []*Node) []*Node { return []*Node{MulScalar(in[0], 2)} })
 	x := tensors.FromFlatDataAndDimensions([]float32{1, 2}, 2)
 	_, err = r.Run(p, nil, x)
