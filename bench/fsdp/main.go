@@ -408,4 +408,3 @@ func meshSizes(s string, n int) ([]int, error) {
 	}
 	return out, nil
 }
-
