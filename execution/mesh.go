@@ -132,19 +132,21 @@ func (r *Runner) RunSharded(prog *Program, variant any, args ...any) (outs []*gd
 	r.mu.Lock()
 	me, ok := r.meshes[key]
 	r.mu.Unlock()
+	var t0 time.Time
 	if !ok {
-		t0 := time.Now()
+		// Compiled at its first call: CompileTime counts the deciding, the
+		// compilation and that first run.
+		t0 = time.Now()
 		if me, err = r.compileMesh(prog, variant, margs, inShapes, devs); err != nil {
 			return nil, err
 		}
 		r.mu.Lock()
 		if prev, dup := r.meshes[key]; dup {
-			me = prev
+			me, t0 = prev, time.Time{}
 		} else {
 			r.meshes[key] = me
 			r.stats.Programs++
 			r.stats.ByProgram[prog.name]++
-			r.stats.CompileTime += time.Since(t0)
 		}
 		r.mu.Unlock()
 	}
@@ -198,6 +200,9 @@ func (r *Runner) RunSharded(prog *Program, variant any, args ...any) (outs []*gd
 	r.mu.Lock()
 	r.graphs[prog.name] = g
 	r.stats.Calls++
+	if !t0.IsZero() {
+		r.stats.CompileTime += time.Since(t0)
+	}
 	r.mu.Unlock()
 	return outs, nil
 }
