@@ -6,6 +6,7 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	gdist "github.com/gomlx/gomlx/pkg/core/distributed"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/mmft-go/mmft/execution"
 )
@@ -184,4 +185,28 @@ func ShardedBytes(spec *gdist.ShardingSpec, sh shapes.Shape) int64 {
 		b /= int64(spec.NumDevicesShardingAxis(axis))
 	}
 	return b
+}
+
+// Shard lays whole tensors out on the mesh by role r, for passing to
+// execution.Runner as already-sharded inputs (the trainer's base weights:
+// split once, each shard then stays on its device across steps). On a mesh
+// of one each tensor is its own shard (no copy); otherwise the split runs
+// on the host and the shards reach their devices at the first call.
+func (f FSDP) Shard(ts []*tensors.Tensor, r Role) ([]*gdist.Tensor, error) {
+	out := make([]*gdist.Tensor, len(ts))
+	for i, t := range ts {
+		spec, err := f.Spec(t.Shape(), r)
+		if err != nil {
+			return nil, fmt.Errorf("distributed: tensor %d %s: %w", i, t.Shape(), err)
+		}
+		if f.Mesh.NumDevices() == 1 {
+			out[i], err = gdist.NewTensor(spec, []*tensors.Tensor{t})
+		} else {
+			out[i], err = gdist.ShardTensor(spec, t)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("distributed: sharding tensor %d %s by %s: %w", i, t.Shape(), spec, err)
+		}
+	}
+	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/mmft-go/mmft/execution"
 	"github.com/mmft-go/mmft/qwen2vl"
@@ -155,5 +156,44 @@ func TestTrainPlacement(t *testing.T) {
 	p, err = TrainPlacement(one, FSDP{})
 	if err != nil || p.Mesh.Mesh.NumDevices() != 1 {
 		t.Errorf("one GPU: %+v, %v", p, err)
+	}
+}
+
+func TestFSDPShardOnHost(t *testing.T) {
+	// The data movement of a decision, on the host: a [8, 4096] weight over
+	// 4 devices splits its larger axis; each shard holds its columns, and
+	// merging gives the tensor back.
+	f := mustMesh(t, 4)
+	vals := make([]float32, 8*4096)
+	for i := range vals {
+		vals[i] = float32(i)
+	}
+	w := tensors.FromFlatDataAndDimensions(vals, 8, 4096)
+	small := tensors.FromFlatDataAndDimensions([]float32{1, 2, 3}, 3)
+	ds, err := f.Shard([]*tensors.Tensor{w, small}, Param)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds[0].NumShards() != 4 || !ds[0].ShardShape().Equal(shapes.Make(dtypes.Float32, 8, 1024)) {
+		t.Fatalf("shards %d of %s", ds[0].NumShards(), ds[0].ShardShape())
+	}
+	if got := tensors.MustCopyFlatData[float32](ds[0].Shards()[2]); got[0] != 2048 || got[1024] != 4096+2048 {
+		t.Errorf("shard 2 starts %v, %v; want columns 2048… of each row", got[0], got[1024])
+	}
+	if !ds[1].ShardShape().Equal(small.Shape()) {
+		t.Errorf("a small tensor was split: %s", ds[1].ShardShape())
+	}
+	back, err := ds[0].Merge()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tensors.MustCopyFlatData[float32](back); got[8*4096-1] != 8*4096-1 || got[5000] != 5000 {
+		t.Error("merge did not restore the tensor")
+	}
+	// Mesh of one: the tensor itself is the shard.
+	one := mustMesh(t, 1)
+	d1, err := one.Shard([]*tensors.Tensor{w}, Param)
+	if err != nil || d1[0].Shards()[0] != w {
+		t.Errorf("mesh of one copied the tensor (%v)", err)
 	}
 }

@@ -283,20 +283,11 @@ func run(cfgPath, device, meshList string, seqs, length, completion, rank int, l
 		res, err := do(fmt.Sprintf("mesh of %d", n), execution.New(backend, place), func(ts []*tensors.Tensor) ([]any, int64, error) {
 			var b int64
 			if sharded == nil {
-				for _, t := range ts {
-					spec, err := f.Spec(t.Shape(), distributed.Param)
-					if err != nil {
-						return nil, 0, err
-					}
-					var d *gdist.Tensor
-					if n == 1 {
-						d, err = gdist.NewTensor(spec, []*tensors.Tensor{t})
-					} else {
-						d, err = gdist.ShardTensor(spec, t)
-					}
-					if err != nil {
-						return nil, 0, fmt.Errorf("sharding %s: %w", t.Shape(), err)
-					}
+				ds, err := f.Shard(ts, distributed.Param)
+				if err != nil {
+					return nil, 0, err
+				}
+				for _, d := range ds {
 					sharded = append(sharded, d)
 				}
 			}
