@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
+	"os"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -214,4 +217,70 @@ func ClusterLayout(c Cluster, rolloutPerHost int) (Layout, error) {
 	}
 	slices.Sort(l.Train)
 	return l, nil
+}
+
+// Environment variables a multi-host launcher sets (ProcessFlags.FromEnv).
+const (
+	EnvCoordinator  = "MMFT_COORDINATOR"
+	EnvProcessID    = "MMFT_PROCESS_ID"
+	EnvNumProcesses = "MMFT_NUM_PROCESSES"
+)
+
+// ProcessFlags are a multi-host job's launcher interface: the coordinator's
+// address and this process's index and count (see docs/DISTRIBUTED.md).
+type ProcessFlags struct {
+	// Coordinator is process 0's "host:port" ("" for a one-host job).
+	Coordinator string
+	// ProcessID is this process's index, 0…NumProcesses−1.
+	ProcessID int
+	// NumProcesses is the job's process count (one per host).
+	NumProcesses int
+}
+
+// Register adds --coordinator, --process-id and --num-processes to fs, with
+// defaults from the environment (MMFT_COORDINATOR, MMFT_PROCESS_ID,
+// MMFT_NUM_PROCESSES) when set and valid.
+func (f *ProcessFlags) Register(fs *flag.FlagSet) {
+	env, _ := ProcessFlagsFromEnv()
+	fs.StringVar(&f.Coordinator, "coordinator", env.Coordinator, "multi-host: process 0's HOST:PORT (env "+EnvCoordinator+")")
+	fs.IntVar(&f.ProcessID, "process-id", env.ProcessID, "multi-host: this process's index, 0 is the coordinator (env "+EnvProcessID+")")
+	fs.IntVar(&f.NumProcesses, "num-processes", env.NumProcesses, "multi-host: number of processes, one per host (env "+EnvNumProcesses+")")
+}
+
+// ProcessFlagsFromEnv reads the launcher's environment variables; unset
+// means a one-process job.
+func ProcessFlagsFromEnv() (ProcessFlags, error) {
+	f := ProcessFlags{Coordinator: os.Getenv(EnvCoordinator), NumProcesses: 1}
+	for _, v := range []struct {
+		name string
+		dst  *int
+	}{{EnvProcessID, &f.ProcessID}, {EnvNumProcesses, &f.NumProcesses}} {
+		if s := os.Getenv(v.name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				return ProcessFlags{Coordinator: f.Coordinator, NumProcesses: 1}, fmt.Errorf("distributed: $%s=%q is not a number", v.name, s)
+			}
+			*v.dst = n
+		}
+	}
+	return f, f.Validate()
+}
+
+// Validate checks the flags: a count of at least one, an index in range,
+// and a coordinator address ("host:port") whenever there are several.
+func (f ProcessFlags) Validate() error {
+	switch {
+	case f.NumProcesses < 1:
+		return fmt.Errorf("distributed: --num-processes %d: need at least one", f.NumProcesses)
+	case f.ProcessID < 0 || f.ProcessID >= f.NumProcesses:
+		return fmt.Errorf("distributed: --process-id %d is out of range 0…%d (--num-processes %d)", f.ProcessID, f.NumProcesses-1, f.NumProcesses)
+	case f.NumProcesses > 1 && f.Coordinator == "":
+		return fmt.Errorf("distributed: %d processes need --coordinator HOST:PORT (process 0's address)", f.NumProcesses)
+	}
+	if f.Coordinator != "" {
+		if _, _, err := net.SplitHostPort(f.Coordinator); err != nil {
+			return fmt.Errorf("distributed: --coordinator %q: want HOST:PORT: %w", f.Coordinator, err)
+		}
+	}
+	return nil
 }

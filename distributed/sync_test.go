@@ -1,13 +1,8 @@
 package distributed
 
 import (
-	"context"
-	"fmt"
-	"net"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
@@ -73,76 +68,5 @@ func TestGateStaleness(t *testing.T) {
 	}
 	if err := off.Check(1); err == nil {
 		t.Error("lag 2 allowed with MaxLag 1")
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func TestHandshakeLoopback(t *testing.T) {
-	addr := freeAddr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	const n = 4
-	res := make([]Cluster, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for p := n - 1; p >= 0; p-- { // workers first: they retry until the coordinator listens
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res[p], errs[p] = Handshake(ctx, addr, n, Peer{Process: p, Host: fmt.Sprintf("host%d", p), GPUs: 8})
-		}()
-		time.Sleep(10 * time.Millisecond)
-	}
-	wg.Wait()
-	for p := range n {
-		if errs[p] != nil {
-			t.Fatalf("process %d: %v", p, errs[p])
-		}
-		if len(res[p].Peers) != n || res[p].Peers[2].Host != "host2" || res[p].NumGPUs() != 32 || res[p].FirstGPU(3) != 24 {
-			t.Errorf("process %d sees %+v", p, res[p])
-		}
-	}
-	l, err := ClusterLayout(res[1], 1)
-	if err != nil || len(l.Train) != 28 || l.Rollout[1] != 15 {
-		t.Errorf("cluster layout %v, %v", l, err)
-	}
-}
-
-func TestHandshakeRefusals(t *testing.T) {
-	addr := freeAddr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var coordErr, workerErr error
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _, coordErr = Handshake(ctx, addr, 2, Peer{Process: 0, GPUs: 1}) }()
-	go func() { defer wg.Done(); _, workerErr = Handshake(ctx, addr, 3, Peer{Process: 1, GPUs: 1}) }()
-	wg.Wait()
-	if coordErr == nil || !strings.Contains(coordErr.Error(), "expects 3 processes, the coordinator 2") {
-		t.Errorf("coordinator: %v", coordErr)
-	}
-	if workerErr == nil || !strings.Contains(workerErr.Error(), "refused") {
-		t.Errorf("worker: %v", workerErr)
-	}
-	// No coordinator: the worker gives up when its context ends, naming the address.
-	short, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel2()
-	if _, err := Handshake(short, freeAddr(t), 2, Peer{Process: 1, GPUs: 1}); err == nil || !strings.Contains(err.Error(), "no coordinator at") {
-		t.Errorf("no coordinator: %v", err)
-	}
-	if _, err := Handshake(ctx, addr, 2, Peer{Process: 2, GPUs: 1}); err == nil || !strings.Contains(err.Error(), "out of range") {
-		t.Errorf("bad index: %v", err)
-	}
-	if c, err := Handshake(ctx, addr, 1, Peer{Process: 0, GPUs: 2}); err != nil || c.NumGPUs() != 2 {
-		t.Errorf("one process: %+v, %v", c, err)
 	}
 }
