@@ -2,11 +2,15 @@ package distributed
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+
+	"github.com/mmft-go/mmft/qwen2vl"
 )
 
 // SyncStats describes one adapter sync.
@@ -130,4 +134,28 @@ func (g *Gate) Check(version int) error {
 			version, g.trained, lag, g.MaxLag)
 	}
 	return nil
+}
+
+// PushLoRA pushes an adapter's A and B tensors (modules in sorted order)
+// and returns the adapter the rollout engine uses (Engine.SetAdapter):
+// the same module scales over the pushed tensors. Colocated, it is l's
+// tensors themselves.
+func (s Syncer) PushLoRA(version int, l *qwen2vl.LoRA) (*qwen2vl.LoRA, SyncStats, error) {
+	if l == nil {
+		return nil, SyncStats{}, fmt.Errorf("distributed: adapter sync v%d: no adapter", version)
+	}
+	names := slices.Sorted(maps.Keys(l.Modules))
+	ts := make([]*tensors.Tensor, 0, 2*len(names))
+	for _, n := range names {
+		ts = append(ts, l.Modules[n].A, l.Modules[n].B)
+	}
+	out, st, err := s.Push(version, ts)
+	if err != nil {
+		return nil, st, err
+	}
+	synced := &qwen2vl.LoRA{Modules: make(map[string]qwen2vl.LoRAModule, len(names))}
+	for i, n := range names {
+		synced.Modules[n] = qwen2vl.LoRAModule{A: out[2*i], B: out[2*i+1], Scale: l.Modules[n].Scale}
+	}
+	return synced, st, nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/qwen2vl"
 )
 
 func TestSyncerSharedAndCopied(t *testing.T) {
@@ -68,5 +69,35 @@ func TestGateStaleness(t *testing.T) {
 	}
 	if err := off.Check(1); err == nil {
 		t.Error("lag 2 allowed with MaxLag 1")
+	}
+}
+
+func TestPushLoRA(t *testing.T) {
+	be, err := compute.NewCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := tensors.FromFlatDataAndDimensions([]float32{1, 2}, 1, 2)
+	b := tensors.FromFlatDataAndDimensions([]float32{3, 4}, 2, 1)
+	l := &qwen2vl.LoRA{Modules: map[string]qwen2vl.LoRAModule{"m.q_proj": {A: a, B: b, Scale: 4}}}
+	s := Syncer{Backend: be, To: 0}
+	got, st, err := s.PushLoRA(5, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := got.Modules["m.q_proj"]
+	if st.Tensors != 2 || st.Bytes != 16 || mod.Scale != 4 || mod.A == a {
+		t.Errorf("pushed %+v, module %+v", st, mod)
+	}
+	if v := tensors.MustCopyFlatData[float32](mod.B); v[1] != 4 {
+		t.Errorf("B copied as %v", v)
+	}
+	// Now on the rollout device: a second push shares them (colocated).
+	again, st, err := s.PushLoRA(6, got)
+	if err != nil || again.Modules["m.q_proj"].A != mod.A || st.Bytes != 0 {
+		t.Errorf("second push: %+v, %v", st, err)
+	}
+	if _, _, err := s.PushLoRA(7, nil); err == nil {
+		t.Error("nil adapter accepted")
 	}
 }
