@@ -1,8 +1,9 @@
 // Package execution compiles and runs GoMLX graphs for the packages that
 // build on the model (engine, trainer, distributed worker): compiled programs
-// keyed by graph identity and input shapes, their placement on a device,
-// donation of buffers that a call replaces, and shape buckets that bound how
-// many programs a dataset compiles.
+// keyed by graph identity and input shapes, their placement on a device or
+// a mesh of devices (sharded with GoMLX AutoSharding, see Placement and
+// RunSharded), donation of buffers that a call replaces, and shape buckets
+// that bound how many programs a dataset compiles.
 //
 // A Program is a graph definition; its identity is the *Program value plus a
 // comparable variant (e.g. an adapter layout or a cache capacity) that the
