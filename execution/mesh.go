@@ -2,7 +2,6 @@ package execution
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
@@ -335,17 +334,4 @@ func wholeTensors(name string, ds []*gdist.Tensor) ([]*tensors.Tensor, error) {
 		out[i] = t
 	}
 	return out, nil
-}
-
-// MeshString describes a mesh for logs: "fsdp=4 on devices [1 2 3 4]".
-func MeshString(mesh *gdist.DeviceMesh, devs []backends.DeviceNum) string {
-	var b strings.Builder
-	for i, name := range mesh.AxesNames() {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		fmt.Fprintf(&b, "%s=%d", name, mesh.AxesSizes()[i])
-	}
-	fmt.Fprintf(&b, " on devices %v", devs)
-	return b.String()
 }
