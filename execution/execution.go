@@ -1,8 +1,9 @@
 // Package execution compiles and runs GoMLX graphs for the packages that
 // build on the model (engine, trainer, distributed worker): compiled programs
-// keyed by graph identity and input shapes, their placement on a device,
-// donation of buffers that a call replaces, and shape buckets that bound how
-// many programs a dataset compiles.
+// keyed by graph identity and input shapes, their placement on a device or
+// a mesh of devices (sharded with GoMLX AutoSharding, see Placement and
+// RunSharded), donation of buffers that a call replaces, and shape buckets
+// that bound how many programs a dataset compiles.
 //
 // A Program is a graph definition; its identity is the *Program value plus a
 // comparable variant (e.g. an adapter layout or a cache capacity) that the
@@ -19,7 +20,9 @@ import (
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
+	gdist "github.com/gomlx/gomlx/pkg/core/distributed"
 	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
@@ -43,21 +46,58 @@ func NewProgram(name string, build Builder) *Program {
 // Name returns the program's name.
 func (p *Program) Name() string { return p.name }
 
-// Placement says where programs run. Today one device; a mesh and sharding
-// specs (for the distributed worker) will be added here.
+// Placement says where programs run: one device (Mesh nil), or every device
+// of a mesh with GoMLX's AutoSharding (XLA Shardy over PJRT): the program is
+// written once for the whole batch and XLA partitions it and inserts the
+// collectives from the sharding specs of its inputs and outputs. Placement
+// values are comparable (the zero value: device 0, no mesh).
 type Placement struct {
 	// Device is the backend device the inputs are placed on and the
-	// programs run on.
+	// programs run on when Mesh is nil.
 	Device backends.DeviceNum
+	// Mesh, when set, runs every program over all its devices (a mesh of
+	// one included: the same sharded path, no special case).
+	Mesh *Mesh
+}
+
+// Mesh is a mesh placement: the devices and how values are laid out on them.
+type Mesh struct {
+	// Mesh is GoMLX's device mesh (axes and their sizes).
+	Mesh *gdist.DeviceMesh
+	// Devices are the backend devices of the mesh's positions, in order
+	// (nil: 0…n−1); len(Devices) must equal the mesh's device count.
+	Devices []backends.DeviceNum
+	// Sharding decides the specs of each program's inputs and outputs; nil
+	// replicates everything (correct, no memory saved). Inputs given as
+	// *gdist.Tensor keep their own spec.
+	Sharding Sharding
+}
+
+// Sharding decides how a program's inputs and outputs are laid out over a
+// mesh. Any valid decision gives the same values (XLA inserts what is
+// needed); decisions only change memory and communication.
+type Sharding interface {
+	// Specs returns one spec per input and one per output of program name
+	// with variant, given their logical (whole) shapes; a nil entry means
+	// replicated.
+	Specs(program string, variant any, inputs, outputs []shapes.Shape) (in, out []*gdist.ShardingSpec, err error)
 }
 
 // Donated marks a tensor whose device buffer the call may reuse for its
 // outputs (state replaced each call: a KV cache, optimizer moments). The
-// tensor must not be used after the call.
-type Donated struct{ T *tensors.Tensor }
+// tensor must not be used after the call. Exactly one of T and S is set.
+type Donated struct {
+	T *tensors.Tensor
+	// S is a sharded tensor (mesh placements only), from DonateSharded.
+	S *gdist.Tensor
+}
 
 // Donate wraps t for donation to the next Run.
 func Donate(t *tensors.Tensor) Donated { return Donated{T: t} }
+
+// DonateSharded wraps a sharded tensor for donation to the next RunSharded
+// or Run on a mesh: each shard's buffer may be reused.
+func DonateSharded(s *gdist.Tensor) Donated { return Donated{S: s} }
 
 // Stats counts what a Runner compiled and ran.
 type Stats struct {
@@ -79,6 +119,7 @@ type Runner struct {
 	place   Placement
 
 	mu       sync.Mutex
+	meshes   map[meshKey]*meshExec // mesh placements: one exec per program, variant, shapes and specs
 	execs    map[execKey]*graph.Exec
 	compiled map[execKey]map[uint64]bool // hashes of the input shapes already compiled, per exec
 	stats    Stats
@@ -91,10 +132,11 @@ type execKey struct {
 	variant any
 }
 
-// New returns a runner on backend at place.
+// New returns a runner on backend at place. A mesh placement is checked
+// when the first program runs (see Run).
 func New(backend backends.Backend, place Placement) *Runner {
 	return &Runner{backend: backend, place: place, execs: map[execKey]*graph.Exec{}, compiled: map[execKey]map[uint64]bool{},
-		stats: Stats{ByProgram: map[string]int{}}, graphs: map[string]*graph.Graph{}}
+		meshes: map[meshKey]*meshExec{}, stats: Stats{ByProgram: map[string]int{}}, graphs: map[string]*graph.Graph{}}
 }
 
 // Backend returns the runner's backend.
@@ -132,9 +174,21 @@ func (r *Runner) Graphs() map[string]*graph.Graph {
 // *tensors.Tensor values, or Donated ones. The first call with a new list of
 // input shapes compiles (counted in Stats). GoMLX panics during building or
 // running come back as errors naming the program.
+//
+// On a mesh placement args may also be *gdist.Tensor values, and the
+// outputs come back whole: on a mesh of one the single shard itself (no
+// copy), on larger meshes gathered through the host (use RunSharded to keep
+// them sharded on the devices).
 func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.Tensor, err error) {
 	if variant != nil && !reflect.TypeOf(variant).Comparable() {
 		return nil, fmt.Errorf("execution: program %s: variant of type %T is not comparable", prog.name, variant)
+	}
+	if r.place.Mesh != nil {
+		sharded, err := r.RunSharded(prog, variant, args...)
+		if err != nil {
+			return nil, err
+		}
+		return wholeTensors(prog.name, sharded)
 	}
 	defer func() {
 		if rec := recover(); rec != nil {
@@ -151,6 +205,9 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 		case *tensors.Tensor:
 			t = v
 		case Donated:
+			if v.T == nil {
+				return nil, fmt.Errorf("execution: program %s: argument %d is a donated sharded tensor, but the placement has no mesh", prog.name, i)
+			}
 			t = v.T
 		default:
 			return nil, fmt.Errorf("execution: program %s: argument %d is a %T, want *tensors.Tensor or Donated", prog.name, i, a)

@@ -52,6 +52,7 @@ func commands() []command {
 		{name: "reward", summary: "score completions with a named reward function", run: runReward},
 		{name: "grpo", summary: "GRPO objective tools (grpo loss: loss and gradient of JSON cases)", run: runGRPO},
 		{name: "train", summary: "GRPO + LoRA fine-tuning (no flags: the main job on the embedded default)", run: runTrain},
+		{name: "plan", summary: "print the GPU layout and each GPU's memory (ZeRO-3 shards, activations, KV cache)", run: runPlan},
 		{name: "rollout", summary: "sample completions with the rollout engine", run: runRollout},
 		{name: "eval", summary: "evaluate a model or adapter on a dataset split", planned: "the evaluation issue"},
 		{name: "export", summary: "export a GoNB notebook as a batch Go program with setup and run scripts", run: runExport},

@@ -1,0 +1,84 @@
+package distributed
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestDefaultLayout(t *testing.T) {
+	for _, c := range []struct {
+		n              int
+		rollout, train []int
+		colocated      bool
+	}{
+		{1, []int{0}, []int{0}, true},
+		{2, []int{1}, []int{0}, false},
+		{4, []int{3}, []int{0, 1, 2}, false},
+		{8, []int{7}, []int{0, 1, 2, 3, 4, 5, 6}, false},
+	} {
+		l, err := DefaultLayout(c.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(l.Rollout, c.rollout) || !slices.Equal(l.Train, c.train) || l.Colocated() != c.colocated || l.GPUs != c.n {
+			t.Errorf("DefaultLayout(%d) = %+v (colocated %v)", c.n, l, l.Colocated())
+		}
+	}
+	if _, err := DefaultLayout(0); err == nil || !strings.Contains(err.Error(), "0 GPUs") {
+		t.Errorf("no GPU: error %v", err)
+	}
+}
+
+func TestNewLayoutFlags(t *testing.T) {
+	for _, c := range []struct {
+		rollout, train string
+		n              int
+		wantR, wantT   []int
+	}{
+		{"", "", 4, []int{3}, []int{0, 1, 2}},
+		{"0", "1,2,3", 4, []int{0}, []int{1, 2, 3}},
+		{"0", "1-3", 4, []int{0}, []int{1, 2, 3}},
+		{"0", "", 4, []int{0}, []int{1, 2, 3}},   // train: what rollout leaves
+		{"", "0,1", 4, []int{2, 3}, []int{0, 1}}, // rollout: what train leaves
+		{"0", "", 1, []int{0}, []int{0}},         // one GPU named: colocated
+		{"", "0", 1, []int{0}, []int{0}},
+		{"2", "2", 4, []int{2}, []int{2}}, // the same single GPU: colocated
+		{" 3 ", "0, 1 ,2", 4, []int{3}, []int{0, 1, 2}},
+	} {
+		l, err := NewLayout(c.rollout, c.train, c.n)
+		if err != nil {
+			t.Errorf("NewLayout(%q, %q, %d): %v", c.rollout, c.train, c.n, err)
+			continue
+		}
+		if !slices.Equal(l.Rollout, c.wantR) || !slices.Equal(l.Train, c.wantT) {
+			t.Errorf("NewLayout(%q, %q, %d) = rollout %v train %v, want %v %v", c.rollout, c.train, c.n, l.Rollout, l.Train, c.wantR, c.wantT)
+		}
+	}
+	for _, c := range []struct {
+		rollout, train string
+		n              int
+		want           string
+	}{
+		{"0", "0,1", 4, "GPU 0 is in both"},
+		{"1", "0-2", 4, "GPU 1 is in both"},
+		{"4", "", 4, "GPU 4 is out of range: 4 GPU(s) found"},
+		{"", "0,-1", 4, "is not a GPU number"},
+		{"", "0,0", 4, "GPU 0 is listed twice"},
+		{"", "a", 4, `"a" is not a GPU number`},
+		{"", "3-1", 4, "not a range"},
+		{"", "0,", 4, "is not a GPU number"},
+		{"", "0-3", 4, "takes all 4 GPUs: give --rollout-gpus"},
+		{"0-1", "", 2, "takes all 2 GPUs: give --train-gpus"},
+		{"0", "", 0, "0 GPUs found"},
+	} {
+		_, err := NewLayout(c.rollout, c.train, c.n)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("NewLayout(%q, %q, %d): error %v, want one containing %q", c.rollout, c.train, c.n, err, c.want)
+		}
+	}
+	// Errors name the flag.
+	if _, err := NewLayout("9", "", 4); err == nil || !strings.Contains(err.Error(), "--rollout-gpus") {
+		t.Errorf("error %v does not name --rollout-gpus", err)
+	}
+}
