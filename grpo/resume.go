@@ -49,21 +49,11 @@ func (t *Trainer) Restore(ctx context.Context, ck *Checkpoint) error {
 	if ck == nil || ck.Adapter == nil || ck.Optimizer == nil {
 		return fmt.Errorf("grpo: Restore needs a checkpoint with an adapter and optimizer state")
 	}
-	if got, want := ck.Adapter.Names(), t.modules; !slices.Equal(got, want) {
-		return fmt.Errorf("grpo: the checkpoint adapts %d modules, this run %d: resume with the configuration it was written with", len(got), len(want))
-	}
-	for _, name := range t.modules {
-		a, b := ck.Adapter.Modules[name], t.adapter.Modules[name]
-		if a.R != b.R || a.In != b.In || a.Out != b.Out || a.Scale != b.Scale {
-			return fmt.Errorf("grpo: checkpoint module %s is r=%d %d→%d scale %g; this run has r=%d %d→%d scale %g",
-				name, a.R, a.In, a.Out, a.Scale, b.R, b.In, b.Out, b.Scale)
-		}
-	}
 	if ck.State.Config.Seed != t.cfg.Seed {
 		return fmt.Errorf("grpo: the checkpoint was written with seed %d, this run has %d", ck.State.Config.Seed, t.cfg.Seed)
 	}
-	if err := t.loadAdapter(ck.Adapter); err != nil {
-		return err
+	if err := t.LoadAdapter(ck.Adapter); err != nil {
+		return fmt.Errorf("grpo: resuming: %w", err)
 	}
 	opt := ck.Optimizer.Tensors()
 	t.opt = opt

@@ -44,6 +44,10 @@ type Setup struct {
 	VocabChunk int
 	// Progress, when set, is told about rollout progress.
 	Progress func(engine.Progress)
+	// Runner runs the training programs (nil: the engine's runner, so the
+	// colocated layout shares one copy of the weights and one program
+	// cache). A sharded placement (distributed.TrainPlacement) goes here.
+	Runner *execution.Runner
 }
 
 // Trainer runs GRPO with LoRA adapters: rollouts from the engine with the
@@ -118,7 +122,11 @@ func New(cfg Config, s Setup) (*Trainer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("grpo: %w", err)
 	}
-	t := &Trainer{cfg: cfg, s: s, model: m, run: s.Engine.Runner(), builder: b, stream: NewStream(s.Data), sched: sched,
+	run := s.Runner
+	if run == nil {
+		run = s.Engine.Runner()
+	}
+	t := &Trainer{cfg: cfg, s: s, model: m, run: run, builder: b, stream: NewStream(s.Data), sched: sched,
 		adapter: ad, modules: ad.Names(), bindings: map[string]*qwen2vl.Binding{}}
 	if err := t.loadAdapter(ad); err != nil {
 		return nil, err
@@ -170,6 +178,27 @@ func (t *Trainer) loadAdapter(ad *lora.Adapter) error {
 	}
 	t.lora = l
 	return nil
+}
+
+// LoadAdapter replaces the adapter being trained with ad's values (for
+// example a saved PEFT adapter to continue from); its modules, ranks and
+// scales must be those of the run's configuration. The optimizer state is
+// left as it is.
+func (t *Trainer) LoadAdapter(ad *lora.Adapter) error {
+	if ad == nil {
+		return errors.New("grpo: LoadAdapter got no adapter")
+	}
+	if got, want := ad.Names(), t.modules; !slices.Equal(got, want) {
+		return fmt.Errorf("grpo: the adapter adapts %d modules, this run %d (%s…): train with its configuration", len(got), len(want), want[0])
+	}
+	for _, name := range t.modules {
+		a, b := ad.Modules[name], t.adapter.Modules[name]
+		if a.R != b.R || a.In != b.In || a.Out != b.Out || a.Scale != b.Scale {
+			return fmt.Errorf("grpo: adapter module %s is r=%d %d→%d scale %g; this run has r=%d %d→%d scale %g",
+				name, a.R, a.In, a.Out, a.Scale, b.R, b.In, b.Out, b.Scale)
+		}
+	}
+	return t.loadAdapter(ad)
 }
 
 // Adapter returns the adapter with its current values copied from the

@@ -28,6 +28,8 @@ go vet ./...
 echo "== test dependencies (Debian's Jupyter for the kernel tests; dockerfilelint from npm)"
 bash tests/kernel/deps.sh
 bash tests/docker/lint.sh
+echo "== notebooks (kernel install, nbconvert of the three tutorials, export of 02, Chromium screenshot)"
+bash tests/notebooks/run.sh
 
 echo "== go test"
 ci=false
