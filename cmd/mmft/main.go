@@ -54,7 +54,7 @@ func commands() []command {
 		{name: "train", summary: "GRPO + LoRA fine-tuning (no flags: the main job on the embedded default)", run: runTrain},
 		{name: "plan", summary: "print the GPU layout and each GPU's memory (ZeRO-3 shards, activations, KV cache)", run: runPlan},
 		{name: "rollout", summary: "sample completions with the rollout engine", run: runRollout},
-		{name: "eval", summary: "evaluate a model or adapter on a dataset split", planned: "the evaluation issue"},
+		{name: "eval", summary: "evaluate a model or adapter on a dataset split (greedy answers, accuracy, format rate)", run: runEval},
 		{name: "export", summary: "export a GoNB notebook as a batch Go program with setup and run scripts", run: runExport},
 		{name: "kernel", summary: "install, check (doctor) or run the Jupyter kernel for Go", run: runKernel},
 		{name: "worker", summary: "run the long-lived worker that holds the model", run: runWorker},

@@ -130,6 +130,7 @@ func computingCommands(t *testing.T) [][]string {
 		{"forward", "--model", dir, "--inputs", filepath.Join(dir, "reference.safetensors"), "--out", filepath.Join(t.TempDir(), "o.safetensors")},
 		{"grpo", "loss", "--cases", shared.Fixture(t, "grpo", "loss_cases.json")},
 		{"train", "--steps", "1", "--quiet", "--output-dir", filepath.Join(t.TempDir(), "run")},
+		{"eval", "--max-samples", "1", "--max-new-tokens", "2"},
 		{"rollout", "--model", dir, "--greedy", "--inputs", filepath.Join(dir, "reference.safetensors"), "--max-new-tokens", "2"},
 	}
 }
