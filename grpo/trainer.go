@@ -44,10 +44,21 @@ type Setup struct {
 	VocabChunk int
 	// Progress, when set, is told about rollout progress.
 	Progress func(engine.Progress)
+	// BatchRewards are rewards scored a batch at a time (an LLM judge that
+	// generates with the engine); their weighted values add to Rewards'.
+	BatchRewards []BatchReward
 	// Runner runs the training programs (nil: the engine's runner, so the
 	// colocated layout shares one copy of the weights and one program
 	// cache). A sharded placement (distributed.TrainPlacement) goes here.
 	Runner *execution.Runner
+}
+
+// BatchReward is a named, weighted reward scored over all of a step's
+// completions at once.
+type BatchReward struct {
+	Name   string
+	Weight float64
+	Score  func(ctx context.Context, ins []rewards.Input) ([]float64, error)
 }
 
 // Trainer runs GRPO with LoRA adapters: rollouts from the engine with the
@@ -89,7 +100,7 @@ func New(cfg Config, s Setup) (*Trainer, error) {
 		return nil, errors.New("grpo: Setup.Processor is nil")
 	case s.Data == nil:
 		return nil, errors.New("grpo: Setup.Data is nil: give the training samples")
-	case len(s.Rewards.Components) == 0:
+	case len(s.Rewards.Components) == 0 && len(s.BatchRewards) == 0:
 		return nil, errors.New("grpo: Setup.Rewards has no reward function")
 	case s.Steps < 1:
 		return nil, fmt.Errorf("grpo: Setup.Steps %d: train at least one step", s.Steps)
@@ -316,6 +327,7 @@ func (t *Trainer) Step(ctx context.Context) (Metrics, error) {
 	totals := make([]float64, len(r.comps))
 	comp := map[string][]float64{}
 	newTokens := 0
+	ins := make([]rewards.Input, len(r.comps))
 	for i, c := range r.comps {
 		smp, p := r.samples[c.Request], r.prompts[c.Request]
 		ids := make([]int, len(c.IDs))
@@ -323,12 +335,26 @@ func (t *Trainer) Step(ctx context.Context) (Metrics, error) {
 			ids[k] = int(id)
 		}
 		newTokens += len(c.IDs)
-		res := t.s.Rewards.Score(rewards.Input{Prefill: p.Prefill, Completion: tok.Decode(ids, true), CompletionIDs: ids,
-			Answer: smp.Answer, Question: smp.Question})
+		ins[i] = rewards.Input{Prefill: p.Prefill, Completion: tok.Decode(ids, true), CompletionIDs: ids,
+			Answer: smp.Answer, Question: smp.Question}
+		res := t.s.Rewards.Score(ins[i])
 		totals[i] = res.Total
 		for k, name := range res.Names {
 			comp[name] = append(comp[name], res.Values[k])
 		}
+	}
+	for _, br := range t.s.BatchRewards {
+		vals, err := br.Score(ctx, ins)
+		if err != nil {
+			return nil, fmt.Errorf("grpo: reward %s: %w", br.Name, err)
+		}
+		if len(vals) != len(ins) {
+			return nil, fmt.Errorf("grpo: reward %s gave %d scores for %d completions", br.Name, len(vals), len(ins))
+		}
+		for i, v := range vals {
+			totals[i] += br.Weight * v
+		}
+		comp[br.Name] = vals
 	}
 	adv, err := Advantages(totals, g, t.cfg.Objective.ScaleRewards)
 	if err != nil {

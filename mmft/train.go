@@ -39,6 +39,8 @@ type TrainJob struct {
 	Model   *Model
 	Data    *Data
 	Rewards rewards.Set
+	// BatchRewards are rewards scored over a whole step (JudgeReward).
+	BatchRewards []grpo.BatchReward
 	// Steps is the number of rollout batches (0: Config.Epochs passes over the data).
 	Steps int
 	// Resume is a checkpoint folder, or a run folder whose latest checkpoint
@@ -75,7 +77,7 @@ func (j *TrainJob) Prepare(ctx context.Context) error {
 	}
 	steps := j.TotalSteps()
 	s := grpo.Setup{Engine: j.Model.Engine, Processor: j.Model.Processor, Prompt: prompt.DefaultConfig(), Rewards: j.Rewards,
-		Data: j.Data.Epochs, Steps: steps}
+		Data: j.Data.Epochs, Steps: steps, BatchRewards: j.BatchRewards}
 	if j.OnRollout != nil {
 		s.Progress = func(p engine.Progress) { j.OnRollout(p.Done, p.Total) }
 	}

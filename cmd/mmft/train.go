@@ -40,7 +40,7 @@ model on real data (use --device gpu). The seed's flag names (--model_name, --lr
 	dataRef := fs.String("data", "", "training data: a folder or .parquet file in the Sujet layout, a Hub dataset id, or \"embedded\" (default with the embedded model)")
 	split := fs.String("split", "train", "split of --data to train on")
 	steps := fs.Int("steps", 0, "rollout batches to train (0: --epochs passes over the data)")
-	rewardSpec := fs.String("rewards", mmft.DefaultRewards, "reward set: NAME or NAME=WEIGHT, comma-separated (structural, format, accuracy, ...)")
+	rewardSpec := fs.String("rewards", mmft.DefaultRewards, "reward set: NAME or NAME=WEIGHT, comma-separated (structural, format, accuracy, overlong, judge: the seed's LLM judge on the base model)")
 	resume := fs.String("resume", "", "continue a run: its output folder (latest checkpoint) or a checkpoint-N folder")
 	dtype := fs.String("dtype", "", "weights dtype: float32 or bfloat16 (default: bfloat16 on a GPU, float32 on the CPU)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
@@ -61,9 +61,15 @@ model on real data (use --device gpu). The seed's flag names (--model_name, --lr
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintln(c.stderr, "warning:", w)
 	}
-	set, err := rewards.Default().ParseSet(*rewardSpec)
+	spec, judgeWeight, err := mmft.SplitJudge(*rewardSpec)
 	if err != nil {
 		return fmt.Errorf("--rewards: %w", err)
+	}
+	var set rewards.Set
+	if strings.TrimSpace(spec) != "" {
+		if set, err = rewards.Default().ParseSet(spec); err != nil {
+			return fmt.Errorf("--rewards: %w", err)
+		}
 	}
 	be, err := dev.Backend()
 	if err != nil {
@@ -88,6 +94,9 @@ model on real data (use --device gpu). The seed's flag names (--model_name, --lr
 		return err
 	}
 	job := &mmft.TrainJob{Config: cfg, Model: model, Data: d, Rewards: set, Steps: *steps, Resume: *resume}
+	if judgeWeight != 0 {
+		job.BatchRewards = append(job.BatchRewards, mmft.JudgeReward(model, judgeWeight))
+	}
 	total := job.TotalSteps()
 	fmt.Fprintf(c.stderr, "mmft train: %s on %s (%s, %d samples), %d steps of %d prompts × %d completions, device %s; loaded in %v\n",
 		cfg.ModelName, d.Ref, d.Split, d.Len, total, cfg.BatchSize, cfg.NumGenerations, be.Device, time.Since(t0).Round(time.Millisecond))
