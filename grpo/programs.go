@@ -3,6 +3,7 @@ package grpo
 import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's graph DSL reads best unqualified.
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 
 	"github.com/mmft-go/mmft/execution"
 	_ "github.com/mmft-go/mmft/internal/dotgrad" // gradients of matrix products as matrix products
@@ -18,6 +19,26 @@ type stepVariant struct {
 	chunk          int
 	numItems       bool
 	accumulateOnly bool
+	// dropout is the LoRA dropout probability; > 0 adds an RNG state input
+	// (last) and its next value as the last output.
+	dropout float64
+}
+
+// withDropout sets w's LoRA dropout from the RNG state rng (nil or p = 0:
+// none) and returns a function giving the state after every draw.
+func withDropout(w *qwen2vl.Weights, p float64, rng *Node) func() *Node {
+	if p <= 0 || rng == nil {
+		return func() *Node { return rng }
+	}
+	state := rng
+	w.LoRAInput = func(_ string, x *Node) *Node {
+		var u *Node
+		state, u = RandomUniform(state, shapes.Make(dtypes.Float32, x.Shape().Dimensions...))
+		keep := GreaterOrEqual(u, Scalar(x.Graph(), dtypes.Float32, p))
+		x32 := ConvertDType(x, dtypes.Float32)
+		return Where(keep, MulScalar(x32, 1/(1-p)), ZerosLike(x32))
+	}
+	return func() *Node { return state }
 }
 
 // lossMetrics is the number of scalar metrics the programs return after
@@ -95,14 +116,23 @@ func newTrainPrograms(o Objective, opt AdamW, modules []string, bindingOf func(l
 			state := AdamWStateFromNodes(rest[:2+2*nParams], nParams)
 			lr := rest[2+2*nParams]
 			ti, rest := qwen2vl.ReadTextInputs(rest[3+2*nParams:])
-			b, _ := readBatch(v, rest)
+			b, rest := readBatch(v, rest)
+			var rng *Node
+			if v.dropout > 0 {
+				rng = rest[0]
+			}
+			next := withDropout(w, v.dropout, rng)
 			metrics := policyLoss(o, w, v, ti, b)
 			params := adapterNodes(w, modules)
 			grads := Gradient(metrics[0], params...)
 			res := opt.Update(lr, params, grads, state)
 			out := append(append([]*Node{}, res.Params...), res.State.Nodes()...)
 			out = append(out, metrics...)
-			return append(out, res.GradNorm, res.Applied)
+			out = append(out, res.GradNorm, res.Applied)
+			if rng != nil {
+				out = append(out, next())
+			}
+			return out
 		}),
 		grads: execution.NewProgram("grpo.grads", func(variant any, in []*Node) []*Node {
 			v := variant.(stepVariant)
@@ -110,13 +140,22 @@ func newTrainPrograms(o Objective, opt AdamW, modules []string, bindingOf func(l
 			ti, rest := qwen2vl.ReadTextInputs(rest)
 			b, rest := readBatch(v, rest)
 			acc := rest[:nParams]
+			var rng *Node
+			if v.dropout > 0 {
+				rng = rest[nParams]
+			}
+			next := withDropout(w, v.dropout, rng)
 			metrics := policyLoss(o, w, v, ti, b)
 			grads := Gradient(metrics[0], adapterNodes(w, modules)...)
-			out := make([]*Node, 0, nParams+len(metrics))
+			out := make([]*Node, 0, nParams+len(metrics)+1)
 			for i, g := range grads {
 				out = append(out, Add(acc[i], g))
 			}
-			return append(out, metrics...)
+			out = append(out, metrics...)
+			if rng != nil {
+				out = append(out, next())
+			}
+			return out
 		}),
 		apply: execution.NewProgram("grpo.apply", func(_ any, in []*Node) []*Node {
 			params := in[:nParams]

@@ -2,6 +2,7 @@ package grpo
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -32,12 +33,24 @@ func (t *Trainer) Checkpoint() (*Checkpoint, error) {
 		return nil, err
 	}
 	epoch, index := t.stream.Position()
+	rngs := map[string]RandomStream{
+		"sampler": {Seed: t.cfg.Seed, Counter: uint64(t.step)},
+		"data":    {Seed: t.cfg.Seed, Counter: uint64(epoch)},
+	}
+	if t.rng != nil {
+		state, err := tensors.CopyFlatData[uint64](t.rng)
+		if err != nil {
+			return nil, fmt.Errorf("grpo: reading the dropout RNG state: %w", err)
+		}
+		b := make([]byte, 8*len(state))
+		for i, v := range state {
+			binary.LittleEndian.PutUint64(b[8*i:], v)
+		}
+		rngs["dropout"] = RandomStream{Seed: t.cfg.Seed, Counter: uint64(t.step), State: b}
+	}
 	return &Checkpoint{Adapter: ad, Optimizer: opt, State: TrainState{
 		GlobalStep: int64(t.step), ScheduleStep: t.step, TotalSteps: t.s.Steps,
-		RNG: map[string]RandomStream{
-			"sampler": {Seed: t.cfg.Seed, Counter: uint64(t.step)},
-			"data":    {Seed: t.cfg.Seed, Counter: uint64(epoch)},
-		},
+		RNG:  rngs,
 		Data: DataPosition{Epoch: epoch, Index: index}, Config: t.cfg, Metrics: slices.Clone(t.history)}}, nil
 }
 
@@ -57,6 +70,18 @@ func (t *Trainer) Restore(ctx context.Context, ck *Checkpoint) error {
 	}
 	opt := ck.Optimizer.Tensors()
 	t.opt = opt
+	if t.rng != nil {
+		st, ok := ck.State.RNG["dropout"]
+		n := t.rng.Shape().Size()
+		if !ok || len(st.State) != 8*n {
+			return fmt.Errorf("grpo: the checkpoint has no dropout RNG state of %d words (was it written with lora_dropout 0?)", n)
+		}
+		vals := make([]uint64, n)
+		for i := range vals {
+			vals[i] = binary.LittleEndian.Uint64(st.State[8*i:])
+		}
+		t.rng = tensors.FromFlatDataAndDimensions(vals, t.rng.Shape().Dimensions...)
+	}
 	if err := t.stream.Seek(ctx, ck.State.Data.Epoch, ck.State.Data.Index); err != nil {
 		return err
 	}

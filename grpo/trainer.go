@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/mmft-go/mmft/data"
@@ -82,7 +83,8 @@ type Trainer struct {
 	optNames []string
 	bindings map[string]*qwen2vl.Binding
 
-	step    int // rollout batches done (the schedule's step)
+	rng     *tensors.Tensor // the LoRA dropout's RNG state (nil without dropout)
+	step    int             // rollout batches done (the schedule's step)
 	history []Metrics
 }
 
@@ -141,6 +143,11 @@ func New(cfg Config, s Setup) (*Trainer, error) {
 		adapter: ad, modules: ad.Names(), bindings: map[string]*qwen2vl.Binding{}}
 	if err := t.loadAdapter(ad); err != nil {
 		return nil, err
+	}
+	if cfg.LoRADropout > 0 {
+		if t.rng, err = graph.RNGStateFromSeed(int64(cfg.Seed ^ 0x5DEECE66D)); err != nil {
+			return nil, fmt.Errorf("grpo: dropout RNG: %w", err)
+		}
 	}
 	names, shp := AdapterParams(ad)
 	st, err := NewOptimizerState(names, shp)
@@ -489,7 +496,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 		n := tb.N
 		lo, hi := k*per*g, (k+1)*per*g
 		v := stepVariant{chunk: t.s.VocabChunk, old: needOld, ref: needRef, eng: t.cfg.Objective.ImportanceSamplingCorrection,
-			numItems: t.cfg.Objective.LossType == LossDAPO}
+			numItems: t.cfg.Objective.LossType == LossDAPO, dropout: t.cfg.LoRADropout}
 		scale := float32(1)
 		if t.cfg.Objective.LossType != LossDAPO {
 			scale = 1 / float32(ga)
@@ -550,9 +557,15 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 			for _, x := range mb.args {
 				all = append(all, x)
 			}
+			if t.rng != nil {
+				all = append(all, t.rng)
+			}
 			outs, err := t.run.Run(t.progs.step, mb.v, all...)
 			if err != nil {
 				return nil, fmt.Errorf("grpo: training step: %w", err)
+			}
+			if t.rng != nil {
+				t.rng = outs[len(outs)-1]
 			}
 			t.setParams(outs[:nParams])
 			t.opt = outs[nParams : 3*nParams+2]
@@ -591,9 +604,15 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 			for _, x := range acc {
 				all = append(all, execution.Donate(x))
 			}
+			if t.rng != nil {
+				all = append(all, t.rng)
+			}
 			outs, err := t.run.Run(t.progs.grads, mb.v, all...)
 			if err != nil {
 				return nil, fmt.Errorf("grpo: gradients: %w", err)
+			}
+			if t.rng != nil {
+				t.rng = outs[len(outs)-1]
 			}
 			acc = outs[:nParams]
 			for i, name := range names {

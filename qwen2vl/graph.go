@@ -36,6 +36,9 @@ type Weights struct {
 	// LoRA holds adapter weights by canonical module name (e.g.
 	// "model.layers.0.self_attn.q_proj"); may be nil.
 	LoRA map[string]LoRANodes
+	// LoRAInput, when set, transforms the input of each adapter's low-rank
+	// branch (not the base projection's): the trainer's LoRA dropout.
+	LoRAInput func(module string, x *Node) *Node
 }
 
 // LoRANodes are one module's low-rank adapter: A [r, in], B [out, r] and the
@@ -95,7 +98,11 @@ func (w *Weights) Proj(module string, x *Node) *Node {
 		// The two low-rank products run in the model dtype, as the base
 		// projection does; the scale multiplies their float32 widening, so a
 		// bf16 model does not round the scaled update once more.
-		low := lora.Apply(ConvertDType(x, w.DType), ConvertDType(ad.A, w.DType), ConvertDType(ad.B, w.DType), 1)
+		xin := x
+		if w.LoRAInput != nil {
+			xin = w.LoRAInput(module, x)
+		}
+		low := lora.Apply(ConvertDType(xin, w.DType), ConvertDType(ad.A, w.DType), ConvertDType(ad.B, w.DType), 1)
 		y = Add(y, MulScalar(ConvertDType(low, dtypes.Float32), ad.Scale))
 	}
 	return y
