@@ -68,7 +68,7 @@ func TestPlantedRewardRaisesItsToken(t *testing.T) {
 		return 0
 	}
 	s.Rewards = rewards.Set{Components: []rewards.Component{{Name: "planted", Weight: 1, Func: planted}}}
-	s.Steps = 30
+	s.Steps = 16
 	tr, err := New(cfg, s)
 	if err != nil {
 		t.Fatal(err)
@@ -81,8 +81,8 @@ func TestPlantedRewardRaisesItsToken(t *testing.T) {
 		}
 		curve = append(curve, float64(m["reward"]))
 	}
-	first, last := mean(curve[:5]), mean(curve[len(curve)-5:])
-	t.Logf("token %d: share of completions holding it %.3f (first 5 steps) → %.3f (last 5); curve %.2f", target, first, last, curve)
+	first, last := mean(curve[:4]), mean(curve[len(curve)-4:])
+	t.Logf("token %d: share of completions holding it %.3f (first 4 steps) → %.3f (last 4); curve %.2f", target, first, last, curve)
 	if last < first+0.3 {
 		t.Errorf("the planted token's share rose from %.3f to %.3f only; want at least +0.3", first, last)
 	}

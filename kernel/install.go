@@ -80,7 +80,7 @@ func BuildTool(source, pkg, out string) error {
 	cmd.Dir = source
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOTOOLCHAIN=local", "GOPROXY=off", "GOWORK=off")
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("kernel: build %s in %s: %v: %s (run `go mod download` there once with network)", pkg, source, err, strings.TrimSpace(string(msg)))
+		return fmt.Errorf("kernel: build %s in %s: %v: %s (run `go mod download all` there once with network)", pkg, source, err, strings.TrimSpace(string(msg)))
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ fi
 export CGO_ENABLED=1
 go version
 echo "== go mod download"
-go mod download
+go mod download all   # the whole module graph: the kernel's offline `go doc` (inspect) loads it
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))

@@ -610,6 +610,15 @@ func (cn *conn) call(ctx context.Context, name string, args json.RawMessage, onP
 		cn.mu.Unlock()
 	}()
 	if err := cn.send(h, commandRequest{Command: name, Args: args}); err != nil {
+		// A send that fails because the worker died (a broken pipe to its
+		// closed socket) is the worker being down, not a transport error.
+		if derr := cn.down(); derr != nil {
+			return nil, derr
+		}
+		time.Sleep(50 * time.Millisecond) // the exit may not have been seen yet
+		if derr := cn.down(); derr != nil {
+			return nil, derr
+		}
 		return nil, fmt.Errorf("worker: %s: sending: %w", name, err)
 	}
 	delivered := 0

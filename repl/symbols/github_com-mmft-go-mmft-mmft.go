@@ -23,6 +23,8 @@ func init() {
 		"EmbeddedTrainConfig": reflect.ValueOf(mmft.EmbeddedTrainConfig),
 		"EnvSession":          reflect.ValueOf(constant.MakeFromLiteral("\"MMFT_SESSION\"", token.STRING, 0)),
 		"Evaluate":            reflect.ValueOf(mmft.Evaluate),
+		"JudgeReward":         reflect.ValueOf(mmft.JudgeReward),
+		"JudgeTokens":         reflect.ValueOf(constant.MakeFromLiteral("8", token.INT, 0)),
 		"LoadData":            reflect.ValueOf(mmft.LoadData),
 		"LoadModel":           reflect.ValueOf(mmft.LoadModel),
 		"MetricsFile":         reflect.ValueOf(constant.MakeFromLiteral("\"metrics.jsonl\"", token.STRING, 0)),
@@ -33,6 +35,7 @@ func init() {
 		"RewardChart":         reflect.ValueOf(constant.MakeFromLiteral("\"reward.svg\"", token.STRING, 0)),
 		"RewardChartOf":       reflect.ValueOf(mmft.RewardChartOf),
 		"Series":              reflect.ValueOf(mmft.Series),
+		"SplitJudge":          reflect.ValueOf(mmft.SplitJudge),
 		"WriteReport":         reflect.ValueOf(mmft.WriteReport),
 
 		// type definitions
