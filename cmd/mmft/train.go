@@ -10,10 +10,14 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/distributed"
 	"github.com/mmft-go/mmft/embedded"
 	"github.com/mmft-go/mmft/grpo"
 	"github.com/mmft-go/mmft/mmft"
+	"github.com/mmft-go/mmft/qwen2vl"
 	"github.com/mmft-go/mmft/rewards"
 )
 
@@ -83,6 +87,11 @@ model on real data (use --device gpu). The seed's flag names (--model_name, --lr
 			return errUsage
 		}
 		*dataRef = embedded.Name
+	}
+	if be.Device != compute.CPU {
+		if err := printTrainPlan(c, be, cfg); err != nil {
+			return err
+		}
 	}
 	t0 := time.Now()
 	model, err := mmft.LoadModel(c.ctx, be, cfg.ModelName, mmft.ModelOptions{DType: *dtype, Seed: cfg.Seed, Progress: c.stderr})
@@ -166,4 +175,50 @@ func namesModel(args []string) bool {
 		}
 	}
 	return false
+}
+
+// planPromptLen is the prompt length the memory plan assumes before the data
+// is read: the seed's system prompt, a question and a 504×504 image.
+const planPromptLen = 512
+
+// printTrainPlan prints the per-GPU memory of a colocated run on the first
+// GPU (engine and trainer sharing one copy of the weights) and refuses the
+// run when it cannot fit, before any weight is loaded.
+func printTrainPlan(c *cli, be *compute.Backend, cfg grpo.Config) error {
+	var mc qwen2vl.Config
+	var err error
+	if embedded.IsName(cfg.ModelName) {
+		mc, err = embedded.Config()
+	} else {
+		mc, err = c.modelConfig(cfg.ModelName)
+	}
+	if err != nil {
+		return err
+	}
+	l, err := distributed.DefaultLayout(1)
+	if err != nil {
+		return err
+	}
+	var capacity int64
+	if info := be.Info(); len(info.Devices) > 0 {
+		capacity = info.Devices[0].MemoryBytes
+	}
+	wdt := dtypes.BFloat16
+	ga := max(cfg.GradientAccumulationSteps, 1)
+	p, err := distributed.NewPlan(distributed.PlanConfig{
+		Model: mc, Layout: l, LoRA: cfg.LoRAConfig(), WeightDType: wdt,
+		TrainSequences:   cfg.BatchSize * cfg.NumGenerations / ga,
+		SeqLen:           planPromptLen + cfg.Objective.MaxCompletionLength,
+		RolloutSequences: cfg.BatchSize * cfg.NumGenerations,
+		RolloutLen:       planPromptLen + cfg.Objective.MaxCompletionLength,
+		Capacity:         capacity,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stderr, "memory plan (colocated on GPU 0, prompts of about %d tokens; mmft plan shows other layouts):\n", planPromptLen)
+	if err := p.Write(c.stderr); err != nil {
+		return err
+	}
+	return p.Check()
 }

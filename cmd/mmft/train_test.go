@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/grpo"
 	"github.com/mmft-go/mmft/mmft"
 )
@@ -106,5 +107,23 @@ func TestTrainResumeAfterSIGKILLIsBitIdentical(t *testing.T) {
 	}
 	if len(steps) != 4 || steps[0] != 1 || steps[3] != 4 {
 		t.Errorf("resumed metrics hold steps %v, want 1..4 once each", steps)
+	}
+}
+
+// TestTrainPlanOfTheEmbeddedModel prints the memory plan mmft train shows
+// before a GPU run, for the embedded model on a CPU backend standing in for
+// the device (no capacity: nothing refused).
+func TestTrainPlanOfTheEmbeddedModel(t *testing.T) {
+	var out, errb bytes.Buffer
+	c := &cli{stdout: &out, stderr: &errb}
+	be, err := compute.NewCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := printTrainPlan(c, be, mmft.EmbeddedTrainConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if s := errb.String(); !strings.Contains(s, "memory plan") || !strings.Contains(s, "GPU") {
+		t.Errorf("plan output: %s", s)
 	}
 }
