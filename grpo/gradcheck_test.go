@@ -50,18 +50,7 @@ func TestFullLossGradientMatchesFiniteDifferences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pixels []float32
-	var grids []qwen2vl.Grid
-	for _, p := range r.eng {
-		for _, im := range p.Images {
-			pixels, grids = append(pixels, im.Pixels...), append(grids, im.Grid)
-		}
-	}
-	feats, err := s.Engine.ImageFeatures(pixels, grids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := BuildTrainBatch(tr.model.Config, r.eng, cfg.NumGenerations, comps, feats, s.Processor.PadID())
+	tb, err := BuildTrainBatch(s.Engine, r.eng, cfg.NumGenerations, comps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -474,22 +474,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 		for i := range local {
 			local[i].Request -= k * per
 		}
-		var pixels []float32
-		var grids []qwen2vl.Grid
-		for _, p := range ps {
-			for _, im := range p.Images {
-				pixels = append(pixels, im.Pixels...)
-				grids = append(grids, im.Grid)
-			}
-		}
-		var feats *tensors.Tensor
-		if len(grids) > 0 {
-			var err error
-			if feats, err = t.s.Engine.ImageFeatures(pixels, grids); err != nil {
-				return nil, fmt.Errorf("grpo: image features: %w", err)
-			}
-		}
-		tb, err := BuildTrainBatch(t.model.Config, ps, g, local, feats, t.s.Processor.PadID())
+		tb, err := BuildTrainBatch(t.s.Engine, ps, g, local)
 		if err != nil {
 			return nil, err
 		}
