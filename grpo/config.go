@@ -76,6 +76,11 @@ type Config struct {
 	SaveNumber int `yaml:"save_number"`
 }
 
+// MaxCompletionsPerStep bounds batch_size × num_generations: the completions
+// of one step are held on the host with their log-probs (the seed's setting
+// is 2 × 4; a 64 × 8 step is 512).
+const MaxCompletionsPerStep = 65536
+
 // DefaultTargetModules are the seed's LoRA targets: the seven projections of
 // every language-model layer.
 var DefaultTargetModules = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
@@ -130,6 +135,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("grpo: gradient_accumulation_steps (--grad_accumul) %d: must be at least 1", c.GradientAccumulationSteps)
 	case c.NumIterations < 1:
 		return fmt.Errorf("grpo: num_iterations (--grpo_iters) %d: must be at least 1", c.NumIterations)
+	case c.BatchSize > MaxCompletionsPerStep || c.NumGenerations > MaxCompletionsPerStep || c.BatchSize*c.NumGenerations > MaxCompletionsPerStep:
+		return fmt.Errorf("grpo: batch_size × num_generations = %d × %d completions per step; at most %d are sampled in one step (lower --batch-size or --num-generations)",
+			c.BatchSize, c.NumGenerations, MaxCompletionsPerStep)
 	case c.NumGenerations < 2:
 		return fmt.Errorf("grpo: num_generations (--num_gens) %d: GRPO compares completions within a group and needs at least 2", c.NumGenerations)
 	case !finite(c.Temperature) || c.Temperature < 0:

@@ -111,7 +111,9 @@ func LoadModel(ctx context.Context, be *compute.Backend, ref string, o ModelOpti
 		}
 	}
 	tok := out.Processor.Tokenizer()
-	out.Engine, err = engine.New(out.Model, engine.Options{Slots: slots, EOSIDs: eos, Decode: func(ids []int32) string {
+	// The KV cache of a Generate call is checked against the device's free
+	// memory (the weights are already on it) before any is taken.
+	out.Engine, err = engine.New(out.Model, engine.Options{Slots: slots, EOSIDs: eos, MemoryBytes: be.AvailableMemory(), Decode: func(ids []int32) string {
 		xs := make([]int, len(ids))
 		for i, id := range ids {
 			xs[i] = int(id)

@@ -75,6 +75,10 @@ func (j *TrainJob) Prepare(ctx context.Context) error {
 	if j.Model == nil || j.Data == nil {
 		return errors.New("mmft: a training job needs a model and data")
 	}
+	if j.Config.BatchSize > j.Data.Len {
+		return fmt.Errorf("mmft: batch_size (--batch-size) %d is larger than the %d samples of %s split %s; use at most %d",
+			j.Config.BatchSize, j.Data.Len, j.Data.Ref, j.Data.Split, j.Data.Len)
+	}
 	steps := j.TotalSteps()
 	s := grpo.Setup{Engine: j.Model.Engine, Processor: j.Model.Processor, Prompt: prompt.DefaultConfig(), Rewards: j.Rewards,
 		Data: j.Data.Epochs, Steps: steps, BatchRewards: j.BatchRewards}

@@ -206,7 +206,15 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) error {
 			return flag.ErrHelp
 		}
 	}
-	if err := fs.Parse(interspersed(fs, args)); err != nil {
+	// A bad flag gets its one-line error from the flag package and a hint,
+	// not the whole flag list (train has dozens of flags).
+	full := fs.Usage
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "run `%s --help` for the flags\n", fs.Name())
+	}
+	err := fs.Parse(interspersed(fs, args))
+	fs.Usage = full
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
