@@ -10,7 +10,6 @@ import (
 	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/internal/atomicfile"
-	"github.com/mmft-go/mmft/lora"
 	"github.com/mmft-go/mmft/qwen2vl"
 	"github.com/mmft-go/mmft/safetensors"
 )
@@ -107,15 +106,9 @@ in the device's available memory.`)
 	if err != nil {
 		return err
 	}
-	var l *qwen2vl.LoRA
-	if *adapter != "" {
-		ad, err := lora.Load(*adapter)
-		if err != nil {
-			return err
-		}
-		if l, err = m.LoRAFromAdapter(ad); err != nil {
-			return fmt.Errorf("adapter %s: %w", *adapter, err)
-		}
+	l, err := adapterFor(m, *adapter)
+	if err != nil {
+		return err
 	}
 	eng, err := engine.New(m, engine.Options{})
 	if err != nil {

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/mmft-go/mmft/hub"
+	"github.com/mmft-go/mmft/lora"
+	"github.com/mmft-go/mmft/qwen2vl"
 )
 
 // resolveModel turns a --model value into a local folder: a folder is used as
@@ -10,4 +14,21 @@ import (
 // include limits the download to the files the command needs (nil: all).
 func (c *cli) resolveModel(ref string, include ...string) (string, error) {
 	return hub.Resolve(c.ctx, ref, hub.Options{Include: include, Progress: c.stderr})
+}
+
+// adapterFor loads the PEFT adapter folder dir onto m's device ("" gives
+// nil: the base model).
+func adapterFor(m *qwen2vl.Model, dir string) (*qwen2vl.LoRA, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	ad, err := lora.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	l, err := m.LoRAFromAdapter(ad)
+	if err != nil {
+		return nil, fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	return l, nil
 }

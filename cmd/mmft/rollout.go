@@ -15,7 +15,6 @@ import (
 	"github.com/mmft-go/mmft/data"
 	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/imageproc"
-	"github.com/mmft-go/mmft/lora"
 	"github.com/mmft-go/mmft/processor"
 	"github.com/mmft-go/mmft/prompt"
 	"github.com/mmft-go/mmft/qwen2vl"
@@ -143,15 +142,9 @@ unless --ignore-eos).`)
 	if err != nil {
 		return err
 	}
-	var l *qwen2vl.LoRA
-	if *adapter != "" {
-		ad, err := lora.Load(*adapter)
-		if err != nil {
-			return err
-		}
-		if l, err = m.LoRAFromAdapter(ad); err != nil {
-			return fmt.Errorf("adapter %s: %w", *adapter, err)
-		}
+	l, err := adapterFor(m, *adapter)
+	if err != nil {
+		return err
 	}
 	eopts := engine.Options{Slots: *slots, StepsPerCall: *steps, SharedPrefix: *shared, MemoryBytes: cacheBudget(be, m)}
 	var tok *tokenizer.Tokenizer
