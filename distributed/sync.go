@@ -43,10 +43,16 @@ type Syncer struct {
 	To backends.DeviceNum
 	// Log, when set, is told about every sync.
 	Log func(SyncStats)
+	// Copy makes Push copy tensors that already are on To instead of
+	// sharing them: the split layout always gives the engine its own copy,
+	// so the trainer may donate (overwrite) its tensors while the engine
+	// still generates with an older version, even when both share a device.
+	Copy bool
 }
 
 // Push returns the adapter tensors ts (on their training device) as tensors
-// on s.To: the same tensors when they already are there (colocated), else
+// on s.To: the same tensors when they already are there (colocated, unless
+// Copy is set), else
 // copies made device to device where the backend can (XLA: PJRT buffer
 // copies), through the host otherwise. It waits for the copies (so Took is
 // the real cost) and logs the stats.
@@ -63,7 +69,7 @@ func (s Syncer) Push(version int, ts []*tensors.Tensor) (out []*tensors.Tensor, 
 		if t == nil {
 			return nil, st, fmt.Errorf("distributed: adapter sync v%d: tensor %d is nil", version, i)
 		}
-		if t.IsOnDevice(s.To) {
+		if !s.Copy && t.IsOnDevice(s.To) {
 			out[i] = t
 			continue
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/mmft-go/mmft/data"
+	"github.com/mmft-go/mmft/distributed"
 	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/execution"
 	"github.com/mmft-go/mmft/imageproc"
@@ -52,6 +53,22 @@ type Setup struct {
 	// colocated layout shares one copy of the weights and one program
 	// cache). A sharded placement (distributed.TrainPlacement) goes here.
 	Runner *execution.Runner
+	// Weights, when set, are the base weights as Runner's arguments, in the
+	// model's ParamNames order (distributed.TrainWeights: a copy on the
+	// training device, or FSDP shards over the training mesh, made once);
+	// nil: the engine model's own tensors.
+	Weights []any
+	// Sync, when set, gives the engine its own copy of the adapter before
+	// rollouts (the split layout: distributed.Syncer copies it to the
+	// rollout device); nil: the engine reads the trainer's tensors
+	// (colocated). See split.go.
+	Sync *distributed.Syncer
+	// MaxStaleness is how many optimizer steps (rollout batches) the
+	// engine's adapter copy may lag behind the trainer's: 0 (the default)
+	// syncs before every rollout batch (on-policy); N > 0 is the explicit
+	// off-policy option, syncing only when the lag would exceed N. It needs
+	// Sync.
+	MaxStaleness int
 }
 
 // BatchReward is a named, weighted reward scored over all of a step's
@@ -83,6 +100,8 @@ type Trainer struct {
 	optNames []string
 	bindings map[string]*qwen2vl.Binding
 
+	split splitState // the engine's adapter copy in the split layout (split.go)
+
 	rng     *tensors.Tensor // the LoRA dropout's RNG state (nil without dropout)
 	step    int             // rollout batches done (the schedule's step)
 	history []Metrics
@@ -109,6 +128,9 @@ func New(cfg Config, s Setup) (*Trainer, error) {
 	case cfg.BatchSize%cfg.GradientAccumulationSteps != 0:
 		return nil, fmt.Errorf("grpo: batch_size %d is not a multiple of gradient_accumulation_steps %d: each micro-batch holds whole groups",
 			cfg.BatchSize, cfg.GradientAccumulationSteps)
+	}
+	if err := checkSplit(s); err != nil {
+		return nil, err
 	}
 	if s.Prompt == (prompt.Config{}) {
 		s.Prompt = prompt.DefaultConfig()
@@ -139,8 +161,11 @@ func New(cfg Config, s Setup) (*Trainer, error) {
 	if run == nil {
 		run = s.Engine.Runner()
 	}
+	if s.Weights != nil && len(s.Weights) != len(m.ParamNames()) {
+		return nil, fmt.Errorf("grpo: Setup.Weights has %d tensors, the model %d parameters", len(s.Weights), len(m.ParamNames()))
+	}
 	t := &Trainer{cfg: cfg, s: s, model: m, run: run, builder: b, stream: NewStream(s.Data), sched: sched,
-		adapter: ad, modules: ad.Names(), bindings: map[string]*qwen2vl.Binding{}}
+		adapter: ad, modules: ad.Names(), bindings: map[string]*qwen2vl.Binding{}, split: newSplitState(s)}
 	if err := t.loadAdapter(ad); err != nil {
 		return nil, err
 	}
@@ -195,6 +220,7 @@ func (t *Trainer) loadAdapter(ad *lora.Adapter) error {
 		return fmt.Errorf("grpo: %w", err)
 	}
 	t.lora = l
+	t.split.invalidate()
 	return nil
 }
 
@@ -318,7 +344,11 @@ func (t *Trainer) Step(ctx context.Context) (Metrics, error) {
 	for i, p := range r.eng {
 		reqs[i] = engine.Request{Prompt: p, N: g, Sampling: t.sampling()}
 	}
-	if err := t.s.Engine.SetAdapter(t.lora); err != nil {
+	ra, syncM, err := t.rolloutAdapter()
+	if err != nil {
+		return nil, err
+	}
+	if err := t.s.Engine.SetAdapter(ra); err != nil {
 		return nil, err
 	}
 	tGen := time.Now()
@@ -409,6 +439,9 @@ func (t *Trainer) Step(ctx context.Context) (Metrics, error) {
 	// estimates its per-token entropy (exactly so at temperature 1).
 	m["entropy"] = Float(-lpSum / float64(max(lpN, 1)))
 	for k, v := range um {
+		m[k] = v
+	}
+	for k, v := range syncM {
 		m[k] = v
 	}
 	var ms runtime.MemStats
@@ -648,7 +681,9 @@ func (t *Trainer) weightArgs(b *qwen2vl.Binding, donate bool) []any {
 	out := make([]any, len(ts))
 	first := len(ts) - 2*len(t.modules)
 	for i, x := range ts {
-		if donate && i >= first {
+		if i < len(t.s.Weights) {
+			out[i] = t.s.Weights[i] // the training copy of the base weights (split layout)
+		} else if donate && i >= first {
 			out[i] = execution.Donate(x)
 		} else {
 			out[i] = x
