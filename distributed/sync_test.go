@@ -48,6 +48,19 @@ func TestSyncerSharedAndCopied(t *testing.T) {
 	if !strings.Contains(st.String(), "v2: 1 tensors, 12 bytes") {
 		t.Errorf("log line %q", st)
 	}
+	// Copy: the split layout on one device gets its own copies, through the
+	// host on this backend (it cannot copy between devices).
+	cp := Syncer{Backend: be, To: 0, Copy: true}
+	out, st, err = cp.Push(4, []*tensors.Tensor{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0] == a || out[1] == b || st.Bytes != 32 || st.Tensors != 2 || st.Route != "host" {
+		t.Errorf("copying push: %+v", st)
+	}
+	if got := tensors.MustCopyFlatData[float32](out[0]); got[5] != 6 {
+		t.Errorf("copied values %v", got)
+	}
 	if _, _, err := s.Push(3, []*tensors.Tensor{nil}); err == nil || !strings.Contains(err.Error(), "tensor 0 is nil") {
 		t.Errorf("nil tensor: %v", err)
 	}
