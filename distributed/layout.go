@@ -143,21 +143,85 @@ func complement(gs []int, n int) []int {
 	return out
 }
 
-// Flags are the layout's command-line flags.
+// Flags are the layout's command-line flags (and, for the commands that
+// train, the off-policy option).
 type Flags struct {
 	// RolloutGPUs is --rollout-gpus.
-	RolloutGPUs string
+	RolloutGPUs string `json:"rollout_gpus,omitempty"`
 	// TrainGPUs is --train-gpus.
-	TrainGPUs string
+	TrainGPUs string `json:"train_gpus,omitempty"`
+	// MaxStaleness is --max-staleness: how many optimizer steps the rollout
+	// engine's adapter may lag behind the trainer's in the split layout
+	// (0: synced before every rollout batch, on-policy).
+	MaxStaleness int `json:"max_staleness,omitempty"`
 }
 
 // Register adds --rollout-gpus and --train-gpus to fs.
 func (f *Flags) Register(fs *flag.FlagSet) {
-	fs.StringVar(&f.RolloutGPUs, "rollout-gpus", "", "GPUs of the rollout engine, e.g. 3 or 2-3 (default: the last GPU; with one GPU, shared with training)")
-	fs.StringVar(&f.TrainGPUs, "train-gpus", "", "GPUs of the trainer (the FSDP mesh), e.g. 0,1,2 or 0-2 (default: all but the rollout GPUs)")
+	fs.StringVar(&f.RolloutGPUs, "rollout-gpus", "", "GPU of the rollout engine, e.g. 3 (default: the last GPU; with one GPU, shared with training)")
+	fs.StringVar(&f.TrainGPUs, "train-gpus", "", "GPUs of the trainer (the FSDP mesh), e.g. 0,1,2 or 0-2 (default: all but the rollout GPU)")
 }
 
-// Layout resolves the flags for n GPUs (see NewLayout).
+// RegisterTraining adds --rollout-gpus, --train-gpus and --max-staleness to
+// fs (the commands that train).
+func (f *Flags) RegisterTraining(fs *flag.FlagSet) {
+	f.Register(fs)
+	fs.IntVar(&f.MaxStaleness, "max-staleness", 0, "split layout only: optimizer steps the rollout engine's adapter may lag behind training (0: synced before every rollout batch, on-policy; N > 0 is off-policy)")
+}
+
+// Layout resolves the flags for n GPUs (see NewLayout) and checks
+// --max-staleness.
 func (f *Flags) Layout(n int) (Layout, error) {
-	return NewLayout(f.RolloutGPUs, f.TrainGPUs, n)
+	if f.MaxStaleness < 0 {
+		return Layout{}, fmt.Errorf("distributed: --max-staleness %d: give 0 (on-policy) or a positive number of steps", f.MaxStaleness)
+	}
+	l, err := NewLayout(f.RolloutGPUs, f.TrainGPUs, n)
+	if err != nil {
+		return Layout{}, err
+	}
+	if f.MaxStaleness > 0 && l.Colocated() {
+		return Layout{}, fmt.Errorf("distributed: --max-staleness %d needs the split layout (--rollout-gpus and --train-gpus on different GPUs): the layout is %s, where the engine reads the trainer's adapter, always current",
+			f.MaxStaleness, l)
+	}
+	return l, nil
+}
+
+// MaxGPUs bounds the GPU numbers Flags.Check accepts before the devices
+// are known.
+const MaxGPUs = 4096
+
+// Check validates what the flags say on their own, before the devices are
+// known (a worker opens its backend later): the lists' syntax, repeats,
+// overlap and --max-staleness. Layout checks them again against the
+// devices found.
+func (f Flags) Check() error {
+	if f.MaxStaleness < 0 {
+		return fmt.Errorf("distributed: --max-staleness %d: give 0 (on-policy) or a positive number of steps", f.MaxStaleness)
+	}
+	r, err := ParseGPUs(f.RolloutGPUs, MaxGPUs)
+	if err != nil {
+		return fmt.Errorf("distributed: --rollout-gpus: %w", err)
+	}
+	t, err := ParseGPUs(f.TrainGPUs, MaxGPUs)
+	if err != nil {
+		return fmt.Errorf("distributed: --train-gpus: %w", err)
+	}
+	if len(r) == 1 && len(t) == 1 && r[0] == t[0] {
+		return nil // colocated
+	}
+	for _, g := range r {
+		if slices.Contains(t, g) {
+			return fmt.Errorf("distributed: GPU %d is in both --rollout-gpus %v and --train-gpus %v: the lists must be disjoint (or both the same single GPU, colocated)", g, r, t)
+		}
+	}
+	return nil
+}
+
+// CheckRollout returns an error when l generates on more than one GPU: the
+// rollout engine runs on one device.
+func (l Layout) CheckRollout() error {
+	if len(l.Rollout) != 1 {
+		return fmt.Errorf("distributed: --rollout-gpus %v: the rollout engine runs on one GPU; give one (the others can train with --train-gpus)", l.Rollout)
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/data"
 	"github.com/mmft-go/mmft/data/synth"
+	"github.com/mmft-go/mmft/distributed"
 	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/grpo"
 	"github.com/mmft-go/mmft/imageproc"
@@ -32,6 +33,8 @@ type local struct {
 	mu       sync.Mutex
 	computeO *compute.Options
 	be       *compute.Backend
+	lay      distributed.Flags   // --rollout-gpus, --train-gpus, --max-staleness
+	layout   *distributed.Layout // resolved with the backend
 
 	model   *Model
 	data    map[string]*Data // by split
@@ -45,8 +48,28 @@ type local struct {
 	onEvent func(TrainEvent)
 }
 
-func newLocal(o *compute.Options) *local {
-	return &local{computeO: o, data: map[string]*Data{}, custom: map[string]*script.Reward{}, spec: DefaultRewards}
+func newLocal(o *compute.Options, lay distributed.Flags) *local {
+	return &local{computeO: o, lay: lay, data: map[string]*Data{}, custom: map[string]*script.Reward{}, spec: DefaultRewards}
+}
+
+// placement opens the backend and resolves the layout flags for its
+// devices: the model goes on the rollout GPU, the trainer on the others.
+func (l *local) placement() (*compute.Backend, distributed.Layout, error) {
+	be, err := l.backend()
+	if err != nil {
+		return nil, distributed.Layout{}, err
+	}
+	if l.layout == nil {
+		lay, err := l.lay.Layout(be.Backend.NumDevices())
+		if err != nil {
+			return nil, distributed.Layout{}, fmt.Errorf("mmft: %w", err)
+		}
+		if err := lay.CheckRollout(); err != nil {
+			return nil, distributed.Layout{}, fmt.Errorf("mmft: %w", err)
+		}
+		l.layout = &lay
+	}
+	return be, *l.layout, nil
 }
 
 // reset drops everything but the backend.
@@ -89,12 +112,12 @@ type loadModelArgs struct {
 func (l *local) loadModel(ctx context.Context, a loadModelArgs, progress io.Writer) (ModelInfo, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	be, err := l.backend()
+	be, lay, err := l.placement()
 	if err != nil {
 		return ModelInfo{}, err
 	}
 	t0 := time.Now()
-	m, err := LoadModel(ctx, be, a.Ref, ModelOptions{DType: a.DType, Seed: a.Seed, Slots: a.Slots, Progress: progress})
+	m, err := LoadModel(ctx, be, a.Ref, ModelOptions{DType: a.DType, Seed: a.Seed, Slots: a.Slots, Progress: progress, Device: lay.Rollout[0]})
 	if err != nil {
 		return ModelInfo{}, err
 	}
@@ -401,13 +424,14 @@ func (l *local) resetTraining() {
 	l.job = nil
 }
 
-// currentAdapter is the adapter rollouts and evaluation use: the trainer's,
+// currentAdapter is the adapter rollouts and evaluation use: the trainer's
+// (as the engine uses it: in the split layout its copy on the rollout GPU),
 // else the loaded one, else none.
-func (l *local) currentAdapter() *qwen2vl.LoRA {
+func (l *local) currentAdapter() (*qwen2vl.LoRA, error) {
 	if l.job != nil && l.job.Trainer() != nil {
-		return l.job.Trainer().LoRA()
+		return l.job.Trainer().RolloutAdapter()
 	}
-	return l.adapter
+	return l.adapter, nil
 }
 
 func (l *local) rollout(ctx context.Context, o RolloutOptions) (Gallery, error) {
@@ -467,7 +491,10 @@ func (l *local) rollout(ctx context.Context, o RolloutOptions) (Gallery, error) 
 		g.Prompts = append(g.Prompts, RolloutPrompt{DocID: s.DocID, Question: s.Question, Answer: s.Answer, Image: dataURI(s.Image, s.Format),
 			Prefill: p.Prefill, Completions: make([]RolloutCompletion, o.Generations)})
 	}
-	ad := l.currentAdapter()
+	ad, err := l.currentAdapter()
+	if err != nil {
+		return Gallery{}, err
+	}
 	if o.Base {
 		ad = nil
 	}
@@ -533,7 +560,11 @@ func (l *local) train(ctx context.Context, a trainArgs, onEvent func(TrainEvent)
 		if l.model.Embedded {
 			cfg.ModelName = l.model.Ref
 		}
-		job := &TrainJob{Config: cfg, Model: l.model, Data: d, Rewards: set, Steps: a.Steps}
+		_, lay, err := l.placement()
+		if err != nil {
+			return TrainSummary{}, err
+		}
+		job := &TrainJob{Config: cfg, Model: l.model, Data: d, Rewards: set, Steps: a.Steps, Layout: &lay, MaxStaleness: l.lay.MaxStaleness}
 		// The callbacks forward to the current Train call's onEvent.
 		job.OnRollout = func(done, total int) {
 			if l.onEvent != nil {
@@ -590,7 +621,10 @@ func (l *local) evaluate(ctx context.Context, o SessionEvalOptions) (*EvalResult
 	if err != nil {
 		return nil, err
 	}
-	ad := l.currentAdapter()
+	ad, err := l.currentAdapter()
+	if err != nil {
+		return nil, err
+	}
 	if o.Base {
 		ad = nil
 	}

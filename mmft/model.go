@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 
 	"github.com/mmft-go/mmft/compute"
@@ -44,6 +45,9 @@ type ModelOptions struct {
 	Slots int
 	// Progress receives download progress of Hub models (nil: none).
 	Progress io.Writer
+	// Device is the backend device the weights and the rollout engine are
+	// placed on: the layout's rollout GPU (default 0).
+	Device int
 }
 
 // LoadModel loads ref — "embedded" (the built-in tiny Qwen2-VL with random
@@ -63,6 +67,10 @@ func LoadModel(ctx context.Context, be *compute.Backend, ref string, o ModelOpti
 	default:
 		return nil, fmt.Errorf("mmft: dtype %q: use float32 or bfloat16", o.DType)
 	}
+	if n := be.Backend.NumDevices(); o.Device < 0 || o.Device >= n {
+		return nil, fmt.Errorf("mmft: model device %d: the backend (%s) has %d device(s), numbered 0 to %d", o.Device, be.Device, n, n-1)
+	}
+	dev := backends.DeviceNum(o.Device)
 	out := &Model{Ref: ref}
 	var err error
 	if ref == "" || embedded.IsName(ref) {
@@ -74,7 +82,7 @@ func LoadModel(ctx context.Context, be *compute.Backend, ref string, o ModelOpti
 		if err != nil {
 			return nil, err
 		}
-		out.Model, err = qwen2vl.LoadFrom(be.Backend, cfg, embedded.RandomWeights(cfg, o.Seed), qwen2vl.Options{DType: dt})
+		out.Model, err = qwen2vl.LoadFrom(be.Backend, cfg, embedded.RandomWeights(cfg, o.Seed), qwen2vl.Options{DType: dt, Device: dev})
 		if err != nil {
 			return nil, fmt.Errorf("mmft: embedded model: %w", err)
 		}
@@ -89,7 +97,7 @@ func LoadModel(ctx context.Context, be *compute.Backend, ref string, o ModelOpti
 		if err := compute.CheckMemory("the weights of "+ref, weightBytes(cfg, dt), be.AvailableMemory()); err != nil {
 			return nil, err
 		}
-		if out.Model, err = qwen2vl.Load(be.Backend, out.Dir, qwen2vl.Options{DType: dt}); err != nil {
+		if out.Model, err = qwen2vl.Load(be.Backend, out.Dir, qwen2vl.Options{DType: dt, Device: dev}); err != nil {
 			return nil, fmt.Errorf("mmft: model %s: %w", ref, err)
 		}
 	}

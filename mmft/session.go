@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/distributed"
 	"github.com/mmft-go/mmft/grpo"
 	"github.com/mmft-go/mmft/worker"
 )
@@ -38,6 +39,10 @@ type SessionOptions struct {
 	// Compute selects the in-process session's backend (nil: from the
 	// environment, compute.OptionsFromEnv; a worker takes its own flags).
 	Compute *compute.Options
+	// Layout places the in-process session's rollouts and training
+	// (--rollout-gpus, --train-gpus, --max-staleness; the zero value: the
+	// default layout for the devices found; a worker takes its own flags).
+	Layout distributed.Flags
 	// Worker configures the connection to the worker. When Worker.Command is
 	// empty and $MMFT_EXECUTABLE is set, the worker started is
 	// "$MMFT_EXECUTABLE worker".
@@ -60,7 +65,7 @@ var (
 
 // Open returns a new in-process session (no worker).
 func Open(o SessionOptions) *Session {
-	return &Session{local: newLocal(o.Compute)}
+	return &Session{local: newLocal(o.Compute, o.Layout)}
 }
 
 // Connect returns the session a cell uses: a handle on the worker (started

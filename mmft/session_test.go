@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mmft-go/mmft/distributed"
 	"github.com/mmft-go/mmft/worker"
 )
 
@@ -159,7 +160,7 @@ func TestSessionThroughWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Register(srv, nil); err != nil {
+	if err := Register(srv, nil, distributed.Flags{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

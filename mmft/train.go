@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mmft-go/mmft/distributed"
 	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/grpo"
 	"github.com/mmft-go/mmft/internal/atomicfile"
@@ -50,6 +51,16 @@ type TrainJob struct {
 	OnStep func(step, steps int, m grpo.Metrics)
 	// OnRollout reports rollout progress within a step (nil: nothing).
 	OnRollout func(done, total int)
+	// Layout places rollouts and training (nil: colocated on the model's
+	// device). Split, the trainer runs on its own runner over the training
+	// GPUs (an FSDP mesh where the backend can shard) with its own copy of
+	// the base weights, and the engine (Model, loaded on the rollout GPU:
+	// ModelOptions.Device) gets a copy of the adapter before rollouts.
+	Layout *distributed.Layout
+	// MaxStaleness is the split layout's off-policy option: how many
+	// optimizer steps the engine's adapter may lag (0: on-policy; see
+	// grpo.Setup.MaxStaleness).
+	MaxStaleness int
 
 	trainer *grpo.Trainer
 }
@@ -79,11 +90,9 @@ func (j *TrainJob) Prepare(ctx context.Context) error {
 		return fmt.Errorf("mmft: batch_size (--batch-size) %d is larger than the %d samples of %s split %s; use at most %d",
 			j.Config.BatchSize, j.Data.Len, j.Data.Ref, j.Data.Split, j.Data.Len)
 	}
-	steps := j.TotalSteps()
-	s := grpo.Setup{Engine: j.Model.Engine, Processor: j.Model.Processor, Prompt: prompt.DefaultConfig(), Rewards: j.Rewards,
-		Data: j.Data.Epochs, Steps: steps, BatchRewards: j.BatchRewards}
-	if j.OnRollout != nil {
-		s.Progress = func(p engine.Progress) { j.OnRollout(p.Done, p.Total) }
+	s := j.setup()
+	if err := placeJob(&s, j.Model, j.Config, j.Layout, j.MaxStaleness); err != nil {
+		return err
 	}
 	tr, err := grpo.New(j.Config, s)
 	if err != nil {
@@ -104,6 +113,16 @@ func (j *TrainJob) Prepare(ctx context.Context) error {
 	}
 	j.trainer = tr
 	return nil
+}
+
+// setup is the trainer's setup before the layout places it.
+func (j *TrainJob) setup() grpo.Setup {
+	s := grpo.Setup{Engine: j.Model.Engine, Processor: j.Model.Processor, Prompt: prompt.DefaultConfig(), Rewards: j.Rewards,
+		Data: j.Data.Epochs, Steps: j.TotalSteps(), BatchRewards: j.BatchRewards}
+	if j.OnRollout != nil {
+		s.Progress = func(p engine.Progress) { j.OnRollout(p.Done, p.Total) }
+	}
+	return s
 }
 
 // resolveCheckpoint returns dir when it is a checkpoint, else the latest

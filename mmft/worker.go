@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/distributed"
 	"github.com/mmft-go/mmft/grpo"
 	"github.com/mmft-go/mmft/worker"
 )
@@ -33,10 +34,12 @@ const (
 
 // Register adds the Session's commands to a worker, all backed by one
 // in-process session on the compute backend o selects (nil: from the
-// environment): the model, data, rewards, trainer and adapter live in the
-// worker while cells come and go. Train publishes TrainEvents as progress.
-func Register(s *worker.Server, o *compute.Options) error {
-	l := newLocal(o)
+// environment) with the layout lay (mmft worker's --rollout-gpus,
+// --train-gpus, --max-staleness): the model, data, rewards, trainer and
+// adapter live in the worker while cells come and go. Train publishes
+// TrainEvents as progress.
+func Register(s *worker.Server, o *compute.Options, lay distributed.Flags) error {
+	l := newLocal(o, lay)
 	cmds := map[string]worker.Handler{
 		cmdLoadModel: handle(func(ctx context.Context, a loadModelArgs, _ func(any)) (any, error) { return l.loadModel(ctx, a, nil) }),
 		cmdLoadData:  handle(func(ctx context.Context, a loadDataArgs, _ func(any)) (any, error) { return l.loadData(ctx, a, nil) }),

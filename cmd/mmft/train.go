@@ -41,6 +41,9 @@ model on real data (use --device gpu). The seed's flag names (--model_name, --lr
 	cfg.RegisterFlags(fs)
 	var dev compute.Flags
 	dev.Register(fs)
+	var lay distributed.Flags
+	lay.RegisterTraining(fs)
+	gpuMem := fs.Float64("gpu-memory", 0, "each GPU's memory in GiB for the memory plan (0: as the device reports; on the CPU the plan is checked only when given)")
 	dataRef := fs.String("data", "", "training data: a folder or .parquet file in the Sujet layout, a Hub dataset id, or \"embedded\" (default with the embedded model)")
 	split := fs.String("split", "train", "split of --data to train on")
 	steps := fs.Int("steps", 0, "rollout batches to train (0: --epochs passes over the data)")
@@ -57,6 +60,10 @@ model on real data (use --device gpu). The seed's flag names (--model_name, --lr
 	}
 	if *steps < 0 {
 		fmt.Fprintf(c.stderr, "mmft train: --steps %d: give a positive number of steps, or 0 for --epochs passes\n", *steps)
+		return errUsage
+	}
+	if *gpuMem < 0 {
+		fmt.Fprintf(c.stderr, "mmft train: --gpu-memory %g: give a size in GiB, or 0 for the device's own\n", *gpuMem)
 		return errUsage
 	}
 	if err := cfg.Validate(); err != nil {
@@ -80,6 +87,14 @@ model on real data (use --device gpu). The seed's flag names (--model_name, --lr
 		return err
 	}
 	defer be.Backend.Finalize()
+	layout, err := lay.Layout(be.Backend.NumDevices())
+	if err == nil {
+		err = layout.CheckRollout()
+	}
+	if err != nil {
+		fmt.Fprintf(c.stderr, "mmft train: %s (device %s)\n", strings.TrimPrefix(err.Error(), "distributed: "), be.Device)
+		return errUsage
+	}
 	isEmbedded := embedded.IsName(cfg.ModelName)
 	if *dataRef == "" {
 		if !isEmbedded {
@@ -88,13 +103,17 @@ model on real data (use --device gpu). The seed's flag names (--model_name, --lr
 		}
 		*dataRef = embedded.Name
 	}
-	if be.Device != compute.CPU {
-		if err := printTrainPlan(c, be, cfg); err != nil {
+	if be.Device != compute.CPU || *gpuMem > 0 {
+		wdt := dtypes.BFloat16 // mmft.LoadModel's choice of dtype
+		if *dtype == "float32" || *dtype == "f32" || ((*dtype == "" || *dtype == "auto") && be.Device == compute.CPU) {
+			wdt = dtypes.Float32
+		}
+		if err := printTrainPlan(c, be, cfg, layout, wdt, int64(*gpuMem*(1<<30))); err != nil {
 			return err
 		}
 	}
 	t0 := time.Now()
-	model, err := mmft.LoadModel(c.ctx, be, cfg.ModelName, mmft.ModelOptions{DType: *dtype, Seed: cfg.Seed, Progress: c.stderr})
+	model, err := mmft.LoadModel(c.ctx, be, cfg.ModelName, mmft.ModelOptions{DType: *dtype, Seed: cfg.Seed, Progress: c.stderr, Device: layout.Rollout[0]})
 	if err != nil {
 		return err
 	}
@@ -102,13 +121,18 @@ model on real data (use --device gpu). The seed's flag names (--model_name, --lr
 	if err != nil {
 		return err
 	}
-	job := &mmft.TrainJob{Config: cfg, Model: model, Data: d, Rewards: set, Steps: *steps, Resume: *resume}
+	job := &mmft.TrainJob{Config: cfg, Model: model, Data: d, Rewards: set, Steps: *steps, Resume: *resume,
+		Layout: &layout, MaxStaleness: lay.MaxStaleness}
 	if judgeWeight != 0 {
 		job.BatchRewards = append(job.BatchRewards, mmft.JudgeReward(model, judgeWeight))
 	}
 	total := job.TotalSteps()
+	where := string(be.Device)
+	if be.Device != compute.CPU {
+		where = fmt.Sprintf("%s, %v", be.Device, layout)
+	}
 	fmt.Fprintf(c.stderr, "mmft train: %s on %s (%s, %d samples), %d steps of %d prompts × %d completions, device %s; loaded in %v\n",
-		cfg.ModelName, d.Ref, d.Split, d.Len, total, cfg.BatchSize, cfg.NumGenerations, be.Device, time.Since(t0).Round(time.Millisecond))
+		cfg.ModelName, d.Ref, d.Split, d.Len, total, cfg.BatchSize, cfg.NumGenerations, where, time.Since(t0).Round(time.Millisecond))
 	var bar *progressbar.ProgressBar
 	if !*quiet {
 		bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(c.stderr), progressbar.OptionSetDescription("training"),
@@ -181,10 +205,12 @@ func namesModel(args []string) bool {
 // is read: the seed's system prompt, a question and a 504×504 image.
 const planPromptLen = 512
 
-// printTrainPlan prints the per-GPU memory of a colocated run on the first
-// GPU (engine and trainer sharing one copy of the weights) and refuses the
-// run when it cannot fit, before any weight is loaded.
-func printTrainPlan(c *cli, be *compute.Backend, cfg grpo.Config) error {
+// printTrainPlan prints the per-GPU memory of the run's layout (each part:
+// weights, adapters, gradients, optimizer moments, activation estimates)
+// and refuses the run when a GPU cannot fit it, before any weight is
+// loaded. wdt is the weights' dtype; capacity is each GPU's memory (0: the
+// first device's, when known).
+func printTrainPlan(c *cli, be *compute.Backend, cfg grpo.Config, l distributed.Layout, wdt dtypes.DType, capacity int64) error {
 	var mc qwen2vl.Config
 	var err error
 	if embedded.IsName(cfg.ModelName) {
@@ -195,15 +221,9 @@ func printTrainPlan(c *cli, be *compute.Backend, cfg grpo.Config) error {
 	if err != nil {
 		return err
 	}
-	l, err := distributed.DefaultLayout(1)
-	if err != nil {
-		return err
-	}
-	var capacity int64
-	if info := be.Info(); len(info.Devices) > 0 {
+	if info := be.Info(); capacity == 0 && len(info.Devices) > 0 {
 		capacity = info.Devices[0].MemoryBytes
 	}
-	wdt := dtypes.BFloat16
 	ga := max(cfg.GradientAccumulationSteps, 1)
 	p, err := distributed.NewPlan(distributed.PlanConfig{
 		Model: mc, Layout: l, LoRA: cfg.LoRAConfig(), WeightDType: wdt,
@@ -216,7 +236,7 @@ func printTrainPlan(c *cli, be *compute.Backend, cfg grpo.Config) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stderr, "memory plan (colocated on GPU 0, prompts of about %d tokens; mmft plan shows other layouts):\n", planPromptLen)
+	fmt.Fprintf(c.stderr, "memory plan (prompts of about %d tokens; mmft plan shows other layouts and prompt lengths):\n", planPromptLen)
 	if err := p.Write(c.stderr); err != nil {
 		return err
 	}

@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/distributed"
 	"github.com/mmft-go/mmft/grpo"
 	"github.com/mmft-go/mmft/mmft"
 )
@@ -120,7 +123,7 @@ func TestTrainPlanOfTheEmbeddedModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := printTrainPlan(c, be, mmft.EmbeddedTrainConfig()); err != nil {
+	if err := printTrainPlan(c, be, mmft.EmbeddedTrainConfig(), distributed.Layout{GPUs: 1, Rollout: []int{0}, Train: []int{0}}, dtypes.BFloat16, 0); err != nil {
 		t.Fatal(err)
 	}
 	if s := errb.String(); !strings.Contains(s, "memory plan") || !strings.Contains(s, "GPU") {
