@@ -61,6 +61,9 @@ type TrainJob struct {
 	// optimizer steps the engine's adapter may lag (0: on-policy; see
 	// grpo.Setup.MaxStaleness).
 	MaxStaleness int
+	// OnSync, when set, is told about every adapter sync of the split
+	// layout (bytes, seconds and route: "device" to device, or "host").
+	OnSync func(distributed.SyncStats)
 
 	trainer *grpo.Trainer
 }
@@ -93,6 +96,9 @@ func (j *TrainJob) Prepare(ctx context.Context) error {
 	s := j.setup()
 	if err := placeJob(&s, j.Model, j.Config, j.Layout, j.MaxStaleness); err != nil {
 		return err
+	}
+	if s.Sync != nil {
+		s.Sync.Log = j.OnSync
 	}
 	tr, err := grpo.New(j.Config, s)
 	if err != nil {

@@ -139,6 +139,15 @@ model on real data (use --device gpu). The seed's flag names (--model_name, --lr
 			progressbar.OptionShowCount(), progressbar.OptionSetElapsedTime(true), progressbar.OptionSetPredictTime(true),
 			progressbar.OptionClearOnFinish())
 	}
+	if !layout.Colocated() {
+		said := false
+		job.OnSync = func(st distributed.SyncStats) {
+			if !said { // the first sync says the route; metrics.jsonl has every one
+				said = true
+				fmt.Fprintf(c.stderr, "mmft train: %v (GPU %v → GPU %d)\n", st, layout.Train, layout.Rollout[0])
+			}
+		}
+	}
 	job.OnStep = func(step, steps int, m grpo.Metrics) {
 		if bar != nil {
 			bar.Describe(fmt.Sprintf("reward %.3f", float64(m["reward"])))
