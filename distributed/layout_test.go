@@ -82,3 +82,35 @@ func TestNewLayoutFlags(t *testing.T) {
 		t.Errorf("error %v does not name --rollout-gpus", err)
 	}
 }
+
+// TestFlagsCheckAndStaleness checks what the flags say on their own (before
+// the devices are known) and the staleness rules of Flags.Layout.
+func TestFlagsCheckAndStaleness(t *testing.T) {
+	for _, c := range []struct {
+		f    Flags
+		want string // "" = accepted
+	}{
+		{Flags{}, ""},
+		{Flags{RolloutGPUs: "7", TrainGPUs: "0-6"}, ""},
+		{Flags{RolloutGPUs: "0", TrainGPUs: "0"}, ""},
+		{Flags{RolloutGPUs: "2", TrainGPUs: "0-3"}, "GPU 2 is in both"},
+		{Flags{TrainGPUs: "0,,1"}, "is not a GPU number"},
+		{Flags{TrainGPUs: "5000"}, "out of range"},
+		{Flags{MaxStaleness: -1}, "--max-staleness -1"},
+	} {
+		err := c.f.Check()
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want %q", c.f, err, c.want)
+		}
+	}
+	if _, err := (&Flags{MaxStaleness: 1}).Layout(1); err == nil || !strings.Contains(err.Error(), "needs the split layout") {
+		t.Errorf("staleness on one GPU: %v", err)
+	}
+	l, err := (&Flags{MaxStaleness: 1}).Layout(4)
+	if err != nil || l.Colocated() {
+		t.Errorf("staleness 1 on 4 GPUs: %v, %v", l, err)
+	}
+	if err := (Layout{Rollout: []int{2, 3}, Train: []int{0, 1}}).CheckRollout(); err == nil || !strings.Contains(err.Error(), "runs on one GPU") {
+		t.Errorf("two rollout GPUs: %v", err)
+	}
+}
