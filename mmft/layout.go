@@ -2,13 +2,17 @@ package mmft
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
+	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/distributed"
 	"github.com/mmft-go/mmft/execution"
 	"github.com/mmft-go/mmft/grpo"
+	"github.com/mmft-go/mmft/qwen2vl"
 )
 
 // placeJob fills the layout's part of a trainer's setup. Colocated (l nil
@@ -71,5 +75,45 @@ func splitSetup(s *grpo.Setup, m *Model, cfg grpo.Config, l distributed.Layout, 
 	s.Weights = weights
 	s.Sync = &distributed.Syncer{Backend: mm.Backend, To: backends.DeviceNum(l.Rollout[0]), Copy: true}
 	s.MaxStaleness = maxStaleness
+	return nil
+}
+
+// PlanPromptLen is the prompt length TrainPlan assumes before the data is
+// read: the seed's system prompt, a question and a 504×504 image.
+const PlanPromptLen = 512
+
+// TrainPlan is the per-GPU memory of a training run of cfg on a model of
+// configuration mc in layout l, with weights of dtype wdt, against GPUs of
+// capacity bytes (0: not checked): what mmft train prints, and what it and
+// a session's Train check (Plan.Check) before the trainer allocates.
+func TrainPlan(cfg grpo.Config, mc qwen2vl.Config, l distributed.Layout, wdt dtypes.DType, capacity int64) (distributed.Plan, error) {
+	ga := max(cfg.GradientAccumulationSteps, 1)
+	return distributed.NewPlan(distributed.PlanConfig{
+		Model: mc, Layout: l, LoRA: cfg.LoRAConfig(), WeightDType: wdt,
+		TrainSequences:   cfg.BatchSize * cfg.NumGenerations / ga,
+		SeqLen:           PlanPromptLen + cfg.Objective.MaxCompletionLength,
+		RolloutSequences: cfg.BatchSize * cfg.NumGenerations,
+		RolloutLen:       PlanPromptLen + cfg.Objective.MaxCompletionLength,
+		Capacity:         capacity,
+	})
+}
+
+// checkTrainPlan refuses a session's training run whose plan does not fit
+// the GPUs (on a GPU backend; the CPU's memory is not planned), with the
+// plan's table in the error.
+func checkTrainPlan(be *compute.Backend, cfg grpo.Config, m *Model, l distributed.Layout) error {
+	info := be.Info()
+	if be.Device == compute.CPU || len(info.Devices) == 0 {
+		return nil
+	}
+	p, err := TrainPlan(cfg, m.Model.Config, l, m.Model.DType, info.Devices[0].MemoryBytes)
+	if err != nil {
+		return err
+	}
+	if err := p.Check(); err != nil {
+		var b strings.Builder
+		_ = p.Write(&b)
+		return fmt.Errorf("mmft: %w\n%s", err, b.String())
+	}
 	return nil
 }

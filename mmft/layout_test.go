@@ -10,11 +10,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+
 	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/distributed"
+	"github.com/mmft-go/mmft/internal/shared"
 	"github.com/mmft-go/mmft/execution"
 	"github.com/mmft-go/mmft/grpo"
 	"github.com/mmft-go/mmft/lora"
+	"github.com/mmft-go/mmft/qwen2vl"
 	"github.com/mmft-go/mmft/rewards"
 )
 
@@ -158,5 +162,46 @@ func TestPlaceJobRefusals(t *testing.T) {
 	s := Open(SessionOptions{Compute: &compute.Options{Device: compute.CPU}, Layout: distributed.Flags{TrainGPUs: "0,1"}})
 	if _, err := s.LoadModel(ctx, "embedded", ModelOptions{}); err == nil || !strings.Contains(err.Error(), "--train-gpus: \"0,1\": GPU 1 is out of range") {
 		t.Errorf("session with --train-gpus 0,1 on one device: %v", err)
+	}
+}
+
+// TestTrainPlanOfASplitLayout plans the embedded job's settings for
+// Qwen2-VL-2B on the seed's layout of 4 GPUs: each of the three training
+// GPUs holds between a third and a half of the weights (the LLM's 1536 wide
+// tensors split in three; the vision tower's 1280 is not divisible by 3, so
+// it stays whole), the rollout GPU all of them; a capacity too small names
+// every GPU.
+func TestTrainPlanOfASplitLayout(t *testing.T) {
+	mc, err := qwen2vl.LoadConfig(shared.Asset(t, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := distributed.DefaultLayout(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := TrainPlan(EmbeddedTrainConfig(), mc, l, dtypes.BFloat16, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.GPUs) != 4 || p.GPUs[0].Role != "train" || p.GPUs[3].Role != "rollout" || p.Check() != nil {
+		t.Fatalf("plan %+v", p)
+	}
+	part := func(g distributed.GPUPlan, prefix string) int64 {
+		for _, x := range g.Parts {
+			if strings.HasPrefix(x.Name, prefix) {
+				return x.Bytes
+			}
+		}
+		t.Fatalf("GPU %d has no part %q", g.GPU, prefix)
+		return 0
+	}
+	train, whole := part(p.GPUs[0], "base weights"), part(p.GPUs[3], "base weights")
+	if train >= whole/2 || train < whole/3 {
+		t.Errorf("a training GPU holds %d of %d weight bytes, want between a third and a half", train, whole)
+	}
+	p.Capacity = 1 << 10
+	if err := p.Check(); err == nil || !strings.Contains(err.Error(), "GPU 0 (train)") || !strings.Contains(err.Error(), "GPU 3 (rollout)") {
+		t.Errorf("1 KiB GPUs: %v", err)
 	}
 }

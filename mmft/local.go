@@ -560,8 +560,11 @@ func (l *local) train(ctx context.Context, a trainArgs, onEvent func(TrainEvent)
 		if l.model.Embedded {
 			cfg.ModelName = l.model.Ref
 		}
-		_, lay, err := l.placement()
+		be, lay, err := l.placement()
 		if err != nil {
+			return TrainSummary{}, err
+		}
+		if err := checkTrainPlan(be, cfg, l.model, lay); err != nil {
 			return TrainSummary{}, err
 		}
 		job := &TrainJob{Config: cfg, Model: l.model, Data: d, Rewards: set, Steps: a.Steps, Layout: &lay, MaxStaleness: l.lay.MaxStaleness}

@@ -210,10 +210,6 @@ func namesModel(args []string) bool {
 	return false
 }
 
-// planPromptLen is the prompt length the memory plan assumes before the data
-// is read: the seed's system prompt, a question and a 504×504 image.
-const planPromptLen = 512
-
 // printTrainPlan prints the per-GPU memory of the run's layout (each part:
 // weights, adapters, gradients, optimizer moments, activation estimates)
 // and refuses the run when a GPU cannot fit it, before any weight is
@@ -233,19 +229,11 @@ func printTrainPlan(c *cli, be *compute.Backend, cfg grpo.Config, l distributed.
 	if info := be.Info(); capacity == 0 && len(info.Devices) > 0 {
 		capacity = info.Devices[0].MemoryBytes
 	}
-	ga := max(cfg.GradientAccumulationSteps, 1)
-	p, err := distributed.NewPlan(distributed.PlanConfig{
-		Model: mc, Layout: l, LoRA: cfg.LoRAConfig(), WeightDType: wdt,
-		TrainSequences:   cfg.BatchSize * cfg.NumGenerations / ga,
-		SeqLen:           planPromptLen + cfg.Objective.MaxCompletionLength,
-		RolloutSequences: cfg.BatchSize * cfg.NumGenerations,
-		RolloutLen:       planPromptLen + cfg.Objective.MaxCompletionLength,
-		Capacity:         capacity,
-	})
+	p, err := mmft.TrainPlan(cfg, mc, l, wdt, capacity)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stderr, "memory plan (prompts of about %d tokens; mmft plan shows other layouts and prompt lengths):\n", planPromptLen)
+	fmt.Fprintf(c.stderr, "memory plan (prompts of about %d tokens; mmft plan shows other layouts and prompt lengths):\n", mmft.PlanPromptLen)
 	if err := p.Write(c.stderr); err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ func init() {
 		"LoadModel":           reflect.ValueOf(mmft.LoadModel),
 		"MetricsFile":         reflect.ValueOf(constant.MakeFromLiteral("\"metrics.jsonl\"", token.STRING, 0)),
 		"Open":                reflect.ValueOf(mmft.Open),
+		"PlanPromptLen":       reflect.ValueOf(constant.MakeFromLiteral("512", token.INT, 0)),
 		"ProgressHTML":        reflect.ValueOf(mmft.ProgressHTML),
 		"Register":            reflect.ValueOf(mmft.Register),
 		"ReportFile":          reflect.ValueOf(constant.MakeFromLiteral("\"report.md\"", token.STRING, 0)),
@@ -36,6 +37,7 @@ func init() {
 		"RewardChartOf":       reflect.ValueOf(mmft.RewardChartOf),
 		"Series":              reflect.ValueOf(mmft.Series),
 		"SplitJudge":          reflect.ValueOf(mmft.SplitJudge),
+		"TrainPlan":           reflect.ValueOf(mmft.TrainPlan),
 		"WriteReport":         reflect.ValueOf(mmft.WriteReport),
 
 		// type definitions
