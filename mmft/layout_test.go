@@ -14,9 +14,9 @@ import (
 
 	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/distributed"
-	"github.com/mmft-go/mmft/internal/shared"
 	"github.com/mmft-go/mmft/execution"
 	"github.com/mmft-go/mmft/grpo"
+	"github.com/mmft-go/mmft/internal/shared"
 	"github.com/mmft-go/mmft/lora"
 	"github.com/mmft-go/mmft/qwen2vl"
 	"github.com/mmft-go/mmft/rewards"
