@@ -27,7 +27,7 @@ func runTrain(c *cli, args []string) error {
 	if embeddedRun {
 		cfg = mmft.EmbeddedTrainConfig()
 	}
-	fs := c.newFlags("train", "[--model DIR|HUB_ID] [--data SRC] [--steps N] [--config FILE.yaml] [--resume DIR] [training flags] [--device cpu|gpu|auto]", `
+	fs := c.newFlags("train", "[--model DIR|HUB_ID] [--data SRC] [--steps N] [--config FILE.yaml] [--resume DIR] [training flags] [--device cpu|gpu|auto] [--rollout-gpus LIST --train-gpus LIST] [--max-staleness N]", `
 Fine-tunes LoRA adapters of a Qwen2-VL model with GRPO: rollouts from the engine (with the
 adapter being trained), rewards, group advantages, clipped-objective AdamW updates. It writes
 metrics.jsonl (one JSON line per step), resumable checkpoint-N/ folders, the final adapter
@@ -37,7 +37,13 @@ With no --model (and no model_name in --config) it runs the main job on the embe
 a tiny Qwen2-VL with random weights and a small vocabulary, on the built-in synthetic
 financial documents, on the CPU, in a few minutes. With --model and --data it trains the real
 model on real data (use --device gpu). The seed's flag names (--model_name, --lr, --num_gens,
---kld_beta, --grpo_iters, ...) are accepted; a --config YAML file takes TRL's keys.`)
+--kld_beta, --grpo_iters, ...) are accepted; a --config YAML file takes TRL's keys.
+
+With two or more GPUs it runs the seed's split layout: rollouts on the last GPU, training
+(ZeRO-3/FSDP) on the others; --rollout-gpus and --train-gpus choose otherwise. The adapter is
+copied to the rollout GPU before every rollout batch (--max-staleness N allows N steps of lag,
+off-policy). Each GPU's memory is printed before anything is loaded, and a run that would not
+fit (--gpu-memory, or the device's own) is refused.`)
 	cfg.RegisterFlags(fs)
 	var dev compute.Flags
 	dev.Register(fs)
