@@ -101,6 +101,10 @@ fit (--gpu-memory, or the device's own) is refused.`)
 		fmt.Fprintf(c.stderr, "mmft train: %s (device %s)\n", strings.TrimPrefix(err.Error(), "distributed: "), be.Device)
 		return errUsage
 	}
+	if lay.MaxStaleness > 0 && !cfg.Objective.ImportanceSamplingCorrection {
+		fmt.Fprintf(c.stderr, "warning: --max-staleness %d without --importance-sampling-correction: completions of an adapter up to %d steps old are weighted as if on-policy\n",
+			lay.MaxStaleness, lay.MaxStaleness)
+	}
 	isEmbedded := embedded.IsName(cfg.ModelName)
 	if *dataRef == "" {
 		if !isEmbedded {
