@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
+	"github.com/mmft-go/mmft/cudainfo"
 )
 
 // DeviceInfo describes one device of a backend.
@@ -27,14 +28,17 @@ type DeviceInfo struct {
 
 // Info is what `mmft env` reports about a backend.
 type Info struct {
-	Device         string            `json:"device"`
-	Backend        string            `json:"backend"`
-	Description    string            `json:"description"`
-	PluginPath     string            `json:"plugin_path,omitempty"`
-	PluginSource   string            `json:"plugin_source,omitempty"`
-	CPUParallelism int               `json:"cpu_parallelism,omitempty"`
-	Devices        []DeviceInfo      `json:"devices"`
-	Versions       map[string]string `json:"versions"`
+	Device         string `json:"device"`
+	Backend        string `json:"backend"`
+	Description    string `json:"description"`
+	PluginPath     string `json:"plugin_path,omitempty"`
+	PluginSource   string `json:"plugin_source,omitempty"`
+	CPUParallelism int    `json:"cpu_parallelism,omitempty"`
+	// GPUSource (GPU backends) says where the GPUs' names and memory come
+	// from, and why the CUDA driver API did not give them when it did not.
+	GPUSource string            `json:"gpu_source,omitempty"`
+	Devices   []DeviceInfo      `json:"devices"`
+	Versions  map[string]string `json:"versions"`
 }
 
 // Info describes b: its devices (names and memory) and the versions of Go,
@@ -51,7 +55,8 @@ func (b *Backend) Info() Info {
 	}
 	n := b.NumDevices()
 	if b.Device == GPU {
-		gpus := nvidiaSMI()
+		gpus, source := gpuRows()
+		info.GPUSource = source
 		for i := 0; i < n; i++ {
 			d := DeviceInfo{Index: i, Description: b.DeviceDescription(backends.DeviceNum(i)), Name: "CUDA device"}
 			if i < len(gpus) {
@@ -61,6 +66,9 @@ func (b *Backend) Info() Info {
 		}
 		if len(gpus) > 0 && gpus[0].Driver != "" {
 			info.Versions["nvidia_driver"] = gpus[0].Driver
+		}
+		if len(gpus) > 0 && gpus[0].CUDADriver != "" {
+			info.Versions["cuda_driver"] = gpus[0].CUDADriver
 		}
 	} else {
 		info.Devices = []DeviceInfo{{Index: 0, Name: cpuModel(), MemoryBytes: hostMemory(),
@@ -92,7 +100,29 @@ type gpuRow struct {
 	Name        string
 	MemoryBytes int64
 	FreeBytes   int64
-	Driver      string
+	Driver      string // nvidia-smi's driver version ("580.65.06")
+	CUDADriver  string // the CUDA version the driver supports ("13.0")
+}
+
+// gpuRows gives the GPUs' names and memory from the CUDA driver API (a
+// binary built with the cuda tag), else from nvidia-smi; source says which,
+// and why the driver API gave nothing.
+func gpuRows() (rows []gpuRow, source string) {
+	rep, err := cudainfo.Query()
+	if err == nil && len(rep.Devices) > 0 {
+		for _, d := range rep.Devices {
+			rows = append(rows, gpuRow{Name: d.Name, MemoryBytes: d.TotalBytes, FreeBytes: d.FreeBytes, CUDADriver: rep.DriverVersion})
+		}
+		return rows, "cuda driver API (gorgonia.org/cu)"
+	}
+	source = "nvidia-smi"
+	if rows = nvidiaSMI(); rows == nil {
+		source = "pjrt (nvidia-smi unavailable: memory unknown)"
+	}
+	if cudainfo.Built && err != nil {
+		source += "; " + err.Error()
+	}
+	return rows, source
 }
 
 // nvidiaSMI asks nvidia-smi for the GPUs' names, memory and driver; nil when it is absent.

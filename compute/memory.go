@@ -30,11 +30,11 @@ func HostAvailableMemory() int64 {
 }
 
 // AvailableMemory returns the bytes b's device can still allocate: the host's
-// available memory on the CPU, the free memory nvidia-smi reports for device
-// 0 on the GPU; 0 when unknown.
+// available memory on the CPU, the free memory of device 0 on the GPU (from
+// the CUDA driver API in a cuda build, else nvidia-smi); 0 when unknown.
 func (b *Backend) AvailableMemory() int64 {
 	if b.Device == GPU {
-		if gpus := nvidiaSMI(); len(gpus) > 0 {
+		if gpus, _ := gpuRows(); len(gpus) > 0 {
 			return gpus[0].FreeBytes
 		}
 		return 0

@@ -9,16 +9,28 @@ import (
 	"time"
 
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/cudainfo"
 )
 
-// deviceStatus reports be's devices: the GPUs' memory from nvidia-smi
-// (names, used, free, total), or the host's memory for the CPU backend.
+// deviceStatus reports be's devices: the GPUs' names and memory (used, free,
+// total) from the CUDA driver API in a binary built with the cuda tag, else
+// from nvidia-smi, else PJRT's device list; the host's memory for the CPU
+// backend.
 func deviceStatus(be *compute.Backend) DeviceStatus {
 	info := be.Info()
 	st := DeviceStatus{Device: be.Device, Devices: []DeviceMem{}}
 	if be.Device != compute.CPU {
-		st.Source = "nvidia-smi"
-		gpus := nvidiaSMIMemory()
+		var gpus []DeviceMem
+		rep, err := cudainfo.Query()
+		if err == nil {
+			st.Source = "cuda driver " + rep.DriverVersion + " (gorgonia.org/cu)"
+			for _, d := range rep.Devices {
+				gpus = append(gpus, DeviceMem{Index: d.Index, Name: d.Name, UsedBytes: d.UsedBytes, FreeBytes: d.FreeBytes, TotalBytes: d.TotalBytes})
+			}
+		} else {
+			st.Source = "nvidia-smi"
+			gpus = nvidiaSMIMemory()
+		}
 		for _, d := range info.Devices {
 			m := DeviceMem{Index: d.Index, Name: d.Name, TotalBytes: d.MemoryBytes}
 			if d.Index < len(gpus) {
@@ -28,6 +40,9 @@ func deviceStatus(be *compute.Backend) DeviceStatus {
 				st.Source = "pjrt (nvidia-smi unavailable: memory in use unknown)"
 			}
 			st.Devices = append(st.Devices, m)
+		}
+		if cudainfo.Built && err != nil {
+			st.Source += "; " + err.Error()
 		}
 		return st
 	}

@@ -25,10 +25,13 @@ fi
 echo "== go vet"
 go vet ./...
 
+echo "== cuda build (gorgonia.org/cu; only where cuda.h is installed, or with MMFT_CUDA_FETCH=1)"
+bash tests/cuda/run.sh
+
 echo "== test dependencies (Debian's Jupyter for the kernel tests; dockerfilelint from npm)"
 bash tests/kernel/deps.sh
 bash tests/docker/lint.sh
-echo "== notebooks (kernel install, nbconvert of the three tutorials, export of 02, Chromium screenshot)"
+echo "== notebooks (kernel install, nbconvert of the three tutorials, export of 02, Run All in Chromium)"
 bash tests/notebooks/run.sh
 
 echo "== go test"

@@ -105,18 +105,15 @@ func run(cfgPath, device, meshList string, seqs, length, completion, rank int, l
 	if err != nil {
 		return err
 	}
-	src := &benchkit.RandomBF16{Specs: map[string][]int{}}
 	shapeOf := map[string][]int{}
 	for _, s := range cfg.ParamSpecs() {
-		src.Specs[s.Name] = s.Shape
 		shapeOf[s.Name] = s.Shape
 	}
-	t0 := time.Now()
-	m, err := qwen2vl.LoadFrom(backend, cfg, src, qwen2vl.Options{DType: dtypes.BFloat16})
+	m, load, err := benchkit.LoadRandomModel(backend, cfg)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("backend %s, %d device(s); random bf16 weights of %s loaded in %v\n", backend.Name(), backend.NumDevices(), cfgPath, time.Since(t0).Round(time.Millisecond))
+	fmt.Printf("backend %s, %d device(s); random bf16 weights of %s loaded in %v\n", backend.Name(), backend.NumDevices(), cfgPath, load.Round(time.Millisecond))
 
 	// Adapter: PEFT's init with B random too (so that A gets gradients).
 	lc := lora.NewConfig(rank, float64(2*rank), grpo.DefaultTargetModules...)

@@ -26,8 +26,6 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-
 	"github.com/mmft-go/mmft/bench/internal/benchkit"
 	"github.com/mmft-go/mmft/data/synth"
 	"github.com/mmft-go/mmft/engine"
@@ -76,16 +74,10 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 	if err != nil {
 		return err
 	}
-	t0 := time.Now()
-	src := &benchkit.RandomBF16{Specs: map[string][]int{}}
-	for _, s := range cfg.ParamSpecs() {
-		src.Specs[s.Name] = s.Shape
-	}
-	m, err := qwen2vl.LoadFrom(backend, cfg, src, qwen2vl.Options{DType: dtypes.BFloat16})
+	m, load, err := benchkit.LoadRandomModel(backend, cfg)
 	if err != nil {
 		return err
 	}
-	load := time.Since(t0)
 	eng, err := engine.New(m, engine.Options{Slots: prompts * n})
 	if err != nil {
 		return err

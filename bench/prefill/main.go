@@ -19,8 +19,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-
 	"github.com/mmft-go/mmft/bench/internal/benchkit"
 	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/qwen2vl"
@@ -45,24 +43,12 @@ func run(cfgPath, device string, b, l, side, reps int, prealloc bool) error {
 	if b < 1 || reps < 1 {
 		return fmt.Errorf("--batch %d, --reps %d: both must be at least 1", b, reps)
 	}
-	cfg, err := qwen2vl.LoadConfig(cfgPath)
+	bm, err := benchkit.OpenRandomModel(cfgPath, device, prealloc)
 	if err != nil {
 		return err
 	}
-	backend, err := benchkit.NewBackend(device, prealloc)
-	if err != nil {
-		return err
-	}
-	src := &benchkit.RandomBF16{Specs: map[string][]int{}}
-	for _, s := range cfg.ParamSpecs() {
-		src.Specs[s.Name] = s.Shape
-	}
-	t0 := time.Now()
-	m, err := qwen2vl.LoadFrom(backend, cfg, src, qwen2vl.Options{DType: dtypes.BFloat16})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("loaded random 2B-shape bf16 weights in %v\n", time.Since(t0).Round(time.Millisecond))
+	cfg, m, load := bm.Config, bm.Model, bm.Load
+	fmt.Printf("loaded random 2B-shape bf16 weights in %v\n", load.Round(time.Millisecond))
 	if unit := cfg.Vision.PatchSize * cfg.Vision.SpatialMergeSize; side < unit || side%unit != 0 {
 		return fmt.Errorf("--image %d: the side must be a positive multiple of %d pixels (patch × merge size)", side, unit)
 	}
@@ -98,7 +84,7 @@ func run(cfgPath, device string, b, l, side, reps int, prealloc bool) error {
 	if err != nil {
 		return err
 	}
-	t0 = time.Now()
+	t0 := time.Now()
 	if _, err := eng.Prefill(in, nil); err != nil {
 		return err
 	}

@@ -24,8 +24,6 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
-
 	"github.com/mmft-go/mmft/bench/internal/benchkit"
 	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/qwen2vl"
@@ -91,24 +89,12 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	if prompts < 1 || n < 1 || newTokens < 1 || reps < 1 || slots < 0 {
 		return fmt.Errorf("--prompts, --n, --new and --reps must be ≥ 1, --slots ≥ 0")
 	}
-	cfg, err := qwen2vl.LoadConfig(cfgPath)
+	bm, err := benchkit.OpenRandomModel(cfgPath, device, prealloc)
 	if err != nil {
 		return err
 	}
-	backend, err := benchkit.NewBackend(device, prealloc)
-	if err != nil {
-		return err
-	}
-	src := &benchkit.RandomBF16{Specs: map[string][]int{}}
-	for _, sp := range cfg.ParamSpecs() {
-		src.Specs[sp.Name] = sp.Shape
-	}
-	t0 := time.Now()
-	m, err := qwen2vl.LoadFrom(backend, cfg, src, qwen2vl.Options{DType: dtypes.BFloat16})
-	if err != nil {
-		return err
-	}
-	rep := report{Device: device + ": " + backend.Description(), Date: time.Now().UTC().Format(time.DateOnly), LoadWeightsSecond: time.Since(t0).Seconds(),
+	cfg, backend, m, load := bm.Config, bm.Backend, bm.Model, bm.Load
+	rep := report{Device: device + ": " + backend.Description(), Date: time.Now().UTC().Format(time.DateOnly), LoadWeightsSecond: load.Seconds(),
 		Workload: map[string]any{"prompts": prompts, "n": n, "new_tokens": newTokens, "prompt_len": length, "image_side": side, "vary_images_from": vary,
 			"slots": slots, "prefill_batch": prefillBatch, "steps_per_call": steps, "dtype_logits": dtypeLogits, "shared_prefix": shared, "temperature": s.Temperature, "top_p": s.TopP, "top_k": s.TopK, "dtype": "bf16"}}
 	reqs, err := workload(cfg, prompts, n, length, side, vary, s)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -10,13 +11,16 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/cudainfo"
 )
 
 func runEnv(c *cli, args []string) error {
 	fs := c.newFlags("env", "[--device cpu|gpu|auto] [--plugin FILE] [--cpu-parallelism N] [--json]", `
 Prints the compute backend mmft would use, its devices (name, memory), the PJRT plugin path,
 and the versions of Go, GoMLX and go-xla. With --device gpu it fails with the list of places
-searched for a CUDA plugin when none is found.`)
+searched for a CUDA plugin when none is found. A binary built with -tags cuda also prints what
+the CUDA driver reports, on any device: its CUDA version and each GPU's name and memory used,
+free and total (or why the driver gave nothing).`)
 	var dev compute.Flags
 	dev.Register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -29,10 +33,21 @@ searched for a CUDA plugin when none is found.`)
 	}
 	defer b.Finalize()
 	info := b.Info()
+	cuda, cudaErr := cudainfo.Query()
 	if *asJSON {
+		out := struct {
+			compute.Info
+			CUDA      *cudainfo.Report `json:"cuda,omitempty"`
+			CUDAError string           `json:"cuda_error,omitempty"`
+		}{Info: info}
+		if cudaErr == nil {
+			out.CUDA = &cuda
+		} else {
+			out.CUDAError = cudaErr.Error()
+		}
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(info)
+		return enc.Encode(out)
 	}
 	fmt.Fprintf(c.stdout, "device:       %s\n", info.Device)
 	fmt.Fprintf(c.stdout, "backend:      %s\n", info.Description)
@@ -49,8 +64,22 @@ searched for a CUDA plugin when none is found.`)
 		}
 		fmt.Fprintln(c.stdout)
 	}
+	if info.GPUSource != "" {
+		fmt.Fprintf(c.stdout, "gpu figures:  %s\n", info.GPUSource)
+	}
 	for _, k := range slices.Sorted(maps.Keys(info.Versions)) {
 		fmt.Fprintf(c.stdout, "%-13s %s\n", k+":", info.Versions[k])
+	}
+	switch {
+	case cudaErr == nil:
+		fmt.Fprintf(c.stdout, "cuda driver:  %s (gorgonia.org/cu), %d GPU(s)\n", cuda.DriverVersion, len(cuda.Devices))
+		for _, d := range cuda.Devices {
+			fmt.Fprintf(c.stdout, "cuda gpu %d:   %s\n", d.Index, d.MemoryLine())
+		}
+	case errors.Is(cudaErr, cudainfo.ErrNotBuilt):
+		fmt.Fprintln(c.stdout, "cuda driver:  not asked (this mmft was built without -tags cuda)")
+	default:
+		fmt.Fprintf(c.stdout, "cuda driver:  unavailable: %v\n", cudaErr)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/cudainfo"
 	"github.com/mmft-go/mmft/kernel"
 )
 
@@ -85,7 +87,8 @@ func runKernelDoctor(c *cli, args []string) error {
 	fs := c.newFlags("kernel doctor", "[--source DIR]", `
 Checks each piece the kernel needs: Go, the mmft source, GoNB's gonbui at the version go.mod
 pins, goimports, gopls (optional), Jupyter, the installed kernelspec, the worker (mmft worker)
-and the GPU (optional: cells run on the CPU without one). Prints how to fix each missing piece;
+the GPU (optional: cells run on the CPU without one) and, in a binary built with -tags cuda, the
+CUDA driver's GPUs with their memory (optional). Prints how to fix each missing piece;
 exits 1 when a piece that is not optional is missing.`)
 	source := fs.String("source", "", "mmft source folder; default: the installed kernelspec's, else the checkout holding the current folder")
 	if err := c.parse(fs, args); err != nil {
@@ -98,7 +101,7 @@ exits 1 when a piece that is not optional is missing.`)
 		}
 	}
 	checks := kernel.Doctor(src)
-	checks = append(checks, checkWorker(), checkGPU())
+	checks = append(checks, checkWorker(), checkGPU(), checkCUDA())
 	missing := 0
 	for _, ch := range checks {
 		fmt.Fprintln(c.stdout, ch)
@@ -155,6 +158,24 @@ func checkGPU() kernel.Check {
 		names = append(names, d.Name)
 	}
 	return kernel.Check{Name: "gpu", OK: true, Optional: true, Detail: strings.Join(names, ", ")}
+}
+
+// checkCUDA asks the CUDA driver for the GPUs (a binary built with -tags cuda).
+func checkCUDA() kernel.Check {
+	rep, err := cudainfo.Query()
+	switch {
+	case errors.Is(err, cudainfo.ErrNotBuilt):
+		return kernel.Check{Name: "cuda", Optional: true, Detail: "GPU memory figures come from PJRT and nvidia-smi (mmft built without -tags cuda)",
+			Fix: "for the CUDA driver's figures, build mmft with -tags cuda where cuda.h is installed (README: GPU status)"}
+	case err != nil:
+		return kernel.Check{Name: "cuda", Optional: true, Detail: err.Error() + " (GPU status falls back to PJRT and nvidia-smi)",
+			Fix: "on a GPU machine, install the NVIDIA driver (nvidia-smi must list the GPUs); without a GPU, cells run on the CPU"}
+	}
+	lines := make([]string, 0, len(rep.Devices))
+	for _, d := range rep.Devices {
+		lines = append(lines, fmt.Sprintf("gpu %d %s", d.Index, d.MemoryLine()))
+	}
+	return kernel.Check{Name: "cuda", OK: true, Optional: true, Detail: "driver " + rep.DriverVersion + ": " + strings.Join(lines, "; ")}
 }
 
 func runKernelRun(c *cli, args []string) error {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/cudainfo"
 	"github.com/mmft-go/mmft/internal/shared"
 )
 
@@ -87,6 +88,22 @@ func TestEnvCPU(t *testing.T) {
 	}
 	if info.Device != "cpu" || len(info.Devices) != 1 || info.Versions["gomlx"] == "" {
 		t.Fatalf("unexpected env: %+v", info)
+	}
+	// The CUDA driver's answer: its report, or why there is none.
+	var cuda struct {
+		CUDA      *cudainfo.Report `json:"cuda"`
+		CUDAError string           `json:"cuda_error"`
+	}
+	if err := json.Unmarshal([]byte(out), &cuda); err != nil || (cuda.CUDA == nil) == (cuda.CUDAError == "") {
+		t.Fatalf("env --json: want exactly one of cuda and cuda_error: %v\n%s", err, out)
+	}
+	_, text, _ := runCLI(t, "", "env", "--device", "cpu")
+	want := "cuda driver:  not asked (this mmft was built without -tags cuda)"
+	if cudainfo.Built {
+		want = "cuda driver:  "
+	}
+	if !strings.Contains(text, want) {
+		t.Fatalf("env does not say %q:\n%s", want, text)
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package benchkit holds what the benchmark commands share: random weights
-// of a config's shapes, opening the device (XLA preallocation off on the GPU)
-// and XLA's compiled memory statistics.
+// of a config's shapes and a model loaded from them, opening the device (XLA
+// preallocation off on the GPU) and XLA's compiled memory statistics.
 package benchkit
 
 import (
@@ -14,16 +14,59 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/gomlx/go-xla/pkg/pjrt"
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/backends/xla"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/qwen2vl"
 	"github.com/mmft-go/mmft/safetensors"
 )
+
+// Model is a benchmark's model: its config, the device it is on, and how long
+// its random weights took to load.
+type Model struct {
+	Config  qwen2vl.Config
+	Backend backends.Backend
+	Model   *qwen2vl.Model
+	Load    time.Duration
+}
+
+// OpenRandomModel reads the config at cfgPath (a config.json or its folder),
+// opens the device (NewBackend) and loads random bf16 weights of the config's
+// shapes on it (LoadRandomModel).
+func OpenRandomModel(cfgPath, device string, preallocate bool) (*Model, error) {
+	cfg, err := qwen2vl.LoadConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	backend, err := NewBackend(device, preallocate)
+	if err != nil {
+		return nil, err
+	}
+	m, load, err := LoadRandomModel(backend, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Model{Config: cfg, Backend: backend, Model: m, Load: load}, nil
+}
+
+// LoadRandomModel loads a bf16 model of cfg's shapes with random weights
+// (RandomBF16) on backend, and says how long that took.
+func LoadRandomModel(backend backends.Backend, cfg qwen2vl.Config) (*qwen2vl.Model, time.Duration, error) {
+	src := &RandomBF16{Specs: map[string][]int{}}
+	for _, s := range cfg.ParamSpecs() {
+		src.Specs[s.Name] = s.Shape
+	}
+	t0 := time.Now()
+	m, err := qwen2vl.LoadFrom(backend, cfg, src, qwen2vl.Options{DType: dtypes.BFloat16})
+	return m, time.Since(t0), err
+}
 
 // RandomBF16 serves random BF16 tensors of the config's shapes: values
 // with mean 0 and standard deviation 0.02 (a sum of two uniforms, scaled),
