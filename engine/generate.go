@@ -88,7 +88,7 @@ type slot struct {
 // group is a batch of prompts prefilled together; its KV stays on the device
 // until every completion of its prompts took a slot.
 type group struct {
-	kv      []*tensors.Tensor // per layer K, V [rows, L, KVH, D]
+	kv      []*tensors.Tensor // per layer K, V [rows, KVH, L, D]
 	l       int
 	pending int
 	took    time.Duration
@@ -144,10 +144,10 @@ type generation struct {
 	// every slot holds its prompt's KV in caches.
 	shared     bool
 	n          int
-	prefix     []*tensors.Tensor // shared: per layer K, V [groups, prefixLen, KVH, D]
+	prefix     []*tensors.Tensor // shared: per layer K, V [groups, KVH, prefixLen, D]
 	prefixLen  int
 	groupStart []int32           // shared: first valid prefix slot per group
-	caches     []*tensors.Tensor // per layer K, V [slots, capacity, KVH, D]
+	caches     []*tensors.Tensor // per layer K, V [slots, KVH, capacity, D]
 	presence   *tensors.Tensor
 	rng        *tensors.Tensor
 
@@ -581,7 +581,7 @@ func (g *generation) step() ([]int32, []float32, []float32, error) {
 	return next, lpS, lpP, nil
 }
 
-// zerosProgram makes n caches [slots, capacity, kvh, d] and a presence mask
+// zerosProgram makes n caches [slots, kvh, capacity, d] and a presence mask
 // [slots, vocab] (false) on the device (its one input, a scalar, only
 // anchors the graph).
 func zerosProgram() *execution.Program {
@@ -590,7 +590,7 @@ func zerosProgram() *execution.Program {
 		g := in[0].Graph()
 		out := make([]*Node, 0, z.n+1)
 		for range z.n {
-			out = append(out, Zeros(g, shapes.Make(z.dt, z.slots, z.capacity, z.kvh, z.d)))
+			out = append(out, Zeros(g, shapes.Make(z.dt, z.slots, z.kvh, z.capacity, z.d)))
 		}
 		return append(out, Zeros(g, shapes.Make(dtypes.Bool, z.slots, z.vocab)))
 	})

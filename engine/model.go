@@ -105,14 +105,15 @@ func definePrograms(ms *models, canUpdateSlice bool) programs {
 		ti, rest := qwen2vl.ReadTextInputs(in)
 		return []*Node{w.TokenLogProbs(ti, rest[0], extra.(int))}
 	})
-	// prefill: text inputs → per layer K, V [B, L, KVH, D].
+	// prefill: text inputs → per layer K, V [B, KVH, L, D] (the cache
+	// layout: admission places them without a transpose).
 	p.prefill = ms.program("engine.prefill", func(w *qwen2vl.Weights, _ any, in []*Node) []*Node {
 		ti, _ := qwen2vl.ReadTextInputs(in)
 		_, kv := w.Decoder(w.Prompt(ti))
 		return flattenKV(kv)
 	})
-	// admit: caches (2·layers, donated) [S, C, KVH, D], presence [S, V]
-	// (donated), prompt K/V (2·layers) [P, L, KVH, D], src, dst int32
+	// admit: caches (2·layers, donated) [S, KVH, C, D], presence [S, V]
+	// (donated), prompt K/V (2·layers) [P, KVH, L, D], src, dst int32
 	// scalars, prompt presence [V] → caches with row dst = prompt row src
 	// followed by zeros, presence with row dst replaced.
 	p.admit = execution.NewProgram("engine.admit", func(variant any, in []*Node) []*Node {
@@ -122,18 +123,18 @@ func definePrograms(ms *models, canUpdateSlice bool) programs {
 		out := make([]*Node, 0, n+1)
 		for i, c := range caches {
 			cd := c.Shape().Dimensions
-			pr := Gather(prompts[i], Reshape(src, 1, 1)) // [1, L, KVH, D]
-			l := pr.Shape().Dimensions[1]
-			if l < cd[1] {
-				pr = Concatenate([]*Node{pr, Zeros(c.Graph(), shapes.Make(c.DType(), 1, cd[1]-l, cd[2], cd[3]))}, 1)
+			pr := Gather(prompts[i], Reshape(src, 1, 1)) // [1, KVH, L, D]
+			l := pr.Shape().Dimensions[2]
+			if l < cd[2] {
+				pr = Concatenate([]*Node{pr, Zeros(c.Graph(), shapes.Make(c.DType(), 1, cd[1], cd[2]-l, cd[3]))}, 2)
 			}
 			out = append(out, putRow(c, pr, dst, canUpdateSlice))
 		}
 		return append(out, putRow(presence, InsertAxes(row, 0), dst, canUpdateSlice))
 	})
-	// admitGroup: prefix (2·layers, donated) [G, P, KVH, D], own caches
-	// (2·layers, donated) [S, C, KVH, D], presence (donated) [S, V], prompt
-	// K/V (2·layers) [B, L, KVH, D], src, group int32 scalars, prompt
+	// admitGroup: prefix (2·layers, donated) [G, KVH, P, D], own caches
+	// (2·layers, donated) [S, KVH, C, D], presence (donated) [S, V], prompt
+	// K/V (2·layers) [B, KVH, L, D], src, group int32 scalars, prompt
 	// presence [V] → prefix row group = the prompt row src right-aligned
 	// (zeros before it), the group's n own rows zeroed, its presence rows set.
 	p.admitGroup = execution.NewProgram("engine.admit_group", func(variant any, in []*Node) []*Node {
@@ -145,9 +146,9 @@ func definePrograms(ms *models, canUpdateSlice bool) programs {
 		out := make([]*Node, 0, 2*n+1)
 		for i, c := range prefix {
 			cd := c.Shape().Dimensions
-			pr := Gather(prompts[i], Reshape(src, 1, 1)) // [1, L, KVH, D]
-			if l := pr.Shape().Dimensions[1]; l < cd[1] {
-				pr = Concatenate([]*Node{Zeros(c.Graph(), shapes.Make(c.DType(), 1, cd[1]-l, cd[2], cd[3])), pr}, 1)
+			pr := Gather(prompts[i], Reshape(src, 1, 1)) // [1, KVH, L, D]
+			if l := pr.Shape().Dimensions[2]; l < cd[2] {
+				pr = Concatenate([]*Node{Zeros(c.Graph(), shapes.Make(c.DType(), 1, cd[1], cd[2]-l, cd[3])), pr}, 2)
 			}
 			out = append(out, putRow(c, pr, group, canUpdateSlice))
 		}
@@ -420,7 +421,7 @@ func (e *Engine) LogProbs(in qwen2vl.Batch, targets [][]int32, l *qwen2vl.LoRA, 
 }
 
 // Prefill runs a left-padded batch of prompts through the model (adapter l,
-// nil = base) and returns each layer's keys and values [B, L, KVH, D] (K then
+// nil = base) and returns each layer's keys and values [B, KVH, L, D] (K then
 // V, layer by layer): the work a rollout does once per prompt. Shapes are
 // not bucketed.
 func (e *Engine) Prefill(in qwen2vl.Batch, l *qwen2vl.LoRA) ([]*tensors.Tensor, error) {
