@@ -33,6 +33,7 @@ type Info struct {
 	PluginPath     string            `json:"plugin_path,omitempty"`
 	PluginSource   string            `json:"plugin_source,omitempty"`
 	CPUParallelism int               `json:"cpu_parallelism,omitempty"`
+	AutotuneCache  string            `json:"xla_autotune_cache,omitempty"`
 	Devices        []DeviceInfo      `json:"devices"`
 	Versions       map[string]string `json:"versions"`
 }
@@ -47,6 +48,7 @@ func (b *Backend) Info() Info {
 		PluginPath:     b.PluginPath,
 		PluginSource:   b.PluginSource,
 		CPUParallelism: b.CPUParallelism,
+		AutotuneCache:  b.AutotuneCache,
 		Versions:       Versions(),
 	}
 	n := b.NumDevices()
