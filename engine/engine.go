@@ -35,9 +35,10 @@ type Options struct {
 	PrefillBatch int
 	// StepsPerCall is the number of decode steps one device call runs (the
 	// steps unrolled in one program, each feeding its sampled tokens to the
-	// next): fewer host round-trips, at the cost of a larger program and of
-	// up to StepsPerCall−1 wasted steps per finished sequence (finishing and
-	// refilling slots happen between calls). 0 means 1.
+	// next): fewer host round-trips, at the cost of a larger program (longer
+	// to compile) and of up to StepsPerCall−1 wasted steps per finished
+	// sequence (finishing and refilling slots happen between calls). The
+	// completions do not depend on it. 0 means AutoStepsPerCall.
 	StepsPerCall int
 	// SharedPrefix groups the slots by prompt: when every request of a
 	// Generate call asks for the same N > 1, each group of N slots decodes
@@ -87,8 +88,8 @@ func New(m *qwen2vl.Model, opts Options) (*Engine, error) {
 	if opts.Slots < 0 || opts.PrefillBatch < 0 || opts.MemoryBytes < 0 || opts.StepsPerCall < 0 {
 		return nil, fmt.Errorf("engine: negative option (slots %d, prefill batch %d, memory %d, steps per call %d)", opts.Slots, opts.PrefillBatch, opts.MemoryBytes, opts.StepsPerCall)
 	}
-	if opts.StepsPerCall == 0 {
-		opts.StepsPerCall = 1
+	if v := m.Config.Text.VocabSize; v > maxVocab {
+		return nil, fmt.Errorf("engine: vocabulary of %d ids: the decode step returns ids as float32, exact up to %d ids", v, maxVocab)
 	}
 	if opts.Slots == 0 {
 		opts.Slots = 8
@@ -105,6 +106,26 @@ func New(m *qwen2vl.Model, opts Options) (*Engine, error) {
 	run := execution.New(m.Backend, opts.Placement)
 	ms := &models{m: m, run: run, bindings: map[string]*qwen2vl.Binding{}}
 	return &Engine{m: m, opts: opts, run: run, models: ms, progs: definePrograms(ms, canUpdateSlice(m.Backend))}, nil
+}
+
+// maxVocab is the largest vocabulary whose ids float32 holds exactly.
+const maxVocab = 1 << 24
+
+// AutoStepsPerCall is the decode steps per device call used when
+// Options.StepsPerCall is 0, for a Generate call over slots sequences of up
+// to maxNew new tokens: one call per step for small batches (where a step is
+// cheap to compile and refilling slots promptly matters more), 4 from 16
+// slots and 8 from 32 (where a call's fixed host cost, several milliseconds
+// on a GPU, would otherwise rival the step itself), never more than maxNew.
+func AutoStepsPerCall(slots, maxNew int) int {
+	k := 1
+	switch {
+	case slots >= 32:
+		k = 8
+	case slots >= 16:
+		k = 4
+	}
+	return max(1, min(k, maxNew))
 }
 
 // Model returns the engine's model.

@@ -202,44 +202,79 @@ type decodeSettings struct {
 	shared                    bool // slots grouped by prompt (Options.SharedPrefix)
 }
 
+// The decode program's per-slot inputs travel in two tensors (two host
+// transfers per call instead of one per column): ints [S, decodeInts] int32
+// and floats [S, decodeFloats] float32, with these columns.
+const (
+	colID    = iota // the token fed at the first step
+	colWrite        // its cache slot
+	colStart        // the first valid cache slot (SharedPrefix: the group's first valid prefix slot)
+	colPos          // its M-RoPE position
+	colTopK         // top-k
+	colDrawn        // tokens the sequence drew before this call (its draw number)
+	colKeyA         // the sequence's stream key (sample.StreamKey)
+	colKeyB
+	decodeInts
+)
+
+const (
+	colTemp = iota
+	colTopP
+	colMinP
+	colPenalty
+	decodeFloats
+)
+
 // decodeStep runs settings.steps decode steps for every slot in one call:
-// inputs ids [S], positions [3, S, 1], write [S], start [S] (int32; the
-// first step's), temperature, top-p, min-p, repetition penalty [S]
-// (float32), top-k [S] int32, presence [S, V] bool, RNG state, then the
-// caches (K, V per layer). Each step feeds the previous step's tokens, one
-// position and one cache slot further. Outputs: ids, the sampler's and the
-// policy's (temperature 1) log-probs, each [S, steps], then presence, RNG
-// state and caches.
+// inputs ints [S, decodeInts] and floats [S, decodeFloats] (the columns
+// above; the first step's), presence [S, V] bool, the shared prefix (with
+// SharedPrefix) and the caches (K, V per layer). Each step feeds the
+// previous step's tokens, one position, one cache slot and one draw number
+// further; each row draws from its own stream (sample.KeyedUniform), so its
+// tokens do not depend on the slot, batch or steps per call. Outputs: [S,
+// steps, 3] float32 holding each step's id (exact in float32), sampler
+// log-prob and policy (temperature 1) log-prob — one transfer to the host —
+// then presence and the caches.
 func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
-	ids, positions, write, start := in[0], in[1], in[2], in[3]
-	params := sample.Params{Temperature: in[4]}
+	ints, floats, presence := in[0], in[1], in[2]
+	col := func(x *Node, j int) *Node {
+		return Reshape(SliceAxis(x, 1, AxisElem(j)), x.Shape().Dimensions[0])
+	}
+	slots := ints.Shape().Dimensions[0]
+	ids, write, start, pos, drawn := col(ints, colID), col(ints, colWrite), col(ints, colStart), col(ints, colPos), col(ints, colDrawn)
+	keyA, keyB := col(ints, colKeyA), col(ints, colKeyB)
+	positions := BroadcastToDims(Reshape(pos, 1, slots, 1), 3, slots, 1)
+	params := sample.Params{Temperature: col(floats, colTemp)}
 	if s.topP {
-		params.TopP = in[5]
+		params.TopP = col(floats, colTopP)
 	}
 	if s.minP {
-		params.MinP = in[6]
+		params.MinP = col(floats, colMinP)
 	}
 	if s.penalty {
-		params.RepetitionPenalty = in[7]
+		params.RepetitionPenalty = col(floats, colPenalty)
 	}
 	if s.topK {
-		params.TopK = in[8]
+		params.TopK = col(ints, colTopK)
 	}
-	presence, rng := in[9], in[10]
 	var prefix []qwen2vl.KV
-	rest := in[11:]
+	rest := in[3:]
 	if s.shared {
 		prefix = make([]qwen2vl.KV, s.layers)
 		for i := range prefix {
 			prefix[i] = qwen2vl.KV{K: rest[2*i], V: rest[2*i+1]}
 		}
 		rest = rest[2*s.layers:]
+		// Every slot of a group holds the group's start: keep one per group.
+		groups := prefix[0].K.Shape().Dimensions[0]
+		start = Reshape(SliceAxis(Reshape(start, groups, slots/groups), 1, AxisElem(0)), groups)
 	}
 	cache := make([]qwen2vl.KV, s.layers)
 	for i := range cache {
 		cache[i] = qwen2vl.KV{K: rest[2*i], V: rest[2*i+1]}
 	}
-	var outIDs, outS, outP []*Node
+	vocab := w.Config.Text.VocabSize
+	var out []*Node
 	for k := range s.steps {
 		var h *Node
 		if s.shared {
@@ -252,17 +287,12 @@ func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
 		if s.bf16Logits {
 			logits = w.LogitsInDType(h)
 		}
-		next, lpSampler, lpPolicy, newRNG := sampleTokens(logits, params, presence, rng)
-		rng, ids = newRNG, next
-		outIDs, outS, outP = append(outIDs, InsertAxes(next, 1)), append(outS, InsertAxes(lpSampler, 1)), append(outP, InsertAxes(lpPolicy, 1))
+		u := sample.KeyedUniform(keyA, keyB, AddScalar(drawn, float64(k)), vocab)
+		next, lpSampler, lpPolicy := sampleTokens(logits, params, presence, u)
+		ids = next
+		out = append(out, Stack([]*Node{ConvertDType(next, dtypes.Float32), lpSampler, lpPolicy}, -1)) // [S, 3]
 	}
-	cat := func(xs []*Node) *Node {
-		if len(xs) == 1 {
-			return xs[0]
-		}
-		return Concatenate(xs, 1)
-	}
-	return append([]*Node{cat(outIDs), cat(outS), cat(outP), presence, rng}, flattenKV(cache)...)
+	return append([]*Node{Stack(out, 1), presence}, flattenKV(cache)...)
 }
 
 // flattenKV lists per-layer K and V nodes in order.

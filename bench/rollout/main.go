@@ -10,7 +10,8 @@
 // weight bytes (the bytes a decode step reads at most: the memory-bandwidth
 // floor is that divided by the measured copy bandwidth) and XLA's compiled
 // memory per program. --steps-per-call compares one call per step with
-// several steps per call (an unrolled on-device loop). On the GPU XLA's preallocation is off unless
+// several steps per call (an unrolled on-device loop; 0, the default, is the
+// engine's automatic choice, 8 for this workload's 64 slots). On the GPU XLA's preallocation is off unless
 // --preallocate.
 package main
 
@@ -39,6 +40,9 @@ type runResult struct {
 	FirstCompletionS float64 `json:"first_completion_s"`
 	Calls            int     `json:"decode_calls"`
 	MsPerCall        float64 `json:"ms_per_call"`
+	// MsPerStep is the run's time per decode step (MsPerCall ÷ steps per
+	// call; prefill and admission included).
+	MsPerStep float64 `json:"ms_per_step"`
 }
 
 // report is the benchmark's JSON output.
@@ -74,7 +78,7 @@ func main() {
 	temperature := flag.Float64("temperature", 1, "sampling temperature (0: greedy)")
 	topP := flag.Float64("top-p", 1, "top-p (1: off)")
 	topK := flag.Int("top-k", 0, "top-k (0: off)")
-	steps := flag.Int("steps-per-call", 1, "decode steps per device call (an unrolled on-device loop)")
+	steps := flag.Int("steps-per-call", 0, "decode steps per device call (an unrolled on-device loop); 0: the engine's automatic choice (engine.AutoStepsPerCall)")
 	shared := flag.Bool("shared-prefix", false, "group slots by prompt, each prompt's KV held once (engine.Options.SharedPrefix)")
 	dtypeLogits := flag.Bool("dtype-logits", false, "decode logits as a bf16 product (engine.Options.DTypeLogits)")
 	prealloc := flag.Bool("preallocate", false, "keep XLA's GPU preallocation")
@@ -118,6 +122,10 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	if slots == 0 {
 		slots = prompts * n
 	}
+	if steps == 0 {
+		steps = engine.AutoStepsPerCall(min(slots, prompts*n), newTokens)
+	}
+	rep.Workload["steps_per_call"] = steps
 	eng, err := engine.New(m, engine.Options{Slots: slots, PrefillBatch: prefillBatch, StepsPerCall: steps, DTypeLogits: dtypeLogits, SharedPrefix: shared})
 	if err != nil {
 		return err
@@ -141,7 +149,8 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 			tokens += len(c.IDs)
 		}
 		rep.Runs = append(rep.Runs, runResult{Seconds: el.Seconds(), NewTokens: tokens, TokensPerSecond: float64(tokens) / el.Seconds(),
-			FirstCompletionS: first.Seconds(), Calls: calls, MsPerCall: float64(el.Milliseconds()) / float64(max(calls, 1))})
+			FirstCompletionS: first.Seconds(), Calls: calls, MsPerCall: float64(el.Milliseconds()) / float64(max(calls, 1)),
+			MsPerStep: float64(el.Milliseconds()) / float64(max(calls*steps, 1))})
 	}
 	for _, r := range rep.Runs[1:] {
 		rep.WarmTokensPerS = max(rep.WarmTokensPerS, r.TokensPerSecond)
