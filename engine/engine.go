@@ -17,6 +17,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/mmft-go/mmft/execution"
@@ -54,6 +55,13 @@ type Options struct {
 	// every step, but the sampler's and policy's log-probs carry bf16
 	// rounding. Off by default.
 	DTypeLogits bool
+	// CompileWorkers is how many programs a Generate call compiles at once
+	// when it starts: the vision tower for every image shape bucket, each
+	// prefill batch's shapes and the decode step are known from the requests
+	// and compiled concurrently (PJRT compiles are independent) before any
+	// runs. 0 means min(8, number of CPUs); 1 compiles each program at its
+	// first use, one at a time.
+	CompileWorkers int
 	// EOSIDs end a completion with finish reason eos; nil means the model
 	// config's eos_token_id.
 	EOSIDs []int32
@@ -85,8 +93,12 @@ func New(m *qwen2vl.Model, opts Options) (*Engine, error) {
 	if m == nil {
 		return nil, errors.New("engine: New needs a model")
 	}
-	if opts.Slots < 0 || opts.PrefillBatch < 0 || opts.MemoryBytes < 0 || opts.StepsPerCall < 0 {
-		return nil, fmt.Errorf("engine: negative option (slots %d, prefill batch %d, memory %d, steps per call %d)", opts.Slots, opts.PrefillBatch, opts.MemoryBytes, opts.StepsPerCall)
+	if opts.Slots < 0 || opts.PrefillBatch < 0 || opts.MemoryBytes < 0 || opts.StepsPerCall < 0 || opts.CompileWorkers < 0 {
+		return nil, fmt.Errorf("engine: negative option (slots %d, prefill batch %d, memory %d, steps per call %d, compile workers %d)",
+			opts.Slots, opts.PrefillBatch, opts.MemoryBytes, opts.StepsPerCall, opts.CompileWorkers)
+	}
+	if opts.CompileWorkers == 0 {
+		opts.CompileWorkers = min(8, runtime.NumCPU())
 	}
 	if v := m.Config.Text.VocabSize; v > maxVocab {
 		return nil, fmt.Errorf("engine: vocabulary of %d ids: the decode step returns ids as float32, exact up to %d ids", v, maxVocab)

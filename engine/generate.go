@@ -128,6 +128,9 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Pro
 		return nil, err
 	}
 	defer g.release()
+	if err := g.precompile(); err != nil {
+		return nil, err
+	}
 	return g.run(ctx, progress)
 }
 
@@ -483,15 +486,7 @@ func (e *Engine) finish(s Sampling, ids []int32) FinishReason {
 func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre []*prefilled) error {
 	t0 := time.Now()
 	cfg := e.m.Config
-	prefixes := make([]Prompt, 0, to-from)
-	longest := 1
-	for _, r := range reqs[from:to] {
-		p := Prompt{IDs: r.Prompt.IDs[:len(r.Prompt.IDs)-1], Images: r.Prompt.Images}
-		prefixes = append(prefixes, p)
-		longest = max(longest, len(p.IDs))
-	}
-	length := execution.Bucket(longest, 16, 1)
-	b := batchOf(prefixes, length, execution.Bucket(len(prefixes), 1, 1))
+	prefixes, b := prefillBatch(reqs[from:to], true)
 	tb, args, feats, _, err := e.textInputs(b)
 	if err != nil {
 		return fmt.Errorf("engine: prefilling requests %d–%d: %w", from, to-1, err)
@@ -503,7 +498,7 @@ func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre
 	if err != nil {
 		return fmt.Errorf("engine: prefilling requests %d–%d: %w", from, to-1, err)
 	}
-	g := &group{kv: kv, l: length, took: time.Since(t0)}
+	g := &group{kv: kv, l: tb.L, took: time.Since(t0)}
 	for i, r := range reqs[from:to] {
 		real := len(prefixes[i].IDs)
 		delta := tb.RopeDeltas[i]
@@ -518,6 +513,27 @@ func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre
 		g.pending += r.N
 	}
 	return nil
+}
+
+// prefillBatch returns the prefixes of reqs' prompts (all but each last
+// token, which the first decode step feeds) and their prefill batch: rows
+// left-padded to a length bucket, the row count padded to a batch bucket;
+// the images' pixels are copied in when withPixels (else only their grids).
+func prefillBatch(reqs []Request, withPixels bool) ([]Prompt, qwen2vl.Batch) {
+	prefixes := make([]Prompt, 0, len(reqs))
+	longest := 1
+	for _, r := range reqs {
+		p := Prompt{IDs: r.Prompt.IDs[:len(r.Prompt.IDs)-1], Images: r.Prompt.Images}
+		if !withPixels {
+			p.Images = make([]Image, len(r.Prompt.Images))
+			for i, im := range r.Prompt.Images {
+				p.Images[i].Grid = im.Grid
+			}
+		}
+		prefixes = append(prefixes, p)
+		longest = max(longest, len(p.IDs))
+	}
+	return prefixes, batchOf(prefixes, execution.Bucket(longest, 16, 1), execution.Bucket(len(prefixes), 1, 1))
 }
 
 // step runs g.steps decode steps over every slot in one call and returns
@@ -549,25 +565,8 @@ func (g *generation) step() ([]int32, []float32, []float32, error) {
 		f := floats[s*decodeFloats : (s+1)*decodeFloats]
 		f[colTemp], f[colTopP], f[colMinP], f[colPenalty] = sp.Temperature, sp.TopP, sp.MinP, sp.RepetitionPenalty
 	}
-	args := []any{
-		tensors.FromFlatDataAndDimensions(ints, n, decodeInts), tensors.FromFlatDataAndDimensions(floats, n, decodeFloats),
-		execution.Donate(g.presence),
-	}
-	for _, c := range g.prefix {
-		args = append(args, c)
-	}
-	for _, c := range g.caches {
-		args = append(args, execution.Donate(c))
-	}
-	set := decodeSettings{layers: g.layers, steps: g.steps, bf16Logits: g.e.opts.DTypeLogits, shared: g.shared}
-	for _, r := range g.reqs {
-		st := r.Sampling.settings()
-		set.topK = set.topK || st.TopK > 0
-		set.topP = set.topP || st.TopP < 1
-		set.minP = set.minP || st.MinP > 0
-		set.penalty = set.penalty || st.RepetitionPenalty != 1
-	}
-	outs, err := g.e.models.callBound(g.e.progs.decode, g.bind, set, args...)
+	args := g.decodeArgs(tensors.FromFlatDataAndDimensions(ints, n, decodeInts), tensors.FromFlatDataAndDimensions(floats, n, decodeFloats))
+	outs, err := g.e.models.callBound(g.e.progs.decode, g.bind, g.decodeSettings(), args...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("engine: decode step: %w", err)
 	}
@@ -584,6 +583,34 @@ func (g *generation) step() ([]int32, []float32, []float32, error) {
 		next[i], lpS[i], lpP[i] = int32(res[3*i]), res[3*i+1], res[3*i+2]
 	}
 	return next, lpS, lpP, nil
+}
+
+// decodeArgs are the decode program's inputs after the weights: the per-slot
+// columns, then the device state (presence, shared prefix, caches; the
+// presence and caches donated).
+func (g *generation) decodeArgs(ints, floats *tensors.Tensor) []any {
+	args := []any{ints, floats, execution.Donate(g.presence)}
+	for _, c := range g.prefix {
+		args = append(args, c)
+	}
+	for _, c := range g.caches {
+		args = append(args, execution.Donate(c))
+	}
+	return args
+}
+
+// decodeSettings are the decode program's static settings for this call's
+// requests: only the sampling stages some request uses are in the graph.
+func (g *generation) decodeSettings() decodeSettings {
+	set := decodeSettings{layers: g.layers, steps: g.steps, bf16Logits: g.e.opts.DTypeLogits, shared: g.shared}
+	for _, r := range g.reqs {
+		st := r.Sampling.settings()
+		set.topK = set.topK || st.TopK > 0
+		set.topP = set.topP || st.TopP < 1
+		set.minP = set.minP || st.MinP > 0
+		set.penalty = set.penalty || st.RepetitionPenalty != 1
+	}
+	return set
 }
 
 // zerosProgram makes n caches [slots, kvh, capacity, d] and a presence mask

@@ -73,6 +73,22 @@ func (ms *models) callBound(prog *execution.Program, b *qwen2vl.Binding, extra a
 	return ms.run.Run(prog, modelVariant{layout: b.Layout(), extra: extra}, all...)
 }
 
+// compileBound compiles prog over binding b for the shapes of args (see
+// execution.Runner.Compile) without running it.
+func (ms *models) compileBound(prog *execution.Program, b *qwen2vl.Binding, extra any, args ...any) error {
+	ms.mu.Lock()
+	if _, ok := ms.bindings[b.Layout()]; !ok {
+		ms.bindings[b.Layout()] = b
+	}
+	ms.mu.Unlock()
+	all := make([]any, 0, b.NumInputs()+len(args))
+	for _, t := range b.Tensors() {
+		all = append(all, t)
+	}
+	all = append(all, args...)
+	return ms.run.Compile(prog, modelVariant{layout: b.Layout(), extra: extra}, all...)
+}
+
 // programs are the engine's compiled computations.
 type programs struct {
 	vision, place, logits, tokenLogProbs, prefill, admit, admitGroup, decode, zeros *execution.Program
@@ -318,11 +334,7 @@ func canUpdateSlice(b backends.Backend) bool {
 // once per step this way and reuses them for the policy and the reference.
 func (e *Engine) DeviceImageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors.Tensor, int, error) {
 	cfg := e.m.Config
-	win := cfg.Vision.SpatialMergeSize * cfg.Vision.SpatialMergeSize
-	plan, err := qwen2vl.PlanVision(cfg.Vision, pixels, grids,
-		func(n int) int { return execution.Bucket(n, 64, win) },
-		func(n int) int { return execution.Bucket(n, 1, 1) },
-		func(n int) int { return execution.Bucket(n, 64, 1) })
+	plan, err := qwen2vl.PlanVision(cfg.Vision, pixels, grids, e.patchBucket, frameBucket, rowBucket)
 	if err != nil {
 		return nil, 0, fmt.Errorf("engine: %w", err)
 	}
@@ -346,6 +358,15 @@ func (e *Engine) DeviceImageFeatures(pixels []float32, grids []qwen2vl.Grid) (*t
 	}
 	return feats, plan.Tokens, nil
 }
+
+// The vision tower's shape buckets: patches per frame (a multiple of the
+// merge window), frames per call, and rows of the features buffer.
+func (e *Engine) patchBucket(n int) int {
+	m := e.m.Config.Vision.SpatialMergeSize
+	return execution.Bucket(n, 64, m*m)
+}
+func frameBucket(n int) int { return execution.Bucket(n, 1, 1) }
+func rowBucket(n int) int   { return execution.Bucket(n, 64, 1) }
 
 // ImageFeatures runs images (the processor's patches of every image in
 // order, and their grids) through the vision tower once and returns the

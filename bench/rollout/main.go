@@ -82,8 +82,9 @@ func main() {
 	shared := flag.Bool("shared-prefix", false, "group slots by prompt, each prompt's KV held once (engine.Options.SharedPrefix)")
 	dtypeLogits := flag.Bool("dtype-logits", false, "decode logits as a bf16 product (engine.Options.DTypeLogits)")
 	prealloc := flag.Bool("preallocate", false, "keep XLA's GPU preallocation")
+	compileWorkers := flag.Int("compile-workers", 0, "programs compiled at once when a Generate call starts (engine.Options.CompileWorkers; 0: min(8, CPUs), 1: each at first use)")
 	flag.Parse()
-	if err := run(*cfgPath, *device, *prompts, *n, *newTokens, *length, *side, *vary, *slots, *prefillBatch, *steps, *reps, *dtypeLogits, *shared,
+	if err := run(*cfgPath, *device, *prompts, *n, *newTokens, *length, *side, *vary, *slots, *prefillBatch, *steps, *compileWorkers, *reps, *dtypeLogits, *shared,
 		engine.Sampling{Temperature: float32(*temperature), TopP: float32(*topP), TopK: *topK, MaxNewTokens: *newTokens, IgnoreEOS: true, Seed: 1},
 		*prealloc); err != nil {
 		fmt.Fprintln(os.Stderr, "rollout:", err)
@@ -91,7 +92,7 @@ func main() {
 	}
 }
 
-func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slots, prefillBatch, steps, reps int, dtypeLogits, shared bool, s engine.Sampling, prealloc bool) error {
+func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slots, prefillBatch, steps, compileWorkers, reps int, dtypeLogits, shared bool, s engine.Sampling, prealloc bool) error {
 	if prompts < 1 || n < 1 || newTokens < 1 || reps < 1 || slots < 0 {
 		return fmt.Errorf("--prompts, --n, --new and --reps must be ≥ 1, --slots ≥ 0")
 	}
@@ -114,7 +115,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	}
 	rep := report{Device: device + ": " + backend.Description(), Date: time.Now().UTC().Format(time.DateOnly), LoadWeightsSecond: time.Since(t0).Seconds(),
 		Workload: map[string]any{"prompts": prompts, "n": n, "new_tokens": newTokens, "prompt_len": length, "image_side": side, "vary_images_from": vary,
-			"slots": slots, "prefill_batch": prefillBatch, "steps_per_call": steps, "dtype_logits": dtypeLogits, "shared_prefix": shared, "temperature": s.Temperature, "top_p": s.TopP, "top_k": s.TopK, "dtype": "bf16"}}
+			"slots": slots, "prefill_batch": prefillBatch, "steps_per_call": steps, "compile_workers": compileWorkers, "dtype_logits": dtypeLogits, "shared_prefix": shared, "temperature": s.Temperature, "top_p": s.TopP, "top_k": s.TopK, "dtype": "bf16"}}
 	reqs, err := workload(cfg, prompts, n, length, side, vary, s)
 	if err != nil {
 		return err
@@ -126,7 +127,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 		steps = engine.AutoStepsPerCall(min(slots, prompts*n), newTokens)
 	}
 	rep.Workload["steps_per_call"] = steps
-	eng, err := engine.New(m, engine.Options{Slots: slots, PrefillBatch: prefillBatch, StepsPerCall: steps, DTypeLogits: dtypeLogits, SharedPrefix: shared})
+	eng, err := engine.New(m, engine.Options{Slots: slots, PrefillBatch: prefillBatch, StepsPerCall: steps, CompileWorkers: compileWorkers, DTypeLogits: dtypeLogits, SharedPrefix: shared})
 	if err != nil {
 		return err
 	}
