@@ -196,7 +196,10 @@ func workload(cfg qwen2vl.Config, prompts, n, length, side, vary int, s engine.S
 		return nil, fmt.Errorf("--image %d, --vary-images %d: sides must be multiples of %d pixels, --vary-images ≤ --image", side, vary, unit)
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
-	word := func() int32 { return int32(rng.IntN(min(150000, cfg.Text.VocabSize-8))) }
+	// Text words stay below the special ids (on small test vocabularies a
+	// random word could otherwise be an image token).
+	words := min(150000, cfg.Text.VocabSize-8, cfg.ImageTokenID, cfg.VideoTokenID, cfg.VisionStartTokenID, cfg.VisionEndTokenID)
+	word := func() int32 { return int32(rng.IntN(words)) }
 	var reqs []engine.Request
 	for range prompts {
 		var p engine.Prompt
