@@ -55,7 +55,7 @@ func (g *generation) precompile() error {
 		rows := 0
 		feats := func() *tensors.Tensor { return nil } // each job its own zeros
 		if len(b.Grids) > 0 {
-			rows = rowBucket(tb.ImageTokens + 1)
+			rows = prefillRows(b)(tb.ImageTokens + 1)
 			feats = func() *tensors.Tensor { return zeros(dtypes.Float32, rows, hidden) }
 		}
 		for _, vs := range e.visionShapes(b.Grids) {
@@ -116,9 +116,9 @@ func (g *generation) compileAdmit(b, l int) error {
 }
 
 // visionShapes returns the (frames, patches) shapes of the vision tower
-// calls DeviceImageFeatures makes for images with these grids (one call per
-// patch bucket, its frames padded to a bucket), as qwen2vl.PlanVision
-// groups them.
+// calls DeviceImageFeatures makes for images with these grids, in order
+// (per patch bucket, its frames in calls of frameBucket frames), as
+// qwen2vl.PlanVision groups them.
 func (e *Engine) visionShapes(grids []qwen2vl.Grid) [][2]int {
 	frames := map[int]int{}
 	var order []int
@@ -129,9 +129,13 @@ func (e *Engine) visionShapes(grids []qwen2vl.Grid) [][2]int {
 		}
 		frames[pb] += gr.T
 	}
-	out := make([][2]int, 0, len(order))
+	var out [][2]int
 	for _, pb := range order {
-		out = append(out, [2]int{max(frameBucket(frames[pb]), frames[pb]), pb})
+		n := frames[pb]
+		f := max(frameBucket(n), 1)
+		for done := 0; done < n; done += f {
+			out = append(out, [2]int{f, pb})
+		}
 	}
 	return out
 }

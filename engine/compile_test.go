@@ -93,3 +93,48 @@ func TestVisionShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestVisionChunks runs seven images through the vision tower at once — six
+// of one patch bucket (two calls of four frames, the second padded) and one
+// of another — and checks that their features equal each image's alone.
+func TestVisionChunks(t *testing.T) {
+	e, cfg := smallEngine(t, Options{})
+	rng := rand.New(rand.NewPCG(7, 8))
+	pd := cfg.Vision.PatchDim()
+	grids := []qwen2vl.Grid{{T: 1, H: 4, W: 4}, {T: 1, H: 2, W: 8}, {T: 1, H: 4, W: 4}, {T: 1, H: 8, W: 12}, {T: 1, H: 8, W: 2}, {T: 1, H: 4, W: 4}, {T: 1, H: 2, W: 6}}
+	var all []float32
+	var want []float32
+	for _, g := range grids {
+		px := make([]float32, g.T*g.H*g.W*pd)
+		for i := range px {
+			px[i] = float32(rng.NormFloat64())
+		}
+		all = append(all, px...)
+		f, err := e.ImageFeatures(px, []qwen2vl.Grid{g})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range f.Value().([][]float32) {
+			want = append(want, row...)
+		}
+	}
+	if shapes := e.visionShapes(grids); len(shapes) != 3 {
+		t.Fatalf("vision calls %v: want two calls of 4 frames and one of 1", shapes)
+	}
+	f, err := e.ImageFeatures(all, grids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []float32
+	for _, row := range f.Value().([][]float32) {
+		got = append(got, row...)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d feature values, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if d := got[i] - want[i]; d > 1e-5 || d < -1e-5 {
+			t.Fatalf("feature value %d: %v together, %v alone", i, got[i], want[i])
+		}
+	}
+}

@@ -487,7 +487,7 @@ func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre
 	t0 := time.Now()
 	cfg := e.m.Config
 	prefixes, b := prefillBatch(reqs[from:to], true)
-	tb, args, feats, _, err := e.textInputs(b)
+	tb, args, feats, _, err := e.textInputs(b, prefillRows(b))
 	if err != nil {
 		return fmt.Errorf("engine: prefilling requests %d–%d: %w", from, to-1, err)
 	}
@@ -534,6 +534,16 @@ func prefillBatch(reqs []Request, withPixels bool) ([]Prompt, qwen2vl.Batch) {
 		longest = max(longest, len(p.IDs))
 	}
 	return prefixes, batchOf(prefixes, execution.Bucket(longest, 16, 1), execution.Bucket(len(prefixes), 1, 1))
+}
+
+// prefillRows gives the rows of a prefill batch's image features buffer:
+// one per position of the batch and a trash row, whatever its images, so
+// that the prefill program's shapes depend on the batch's rows and length
+// only (not on how many image tokens it holds: one program fewer per
+// distinct count bucket). The buffer is no larger than the prefill's own
+// hidden states.
+func prefillRows(b qwen2vl.Batch) func(int) int {
+	return func(int) int { return len(b.InputIDs)*len(b.InputIDs[0]) + 1 }
 }
 
 // step runs g.steps decode steps over every slot in one call and returns

@@ -333,8 +333,14 @@ func canUpdateSlice(b backends.Backend) bool {
 // (extra rows are never read): the trainer computes each image's features
 // once per step this way and reuses them for the policy and the reference.
 func (e *Engine) DeviceImageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors.Tensor, int, error) {
+	return e.deviceImageFeatures(pixels, grids, rowBucket)
+}
+
+// deviceImageFeatures is DeviceImageFeatures with the features buffer's
+// rows for n merged patches (plus the trash row) given by rows.
+func (e *Engine) deviceImageFeatures(pixels []float32, grids []qwen2vl.Grid, rows func(n int) int) (*tensors.Tensor, int, error) {
 	cfg := e.m.Config
-	plan, err := qwen2vl.PlanVision(cfg.Vision, pixels, grids, e.patchBucket, frameBucket, rowBucket)
+	plan, err := qwen2vl.PlanVision(cfg.Vision, pixels, grids, e.patchBucket, frameBucket, rows)
 	if err != nil {
 		return nil, 0, fmt.Errorf("engine: %w", err)
 	}
@@ -365,8 +371,19 @@ func (e *Engine) patchBucket(n int) int {
 	m := e.m.Config.Vision.SpatialMergeSize
 	return execution.Bucket(n, 64, m*m)
 }
-func frameBucket(n int) int { return execution.Bucket(n, 1, 1) }
-func rowBucket(n int) int   { return execution.Bucket(n, 64, 1) }
+func rowBucket(n int) int { return execution.Bucket(n, 64, 1) }
+
+// frameBucket is the frames per vision call for n frames of one patch
+// bucket: a lone frame runs alone, more run in calls of 4 (the last one
+// padded). So each patch bucket compiles at most two vision programs,
+// whatever the mix of image sizes in a batch: a compile costs far more than
+// the padded frames' work (tens of seconds against milliseconds on a GPU).
+func frameBucket(n int) int {
+	if n <= 1 {
+		return 1
+	}
+	return 4
+}
 
 // ImageFeatures runs images (the processor's patches of every image in
 // order, and their grids) through the vision tower once and returns the
@@ -391,8 +408,8 @@ func firstRows(t *tensors.Tensor, n int) (*tensors.Tensor, error) {
 }
 
 // textInputs prepares a batch's text inputs and runs its images through the
-// vision tower.
-func (e *Engine) textInputs(in qwen2vl.Batch) (*qwen2vl.TextBatch, []any, *tensors.Tensor, int, error) {
+// vision tower (into a features buffer of rows(n) rows for n merged patches).
+func (e *Engine) textInputs(in qwen2vl.Batch, rows func(n int) int) (*qwen2vl.TextBatch, []any, *tensors.Tensor, int, error) {
 	tb, err := qwen2vl.PrepareText(e.m.Config, in.InputIDs, in.AttentionMask, in.Grids)
 	if err != nil {
 		return nil, nil, nil, 0, fmt.Errorf("engine: %w", err)
@@ -400,7 +417,7 @@ func (e *Engine) textInputs(in qwen2vl.Batch) (*qwen2vl.TextBatch, []any, *tenso
 	var feats *tensors.Tensor
 	n := 0
 	if len(in.Grids) > 0 {
-		if feats, n, err = e.DeviceImageFeatures(in.PixelValues, in.Grids); err != nil {
+		if feats, n, err = e.deviceImageFeatures(in.PixelValues, in.Grids, rows); err != nil {
 			return nil, nil, nil, 0, err
 		}
 	} else if len(in.PixelValues) > 0 {
@@ -420,7 +437,7 @@ func (e *Engine) textInputs(in qwen2vl.Batch) (*qwen2vl.TextBatch, []any, *tenso
 // float32 logits for every position, the image features and the M-RoPE
 // positions. Shapes are not bucketed (a parity and inspection tool).
 func (e *Engine) Forward(in qwen2vl.Batch, l *qwen2vl.LoRA) (*qwen2vl.ForwardOutput, error) {
-	tb, args, feats, n, err := e.textInputs(in)
+	tb, args, feats, n, err := e.textInputs(in, rowBucket)
 	if err != nil {
 		return nil, err
 	}
@@ -441,7 +458,7 @@ func (e *Engine) Forward(in qwen2vl.Batch, l *qwen2vl.LoRA) (*qwen2vl.ForwardOut
 // [B, T] float32 for a batch of full sequences (see qwen2vl.TokenLogProbs),
 // with the vocabulary log-sum-exp in chunks of vocabChunk entries (0 = 8192).
 func (e *Engine) LogProbs(in qwen2vl.Batch, targets [][]int32, l *qwen2vl.LoRA, vocabChunk int) (*tensors.Tensor, error) {
-	tb, args, _, _, err := e.textInputs(in)
+	tb, args, _, _, err := e.textInputs(in, rowBucket)
 	if err != nil {
 		return nil, err
 	}
@@ -476,7 +493,7 @@ func (e *Engine) LogProbs(in qwen2vl.Batch, targets [][]int32, l *qwen2vl.LoRA, 
 // V, layer by layer): the work a rollout does once per prompt. Shapes are
 // not bucketed.
 func (e *Engine) Prefill(in qwen2vl.Batch, l *qwen2vl.LoRA) ([]*tensors.Tensor, error) {
-	_, args, feats, _, err := e.textInputs(in)
+	_, args, feats, _, err := e.textInputs(in, rowBucket)
 	if err != nil {
 		return nil, err
 	}
