@@ -6,7 +6,6 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/mmft-go/mmft/qwen2vl"
 )
@@ -18,8 +17,9 @@ import (
 // call first reaches them (what CompileWorkers 1 does) leaves the host's
 // other cores idle while XLA compiles; programs already compiled are
 // skipped. Shapes it cannot prepare (a request that will fail) are left to
-// the call itself, which reports them. Inputs are zeros of the right shapes
-// (the device state's own tensors for the decode step; nothing is donated).
+// the call itself, which reports them. Inputs are given by their shapes
+// (zeros are made only for a program not compiled yet) or are the device
+// state's own tensors (nothing is donated).
 func (g *generation) precompile() error {
 	e := g.e
 	if e.opts.CompileWorkers <= 1 {
@@ -28,15 +28,15 @@ func (g *generation) precompile() error {
 	cfg := e.m.Config
 	n := len(g.slots)
 	jobs := []func() error{func() error {
-		ints := tensors.FromShape(shapes.Make(dtypes.Int32, n, decodeInts))
-		floats := tensors.FromShape(shapes.Make(dtypes.Float32, n, decodeFloats))
-		return e.models.compileBound(e.progs.decode, g.bind, g.decodeSettings(), g.decodeArgs(ints, floats)...)
+		args := g.decodeArgs(nil, nil)
+		args[0], args[1] = shapes.Make(dtypes.Int32, n, decodeInts), shapes.Make(dtypes.Float32, n, decodeFloats)
+		return e.models.compileBound(e.progs.decode, g.bind, g.decodeSettings(), args...)
 	}}
 	base, err := e.m.Bind(nil)
 	if err != nil {
 		return err
 	}
-	zeros := func(dt dtypes.DType, dims ...int) *tensors.Tensor { return tensors.FromShape(shapes.Make(dt, dims...)) }
+	zeros := shapes.Make // inputs are given by their shapes: zeros are made only for a compile
 	hidden, win := cfg.Text.HiddenSize, cfg.Vision.SpatialMergeSize*cfg.Vision.SpatialMergeSize
 	seen := map[any]bool{}
 	once := func(key any) bool {
@@ -53,10 +53,8 @@ func (g *generation) precompile() error {
 			continue
 		}
 		rows := 0
-		feats := func() *tensors.Tensor { return nil } // each job its own zeros
 		if len(b.Grids) > 0 {
 			rows = prefillRows(b)(tb.ImageTokens + 1)
-			feats = func() *tensors.Tensor { return zeros(dtypes.Float32, rows, hidden) }
 		}
 		for _, vs := range e.visionShapes(b.Grids) {
 			f, p := vs[0], vs[1]
@@ -69,15 +67,18 @@ func (g *generation) precompile() error {
 			}
 			if merged := f * p / win; once([3]int{-1, rows, merged}) {
 				jobs = append(jobs, func() error {
-					return e.run.Compile(e.progs.place, nil, feats(), zeros(dtypes.Float32, merged, hidden), zeros(dtypes.Int32, merged))
+					return e.run.Compile(e.progs.place, nil, zeros(dtypes.Float32, rows, hidden), zeros(dtypes.Float32, merged, hidden), zeros(dtypes.Int32, merged))
 				})
 			}
 		}
 		if once([3]int{tb.B, tb.L, rows}) {
 			jobs = append(jobs, func() error {
 				args := make([]any, 0, qwen2vl.NumTextInputs)
-				for _, t := range tb.Tensors(feats()) {
+				for _, t := range tb.Tensors(nil) {
 					args = append(args, t)
+				}
+				if rows > 0 {
+					args[len(args)-1] = zeros(dtypes.Float32, rows, hidden)
 				}
 				return e.models.compileBound(e.progs.prefill, g.bind, nil, args...)
 			})
@@ -104,11 +105,11 @@ func (g *generation) compileAdmit(b, l int) error {
 		args = append(args, c)
 	}
 	args = append(args, g.presence)
-	kv := tensors.FromShape(shapes.Make(g.e.m.DType, b, tc.NumKVHeads, l, tc.HeadDim()))
+	kv := shapes.Make(g.e.m.DType, b, tc.NumKVHeads, l, tc.HeadDim())
 	for range 2 * g.layers {
 		args = append(args, kv)
 	}
-	args = append(args, tensors.FromScalar(int32(0)), tensors.FromScalar(int32(0)), tensors.FromShape(shapes.Make(dtypes.Bool, tc.VocabSize)))
+	args = append(args, shapes.Make(dtypes.Int32), shapes.Make(dtypes.Int32), shapes.Make(dtypes.Bool, tc.VocabSize))
 	if g.shared {
 		return g.e.run.Compile(g.e.progs.admitGroup, admitGroupSpec{layers: g.layers, n: g.n}, args...)
 	}

@@ -207,7 +207,7 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 			err = fmt.Errorf("execution: program %s: %v", prog.name, rec)
 		}
 	}()
-	se, err := r.compile(prog, variant, args)
+	se, err := r.compile(prog, variant, args, false)
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +233,8 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 }
 
 // Compile compiles prog for variant and the shapes of args (as Run would
-// take them; their values are not read, and Donated ones are not donated)
+// take them, or shapes.Shape values for which zeros are made only when a
+// compile is needed; values are not read, and Donated ones are not donated)
 // without running it, unless it was compiled already. Compiles of different
 // programs, variants or shapes may run concurrently from several goroutines
 // (PJRT compiles are independent); a later Run with the same shapes finds
@@ -251,32 +252,35 @@ func (r *Runner) Compile(prog *Program, variant any, args ...any) (err error) {
 			err = fmt.Errorf("execution: compiling %s: %v", prog.name, rec)
 		}
 	}()
-	_, err = r.compile(prog, variant, args)
+	_, err = r.compile(prog, variant, args, true)
 	return err
 }
 
 // compile returns the exec of prog, variant and the shapes of args,
 // compiling it first when no call did (concurrent callers of one key wait
 // for one compile; a failed compile is tried again by the next caller).
-func (r *Runner) compile(prog *Program, variant any, args []any) (*shapeExec, error) {
+func (r *Runner) compile(prog *Program, variant any, args []any, compileOnly bool) (*shapeExec, error) {
 	plain := make([]any, len(args))
 	sig := uint64(14695981039346656037) // FNV-1a over every input's dtype and dimensions
 	mix := func(v int) { sig = (sig ^ uint64(v)) * 1099511628211 }
 	for i, a := range args {
-		var t *tensors.Tensor
+		var sh shapes.Shape
 		switch v := a.(type) {
 		case *tensors.Tensor:
-			t = v
+			plain[i], sh = v, v.Shape()
 		case Donated:
 			if v.T == nil {
 				return nil, fmt.Errorf("execution: program %s: argument %d is a donated sharded tensor, but the placement has no mesh", prog.name, i)
 			}
-			t = v.T
+			plain[i], sh = v.T, v.T.Shape()
+		case shapes.Shape:
+			if !compileOnly {
+				return nil, fmt.Errorf("execution: program %s: argument %d is a shape; Run needs tensors", prog.name, i)
+			}
+			sh = v // zeros are made only if it compiles
 		default:
 			return nil, fmt.Errorf("execution: program %s: argument %d is a %T, want *tensors.Tensor or Donated", prog.name, i, a)
 		}
-		plain[i] = t
-		sh := t.Shape()
 		mix(int(sh.DType))
 		mix(len(sh.Dimensions))
 		for _, d := range sh.Dimensions {
@@ -298,6 +302,11 @@ func (r *Runner) compile(prog *Program, variant any, args []any) (*shapeExec, er
 	r.mu.Unlock()
 	se.once.Do(func() {
 		t0 := time.Now()
+		for i, a := range args {
+			if sh, ok := a.(shapes.Shape); ok {
+				plain[i] = tensors.FromShape(sh)
+			}
+		}
 		se.err = exceptionsToError(func() error { return se.exec.PreCompile(plain...) })
 		if se.err != nil {
 			se.err = fmt.Errorf("execution: compiling %s: %w", prog.name, se.err)

@@ -110,9 +110,13 @@ func TestConcurrentCompile(t *testing.T) {
 		return tensors.FromFlatDataAndDimensions(x, n)
 	}
 	errs := make(chan error, 2*len(sizes))
-	for range 2 {
+	for i := range 2 {
 		for _, n := range sizes {
-			go func() { errs <- r.Compile(p, nil, Donate(input(n))) }()
+			if i == 0 {
+				go func() { errs <- r.Compile(p, nil, Donate(input(n))) }()
+			} else { // by shape alone
+				go func() { errs <- r.Compile(p, nil, shapes.Make(dtypes.Float32, n)) }()
+			}
 		}
 	}
 	for range 2 * len(sizes) {
@@ -134,6 +138,9 @@ func TestConcurrentCompile(t *testing.T) {
 	}
 	if st := r.Stats(); st.Programs != len(sizes) || st.Calls != len(sizes) {
 		t.Errorf("runs after Compile compiled again: %+v", st)
+	}
+	if _, err := r.Run(p, nil, shapes.Make(dtypes.Float32, 2)); err == nil || !strings.Contains(err.Error(), "shape") {
+		t.Errorf("Run with a shape argument: %v", err)
 	}
 	// A shape that cannot build is an error naming the program, and is
 	// tried again (not remembered) by the next call.
