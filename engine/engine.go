@@ -125,16 +125,16 @@ const maxVocab = 1 << 24
 
 // AutoStepsPerCall is the decode steps per device call used when
 // Options.StepsPerCall is 0, for a Generate call over slots sequences of up
-// to maxNew new tokens: one call per step for small batches (where a step is
-// cheap to compile and refilling slots promptly matters more), 4 from 16
-// slots and 8 from 32 (where a call's fixed host cost, several milliseconds
-// on a GPU, would otherwise rival the step itself), never more than maxNew.
+// to maxNew new tokens: 8 from 32 slots and 4 from 8 slots, where a call's
+// fixed host cost (about 3 ms on an H200 host: arguments, launch, transfers)
+// would otherwise rival the step itself; one call per step below 8 slots
+// (a small program, slots refilled at once); never more than maxNew.
 func AutoStepsPerCall(slots, maxNew int) int {
 	k := 1
 	switch {
 	case slots >= 32:
 		k = 8
-	case slots >= 16:
+	case slots >= 8:
 		k = 4
 	}
 	return max(1, min(k, maxNew))

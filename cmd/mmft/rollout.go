@@ -75,7 +75,7 @@ unless --ignore-eos).`)
 	dtype := fs.String("dtype", "float32", "weights dtype: float32 or bfloat16")
 	slots := fs.Int("slots", 0, "sequences decoded together (0: prompts × n, at most 64)")
 	shared := fs.Bool("shared-prefix", false, "group slots by prompt: each prompt's KV held once for its n completions")
-	steps := fs.Int("steps-per-call", 0, "decode steps per device call (an unrolled on-device loop); 0: automatic (1, or 4 from 16 slots, 8 from 32)")
+	steps := fs.Int("steps-per-call", 0, "decode steps per device call (an unrolled on-device loop); 0: automatic (1, or 4 from 8 slots, 8 from 32)")
 	greedy := fs.Bool("greedy", false, "greedy decoding of --inputs")
 	inputs := fs.String("inputs", "", "prepared input safetensors (with --greedy)")
 	var dev compute.Flags
