@@ -90,6 +90,9 @@ type Backend struct {
 	PluginSource string
 	// CPUParallelism is the pure-Go backend's worker count (CPU only).
 	CPUParallelism int
+	// AutotuneCache is XLA's persistent autotune cache folder (GPU only;
+	// "" when off; see PrepareXLA).
+	AutotuneCache string
 }
 
 // New opens the backend that o selects.
@@ -186,6 +189,10 @@ func newGPU(explicit string) (*Backend, error) {
 		// a JAX plugin brings its own through its Python packages.
 		os.Setenv("GOPJRT_CUDA_CHECKS", "0")
 	}
+	cache, err := PrepareXLA()
+	if err != nil {
+		return nil, err
+	}
 	b, err := xla.New(found.Path)
 	if err != nil {
 		return nil, fmt.Errorf("loading the PJRT CUDA plugin %s (found via %s): %w\n"+
@@ -196,7 +203,7 @@ func newGPU(explicit string) (*Backend, error) {
 		b.Finalize()
 		return nil, fmt.Errorf("the PJRT CUDA plugin %s sees no GPU", found.Path)
 	}
-	return &Backend{Backend: b, Device: GPU, PluginPath: found.Path, PluginSource: found.Source}, nil
+	return &Backend{Backend: b, Device: GPU, PluginPath: found.Path, PluginSource: found.Source, AutotuneCache: cache}, nil
 }
 
 // ErrNoPlugin is returned (wrapped) when no PJRT CUDA plugin is found.

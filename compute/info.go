@@ -34,6 +34,7 @@ type Info struct {
 	PluginPath     string `json:"plugin_path,omitempty"`
 	PluginSource   string `json:"plugin_source,omitempty"`
 	CPUParallelism int    `json:"cpu_parallelism,omitempty"`
+	AutotuneCache  string `json:"xla_autotune_cache,omitempty"`
 	// GPUSource (GPU backends) says where the GPUs' names and memory come
 	// from, and why the CUDA driver API did not give them when it did not.
 	GPUSource string            `json:"gpu_source,omitempty"`
@@ -51,6 +52,7 @@ func (b *Backend) Info() Info {
 		PluginPath:     b.PluginPath,
 		PluginSource:   b.PluginSource,
 		CPUParallelism: b.CPUParallelism,
+		AutotuneCache:  b.AutotuneCache,
 		Versions:       Versions(),
 	}
 	n := b.NumDevices()

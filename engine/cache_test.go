@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -193,5 +194,67 @@ func TestTrainBatchMatchesGeneration(t *testing.T) {
 				t.Errorf("completion %d padding %d: log-prob %g, mask %g", i, k, got[i][k], tb.Mask[i*tb.T+k])
 			}
 		}
+	}
+}
+
+// TestCompletionsIndependentOfSchedule generates the same sampled requests
+// (stop ids that end completions at random lengths, so slots are refilled at
+// different times) with different slot counts, steps per call (automatic
+// included) and with and without a shared prefix: every completion must be
+// the same, as each draws from its own stream (Sampling.Seed).
+func TestCompletionsIndependentOfSchedule(t *testing.T) {
+	e0, cfg := smallEngine(t, Options{})
+	rng := rand.New(rand.NewPCG(11, 12))
+	prompts := []Prompt{
+		randomPrompt(cfg, rng, 4, []qwen2vl.Grid{{T: 1, H: 2, W: 4}}),
+		randomPrompt(cfg, rng, 7, nil),
+		randomPrompt(cfg, rng, 2, []qwen2vl.Grid{{T: 1, H: 4, W: 4}}),
+	}
+	var stops []int32
+	for id := range int32(40) {
+		stops = append(stops, id)
+	}
+	var reqs []Request
+	for i, p := range prompts {
+		reqs = append(reqs, Request{Prompt: p, N: 6, Sampling: Sampling{Temperature: 1, TopP: 0.95, MaxNewTokens: 9, IgnoreEOS: true,
+			StopIDs: stops, Seed: uint64(20 + i)}})
+	}
+	var want []Completion
+	lengths := map[int]bool{}
+	for _, o := range []Options{{Slots: 2, StepsPerCall: 1}, {Slots: 2, StepsPerCall: 3}, {Slots: 5}, {Slots: 18},
+		{Slots: 7, StepsPerCall: 2}, {Slots: 6, SharedPrefix: true}, {Slots: 12, StepsPerCall: 4, SharedPrefix: true}} {
+		e, err := New(e0.m, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.Generate(context.Background(), reqs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want == nil {
+			want = got
+			for _, c := range got {
+				lengths[len(c.IDs)] = true
+			}
+			continue
+		}
+		for i, c := range got {
+			w := want[i]
+			if !slices.Equal(c.IDs, w.IDs) || c.Finish != w.Finish {
+				t.Errorf("%+v: completion %d/%d: %v (%s), with one step per call over 2 slots %v (%s)", o, c.Request, c.Index, c.IDs, c.Finish, w.IDs, w.Finish)
+				continue
+			}
+			for k := range c.IDs {
+				if math.Abs(float64(c.PolicyLogProbs[k]-w.PolicyLogProbs[k])) > 1e-5 || math.Abs(float64(c.SamplerLogProbs[k]-w.SamplerLogProbs[k])) > 1e-5 {
+					t.Errorf("%+v: completion %d/%d token %d: log-probs %g, %g; before %g, %g", o, c.Request, c.Index, k,
+						c.SamplerLogProbs[k], c.PolicyLogProbs[k], w.SamplerLogProbs[k], w.PolicyLogProbs[k])
+				}
+			}
+		}
+	}
+	// The stop ids must have ended completions at several lengths, or no
+	// slot was refilled at a different time.
+	if len(lengths) < 3 {
+		t.Errorf("completion lengths %v: the stop ids did not vary them", lengths)
 	}
 }

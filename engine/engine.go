@@ -17,6 +17,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/mmft-go/mmft/execution"
@@ -35,9 +36,10 @@ type Options struct {
 	PrefillBatch int
 	// StepsPerCall is the number of decode steps one device call runs (the
 	// steps unrolled in one program, each feeding its sampled tokens to the
-	// next): fewer host round-trips, at the cost of a larger program and of
-	// up to StepsPerCall−1 wasted steps per finished sequence (finishing and
-	// refilling slots happen between calls). 0 means 1.
+	// next): fewer host round-trips, at the cost of a larger program (longer
+	// to compile) and of up to StepsPerCall−1 wasted steps per finished
+	// sequence (finishing and refilling slots happen between calls). The
+	// completions do not depend on it. 0 means AutoStepsPerCall.
 	StepsPerCall int
 	// SharedPrefix groups the slots by prompt: when every request of a
 	// Generate call asks for the same N > 1, each group of N slots decodes
@@ -53,6 +55,13 @@ type Options struct {
 	// every step, but the sampler's and policy's log-probs carry bf16
 	// rounding. Off by default.
 	DTypeLogits bool
+	// CompileWorkers is how many programs a Generate call compiles at once
+	// when it starts: the vision tower for every image shape bucket, each
+	// prefill batch's shapes and the decode step are known from the requests
+	// and compiled concurrently (PJRT compiles are independent) before any
+	// runs. 0 means min(8, number of CPUs); 1 compiles each program at its
+	// first use, one at a time.
+	CompileWorkers int
 	// EOSIDs end a completion with finish reason eos; nil means the model
 	// config's eos_token_id.
 	EOSIDs []int32
@@ -84,11 +93,15 @@ func New(m *qwen2vl.Model, opts Options) (*Engine, error) {
 	if m == nil {
 		return nil, errors.New("engine: New needs a model")
 	}
-	if opts.Slots < 0 || opts.PrefillBatch < 0 || opts.MemoryBytes < 0 || opts.StepsPerCall < 0 {
-		return nil, fmt.Errorf("engine: negative option (slots %d, prefill batch %d, memory %d, steps per call %d)", opts.Slots, opts.PrefillBatch, opts.MemoryBytes, opts.StepsPerCall)
+	if opts.Slots < 0 || opts.PrefillBatch < 0 || opts.MemoryBytes < 0 || opts.StepsPerCall < 0 || opts.CompileWorkers < 0 {
+		return nil, fmt.Errorf("engine: negative option (slots %d, prefill batch %d, memory %d, steps per call %d, compile workers %d)",
+			opts.Slots, opts.PrefillBatch, opts.MemoryBytes, opts.StepsPerCall, opts.CompileWorkers)
 	}
-	if opts.StepsPerCall == 0 {
-		opts.StepsPerCall = 1
+	if opts.CompileWorkers == 0 {
+		opts.CompileWorkers = min(8, runtime.NumCPU())
+	}
+	if v := m.Config.Text.VocabSize; v > maxVocab {
+		return nil, fmt.Errorf("engine: vocabulary of %d ids: the decode step returns ids as float32, exact up to %d ids", v, maxVocab)
 	}
 	if opts.Slots == 0 {
 		opts.Slots = 8
@@ -105,6 +118,26 @@ func New(m *qwen2vl.Model, opts Options) (*Engine, error) {
 	run := execution.New(m.Backend, opts.Placement)
 	ms := &models{m: m, run: run, bindings: map[string]*qwen2vl.Binding{}}
 	return &Engine{m: m, opts: opts, run: run, models: ms, progs: definePrograms(ms, canUpdateSlice(m.Backend))}, nil
+}
+
+// maxVocab is the largest vocabulary whose ids float32 holds exactly.
+const maxVocab = 1 << 24
+
+// AutoStepsPerCall is the decode steps per device call used when
+// Options.StepsPerCall is 0, for a Generate call over slots sequences of up
+// to maxNew new tokens: 8 from 32 slots and 4 from 8 slots, where a call's
+// fixed host cost (about 3 ms on an H200 host: arguments, launch, transfers)
+// would otherwise rival the step itself; one call per step below 8 slots
+// (a small program, slots refilled at once); never more than maxNew.
+func AutoStepsPerCall(slots, maxNew int) int {
+	k := 1
+	switch {
+	case slots >= 32:
+		k = 8
+	case slots >= 8:
+		k = 4
+	}
+	return max(1, min(k, maxNew))
 }
 
 // Model returns the engine's model.

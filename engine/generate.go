@@ -75,11 +75,12 @@ type Progress struct {
 type slot struct {
 	active     bool
 	req, index int
-	cur        int32 // the token fed at the next step
-	write      int   // cache slot it goes to
-	start      int   // first valid cache slot
-	real       int   // real tokens before cur
-	delta      int64 // M-RoPE delta
+	cur        int32    // the token fed at the next step
+	write      int      // cache slot it goes to
+	start      int      // first valid cache slot
+	real       int      // real tokens before cur
+	delta      int64    // M-RoPE delta
+	key        [2]int32 // its sampling stream (sample.StreamKey)
 	admitted   time.Time
 	prefill    time.Duration
 	comp       *Completion
@@ -88,7 +89,7 @@ type slot struct {
 // group is a batch of prompts prefilled together; its KV stays on the device
 // until every completion of its prompts took a slot.
 type group struct {
-	kv      []*tensors.Tensor // per layer K, V [rows, L, KVH, D]
+	kv      []*tensors.Tensor // per layer K, V [rows, KVH, L, D]
 	l       int
 	pending int
 	took    time.Duration
@@ -112,8 +113,8 @@ type zeroSpec struct {
 // Generate runs the requests to completion and returns their completions,
 // ordered by request then index. The adapter set by SetAdapter when the call
 // starts is used throughout. Cancelling ctx stops between steps with an
-// error. progress (may be nil) is called after each decode call. Sampling
-// draws from one RNG per call, seeded by the first request's Seed.
+// error. progress (may be nil) is called after each decode call. Each
+// completion samples from its own stream (see Sampling.Seed).
 func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Progress)) (out []Completion, err error) {
 	e.gen.Lock()
 	defer e.gen.Unlock()
@@ -127,6 +128,9 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Pro
 		return nil, err
 	}
 	defer g.release()
+	if err := g.precompile(); err != nil {
+		return nil, err
+	}
 	return g.run(ctx, progress)
 }
 
@@ -144,12 +148,14 @@ type generation struct {
 	// every slot holds its prompt's KV in caches.
 	shared     bool
 	n          int
-	prefix     []*tensors.Tensor // shared: per layer K, V [groups, prefixLen, KVH, D]
+	prefix     []*tensors.Tensor // shared: per layer K, V [groups, KVH, prefixLen, D]
 	prefixLen  int
 	groupStart []int32           // shared: first valid prefix slot per group
-	caches     []*tensors.Tensor // per layer K, V [slots, capacity, KVH, D]
+	caches     []*tensors.Tensor // per layer K, V [slots, KVH, capacity, D]
 	presence   *tensors.Tensor
-	rng        *tensors.Tensor
+	// steps is the number of decode steps per call (Options.StepsPerCall,
+	// or the automatic choice for the slot count).
+	steps int
 
 	slots       []slot
 	pre         []*prefilled
@@ -176,8 +182,15 @@ func (e *Engine) newGeneration(reqs []Request) (*generation, error) {
 		sameN = sameN && r.N == reqs[0].N
 	}
 	g.shared = e.opts.SharedPrefix && sameN && reqs[0].N > 1
-	k := e.opts.StepsPerCall
 	nSlots := execution.Bucket(min(e.opts.Slots, g.total), 1, 1)
+	if g.shared {
+		nSlots = max(1, min(e.opts.Slots, g.total)/reqs[0].N) * reqs[0].N
+	}
+	g.steps = e.opts.StepsPerCall
+	if g.steps == 0 {
+		g.steps = AutoStepsPerCall(nSlots, maxNew)
+	}
+	k := g.steps
 	g.prefixLen = execution.Bucket(maxPrefix, 16, 1)
 	// A slot may run up to StepsPerCall−1 steps past its end within a call.
 	capacity := execution.Bucket(g.prefixLen+maxNew+k-1, 16, 1)
@@ -221,17 +234,13 @@ func (e *Engine) newGeneration(reqs []Request) (*generation, error) {
 		}
 		unused.FinalizeAll()
 	}
-	if g.rng, err = RNGStateFromSeed(int64(reqs[0].Sampling.Seed)); err != nil {
-		g.release()
-		return nil, err
-	}
 	g.slots = make([]slot, nSlots)
 	return g, nil
 }
 
 // release frees the generation's device state.
 func (g *generation) release() {
-	for _, t := range append(append(g.caches, g.prefix...), g.presence, g.rng) {
+	for _, t := range append(append(g.caches, g.prefix...), g.presence) {
 		if t != nil {
 			t.FinalizeAll()
 		}
@@ -252,7 +261,7 @@ func (g *generation) run(ctx context.Context, progress func(Progress)) ([]Comple
 		done[i] = make([]Completion, r.N)
 	}
 	finished, newTokens := 0, 0
-	k := g.e.opts.StepsPerCall
+	k := g.steps
 	for finished < g.total {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("engine: generation cancelled after %d of %d completions: %w", finished, g.total, err)
@@ -409,7 +418,8 @@ func (g *generation) admitGroup(gi, r int) error {
 func (g *generation) newSlot(r, index int, p *prefilled, write, start int) slot {
 	ids := g.reqs[r].Prompt.IDs
 	sl := slot{active: true, req: r, index: index, cur: ids[len(ids)-1], write: write, start: start, real: p.real,
-		delta: p.delta, admitted: time.Now(), prefill: p.g.took, comp: &Completion{Request: r, Index: index}}
+		delta: p.delta, admitted: time.Now(), prefill: p.g.took, comp: &Completion{Request: r, Index: index},
+		key: sample.StreamKey(g.reqs[r].Sampling.Seed, uint64(r)<<32|uint64(index))}
 	sl.comp.Timings.Queue = time.Since(g.t0)
 	return sl
 }
@@ -476,16 +486,8 @@ func (e *Engine) finish(s Sampling, ids []int32) FinishReason {
 func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre []*prefilled) error {
 	t0 := time.Now()
 	cfg := e.m.Config
-	prefixes := make([]Prompt, 0, to-from)
-	longest := 1
-	for _, r := range reqs[from:to] {
-		p := Prompt{IDs: r.Prompt.IDs[:len(r.Prompt.IDs)-1], Images: r.Prompt.Images}
-		prefixes = append(prefixes, p)
-		longest = max(longest, len(p.IDs))
-	}
-	length := execution.Bucket(longest, 16, 1)
-	b := batchOf(prefixes, length, execution.Bucket(len(prefixes), 1, 1))
-	tb, args, feats, _, err := e.textInputs(b)
+	prefixes, b := prefillBatch(reqs[from:to], true)
+	tb, args, feats, _, err := e.textInputs(b, prefillRows(b))
 	if err != nil {
 		return fmt.Errorf("engine: prefilling requests %d–%d: %w", from, to-1, err)
 	}
@@ -496,7 +498,7 @@ func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre
 	if err != nil {
 		return fmt.Errorf("engine: prefilling requests %d–%d: %w", from, to-1, err)
 	}
-	g := &group{kv: kv, l: length, took: time.Since(t0)}
+	g := &group{kv: kv, l: tb.L, took: time.Since(t0)}
 	for i, r := range reqs[from:to] {
 		real := len(prefixes[i].IDs)
 		delta := tb.RopeDeltas[i]
@@ -513,43 +515,104 @@ func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre
 	return nil
 }
 
-// step runs Options.StepsPerCall decode steps over every slot in one call
-// and returns each slot's next tokens and their sampler and policy log-probs
-// ([slot·steps + step]); the caches, presence and RNG state are replaced by
-// the call's outputs (their buffers donated).
+// prefillBatch returns the prefixes of reqs' prompts (all but each last
+// token, which the first decode step feeds) and their prefill batch: rows
+// left-padded to a length bucket, the row count padded to a batch bucket;
+// the images' pixels are copied in when withPixels (else only their grids).
+func prefillBatch(reqs []Request, withPixels bool) ([]Prompt, qwen2vl.Batch) {
+	prefixes := make([]Prompt, 0, len(reqs))
+	longest := 1
+	for _, r := range reqs {
+		p := Prompt{IDs: r.Prompt.IDs[:len(r.Prompt.IDs)-1], Images: r.Prompt.Images}
+		if !withPixels {
+			p.Images = make([]Image, len(r.Prompt.Images))
+			for i, im := range r.Prompt.Images {
+				p.Images[i].Grid = im.Grid
+			}
+		}
+		prefixes = append(prefixes, p)
+		longest = max(longest, len(p.IDs))
+	}
+	return prefixes, batchOf(prefixes, execution.Bucket(longest, 16, 1), execution.Bucket(len(prefixes), 1, 1))
+}
+
+// prefillRows gives the rows of a prefill batch's image features buffer:
+// one per position of the batch and a trash row, whatever its images, so
+// that the prefill program's shapes depend on the batch's rows and length
+// only (not on how many image tokens it holds: one program fewer per
+// distinct count bucket). The buffer is no larger than the prefill's own
+// hidden states.
+func prefillRows(b qwen2vl.Batch) func(int) int {
+	return func(int) int { return len(b.InputIDs)*len(b.InputIDs[0]) + 1 }
+}
+
+// step runs g.steps decode steps over every slot in one call and returns
+// each slot's next tokens and their sampler and policy log-probs ([slot·steps
+// + step]); the caches and presence are replaced by the call's outputs
+// (their buffers donated). A call moves three tensors: the per-slot inputs
+// in two (ints and floats columns, see decodeStep) and the results in one.
 func (g *generation) step() ([]int32, []float32, []float32, error) {
 	n := len(g.slots)
-	ids, write, start, topK := make([]int32, n), make([]int32, n), make([]int32, n), make([]int32, n)
-	pos := make([]int32, 3*n)
-	temp, topP, minP, rep := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+	ints, floats := make([]int32, n*decodeInts), make([]float32, n*decodeFloats)
 	for s, sl := range g.slots {
 		sp := sample.Plain()
+		row := ints[s*decodeInts : (s+1)*decodeInts]
+		if g.shared {
+			// The group's start, for every slot of the group (finished ones too).
+			row[colStart] = g.groupStart[s/g.n]
+		}
 		if sl.active {
 			sp = g.reqs[sl.req].Sampling.settings()
-			ids[s], write[s], start[s] = sl.cur, int32(sl.write), int32(sl.start)
-			p := int32(int64(sl.real) + sl.delta)
-			pos[s], pos[n+s], pos[2*n+s] = p, p, p
+			row[colID], row[colWrite] = sl.cur, int32(sl.write)
+			if !g.shared {
+				row[colStart] = int32(sl.start)
+			}
+			row[colPos] = int32(int64(sl.real) + sl.delta)
+			row[colDrawn] = int32(len(sl.comp.IDs))
+			row[colKeyA], row[colKeyB] = sl.key[0], sl.key[1]
 		}
-		temp[s], topP[s], minP[s], rep[s], topK[s] = sp.Temperature, sp.TopP, sp.MinP, sp.RepetitionPenalty, int32(sp.TopK)
+		row[colTopK] = int32(sp.TopK)
+		f := floats[s*decodeFloats : (s+1)*decodeFloats]
+		f[colTemp], f[colTopP], f[colMinP], f[colPenalty] = sp.Temperature, sp.TopP, sp.MinP, sp.RepetitionPenalty
 	}
-	startArg := tensors.FromFlatDataAndDimensions(start, n)
-	if g.shared {
-		startArg = tensors.FromFlatDataAndDimensions(g.groupStart, len(g.groupStart))
+	args := g.decodeArgs(tensors.FromFlatDataAndDimensions(ints, n, decodeInts), tensors.FromFlatDataAndDimensions(floats, n, decodeFloats))
+	outs, err := g.e.models.callBound(g.e.progs.decode, g.bind, g.decodeSettings(), args...)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("engine: decode step: %w", err)
 	}
-	args := []any{
-		tensors.FromFlatDataAndDimensions(ids, n), tensors.FromFlatDataAndDimensions(pos, 3, n, 1),
-		tensors.FromFlatDataAndDimensions(write, n), startArg,
-		tensors.FromFlatDataAndDimensions(temp, n), tensors.FromFlatDataAndDimensions(topP, n),
-		tensors.FromFlatDataAndDimensions(minP, n), tensors.FromFlatDataAndDimensions(rep, n),
-		tensors.FromFlatDataAndDimensions(topK, n), execution.Donate(g.presence), execution.Donate(g.rng),
+	g.presence = outs[1]
+	copy(g.caches, outs[2:])
+	res, err := tensors.CopyFlatData[float32](outs[0])
+	outs[0].FinalizeAll()
+	if err != nil {
+		return nil, nil, nil, err
 	}
+	m := n * g.steps
+	next, lpS, lpP := make([]int32, m), make([]float32, m), make([]float32, m)
+	for i := range m {
+		next[i], lpS[i], lpP[i] = int32(res[3*i]), res[3*i+1], res[3*i+2]
+	}
+	return next, lpS, lpP, nil
+}
+
+// decodeArgs are the decode program's inputs after the weights: the per-slot
+// columns, then the device state (presence, shared prefix, caches; the
+// presence and caches donated).
+func (g *generation) decodeArgs(ints, floats *tensors.Tensor) []any {
+	args := []any{ints, floats, execution.Donate(g.presence)}
 	for _, c := range g.prefix {
 		args = append(args, c)
 	}
 	for _, c := range g.caches {
 		args = append(args, execution.Donate(c))
 	}
-	set := decodeSettings{layers: g.layers, steps: g.e.opts.StepsPerCall, bf16Logits: g.e.opts.DTypeLogits, shared: g.shared}
+	return args
+}
+
+// decodeSettings are the decode program's static settings for this call's
+// requests: only the sampling stages some request uses are in the graph.
+func (g *generation) decodeSettings() decodeSettings {
+	set := decodeSettings{layers: g.layers, steps: g.steps, bf16Logits: g.e.opts.DTypeLogits, shared: g.shared}
 	for _, r := range g.reqs {
 		st := r.Sampling.settings()
 		set.topK = set.topK || st.TopK > 0
@@ -557,31 +620,10 @@ func (g *generation) step() ([]int32, []float32, []float32, error) {
 		set.minP = set.minP || st.MinP > 0
 		set.penalty = set.penalty || st.RepetitionPenalty != 1
 	}
-	outs, err := g.e.models.callBound(g.e.progs.decode, g.bind, set, args...)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("engine: decode step: %w", err)
-	}
-	g.presence, g.rng = outs[3], outs[4]
-	copy(g.caches, outs[5:])
-	next, err := tensors.CopyFlatData[int32](outs[0])
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	lpS, err := tensors.CopyFlatData[float32](outs[1])
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	lpP, err := tensors.CopyFlatData[float32](outs[2])
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	for _, t := range outs[:3] {
-		t.FinalizeAll()
-	}
-	return next, lpS, lpP, nil
+	return set
 }
 
-// zerosProgram makes n caches [slots, capacity, kvh, d] and a presence mask
+// zerosProgram makes n caches [slots, kvh, capacity, d] and a presence mask
 // [slots, vocab] (false) on the device (its one input, a scalar, only
 // anchors the graph).
 func zerosProgram() *execution.Program {
@@ -590,7 +632,7 @@ func zerosProgram() *execution.Program {
 		g := in[0].Graph()
 		out := make([]*Node, 0, z.n+1)
 		for range z.n {
-			out = append(out, Zeros(g, shapes.Make(z.dt, z.slots, z.capacity, z.kvh, z.d)))
+			out = append(out, Zeros(g, shapes.Make(z.dt, z.slots, z.kvh, z.capacity, z.d)))
 		}
 		return append(out, Zeros(g, shapes.Make(dtypes.Bool, z.slots, z.vocab)))
 	})

@@ -73,6 +73,22 @@ func (ms *models) callBound(prog *execution.Program, b *qwen2vl.Binding, extra a
 	return ms.run.Run(prog, modelVariant{layout: b.Layout(), extra: extra}, all...)
 }
 
+// compileBound compiles prog over binding b for the shapes of args (see
+// execution.Runner.Compile) without running it.
+func (ms *models) compileBound(prog *execution.Program, b *qwen2vl.Binding, extra any, args ...any) error {
+	ms.mu.Lock()
+	if _, ok := ms.bindings[b.Layout()]; !ok {
+		ms.bindings[b.Layout()] = b
+	}
+	ms.mu.Unlock()
+	all := make([]any, 0, b.NumInputs()+len(args))
+	for _, t := range b.Tensors() {
+		all = append(all, t)
+	}
+	all = append(all, args...)
+	return ms.run.Compile(prog, modelVariant{layout: b.Layout(), extra: extra}, all...)
+}
+
 // programs are the engine's compiled computations.
 type programs struct {
 	vision, place, logits, tokenLogProbs, prefill, admit, admitGroup, decode, zeros *execution.Program
@@ -105,14 +121,15 @@ func definePrograms(ms *models, canUpdateSlice bool) programs {
 		ti, rest := qwen2vl.ReadTextInputs(in)
 		return []*Node{w.TokenLogProbs(ti, rest[0], extra.(int))}
 	})
-	// prefill: text inputs → per layer K, V [B, L, KVH, D].
+	// prefill: text inputs → per layer K, V [B, KVH, L, D] (the cache
+	// layout: admission places them without a transpose).
 	p.prefill = ms.program("engine.prefill", func(w *qwen2vl.Weights, _ any, in []*Node) []*Node {
 		ti, _ := qwen2vl.ReadTextInputs(in)
 		_, kv := w.Decoder(w.Prompt(ti))
 		return flattenKV(kv)
 	})
-	// admit: caches (2·layers, donated) [S, C, KVH, D], presence [S, V]
-	// (donated), prompt K/V (2·layers) [P, L, KVH, D], src, dst int32
+	// admit: caches (2·layers, donated) [S, KVH, C, D], presence [S, V]
+	// (donated), prompt K/V (2·layers) [P, KVH, L, D], src, dst int32
 	// scalars, prompt presence [V] → caches with row dst = prompt row src
 	// followed by zeros, presence with row dst replaced.
 	p.admit = execution.NewProgram("engine.admit", func(variant any, in []*Node) []*Node {
@@ -122,18 +139,18 @@ func definePrograms(ms *models, canUpdateSlice bool) programs {
 		out := make([]*Node, 0, n+1)
 		for i, c := range caches {
 			cd := c.Shape().Dimensions
-			pr := Gather(prompts[i], Reshape(src, 1, 1)) // [1, L, KVH, D]
-			l := pr.Shape().Dimensions[1]
-			if l < cd[1] {
-				pr = Concatenate([]*Node{pr, Zeros(c.Graph(), shapes.Make(c.DType(), 1, cd[1]-l, cd[2], cd[3]))}, 1)
+			pr := Gather(prompts[i], Reshape(src, 1, 1)) // [1, KVH, L, D]
+			l := pr.Shape().Dimensions[2]
+			if l < cd[2] {
+				pr = Concatenate([]*Node{pr, Zeros(c.Graph(), shapes.Make(c.DType(), 1, cd[1], cd[2]-l, cd[3]))}, 2)
 			}
 			out = append(out, putRow(c, pr, dst, canUpdateSlice))
 		}
 		return append(out, putRow(presence, InsertAxes(row, 0), dst, canUpdateSlice))
 	})
-	// admitGroup: prefix (2·layers, donated) [G, P, KVH, D], own caches
-	// (2·layers, donated) [S, C, KVH, D], presence (donated) [S, V], prompt
-	// K/V (2·layers) [B, L, KVH, D], src, group int32 scalars, prompt
+	// admitGroup: prefix (2·layers, donated) [G, KVH, P, D], own caches
+	// (2·layers, donated) [S, KVH, C, D], presence (donated) [S, V], prompt
+	// K/V (2·layers) [B, KVH, L, D], src, group int32 scalars, prompt
 	// presence [V] → prefix row group = the prompt row src right-aligned
 	// (zeros before it), the group's n own rows zeroed, its presence rows set.
 	p.admitGroup = execution.NewProgram("engine.admit_group", func(variant any, in []*Node) []*Node {
@@ -145,9 +162,9 @@ func definePrograms(ms *models, canUpdateSlice bool) programs {
 		out := make([]*Node, 0, 2*n+1)
 		for i, c := range prefix {
 			cd := c.Shape().Dimensions
-			pr := Gather(prompts[i], Reshape(src, 1, 1)) // [1, L, KVH, D]
-			if l := pr.Shape().Dimensions[1]; l < cd[1] {
-				pr = Concatenate([]*Node{Zeros(c.Graph(), shapes.Make(c.DType(), 1, cd[1]-l, cd[2], cd[3])), pr}, 1)
+			pr := Gather(prompts[i], Reshape(src, 1, 1)) // [1, KVH, L, D]
+			if l := pr.Shape().Dimensions[2]; l < cd[2] {
+				pr = Concatenate([]*Node{Zeros(c.Graph(), shapes.Make(c.DType(), 1, cd[1], cd[2]-l, cd[3])), pr}, 2)
 			}
 			out = append(out, putRow(c, pr, group, canUpdateSlice))
 		}
@@ -201,44 +218,79 @@ type decodeSettings struct {
 	shared                    bool // slots grouped by prompt (Options.SharedPrefix)
 }
 
+// The decode program's per-slot inputs travel in two tensors (two host
+// transfers per call instead of one per column): ints [S, decodeInts] int32
+// and floats [S, decodeFloats] float32, with these columns.
+const (
+	colID    = iota // the token fed at the first step
+	colWrite        // its cache slot
+	colStart        // the first valid cache slot (SharedPrefix: the group's first valid prefix slot)
+	colPos          // its M-RoPE position
+	colTopK         // top-k
+	colDrawn        // tokens the sequence drew before this call (its draw number)
+	colKeyA         // the sequence's stream key (sample.StreamKey)
+	colKeyB
+	decodeInts
+)
+
+const (
+	colTemp = iota
+	colTopP
+	colMinP
+	colPenalty
+	decodeFloats
+)
+
 // decodeStep runs settings.steps decode steps for every slot in one call:
-// inputs ids [S], positions [3, S, 1], write [S], start [S] (int32; the
-// first step's), temperature, top-p, min-p, repetition penalty [S]
-// (float32), top-k [S] int32, presence [S, V] bool, RNG state, then the
-// caches (K, V per layer). Each step feeds the previous step's tokens, one
-// position and one cache slot further. Outputs: ids, the sampler's and the
-// policy's (temperature 1) log-probs, each [S, steps], then presence, RNG
-// state and caches.
+// inputs ints [S, decodeInts] and floats [S, decodeFloats] (the columns
+// above; the first step's), presence [S, V] bool, the shared prefix (with
+// SharedPrefix) and the caches (K, V per layer). Each step feeds the
+// previous step's tokens, one position, one cache slot and one draw number
+// further; each row draws from its own stream (sample.KeyedUniform), so its
+// tokens do not depend on the slot, batch or steps per call. Outputs: [S,
+// steps, 3] float32 holding each step's id (exact in float32), sampler
+// log-prob and policy (temperature 1) log-prob — one transfer to the host —
+// then presence and the caches.
 func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
-	ids, positions, write, start := in[0], in[1], in[2], in[3]
-	params := sample.Params{Temperature: in[4]}
+	ints, floats, presence := in[0], in[1], in[2]
+	col := func(x *Node, j int) *Node {
+		return Reshape(SliceAxis(x, 1, AxisElem(j)), x.Shape().Dimensions[0])
+	}
+	slots := ints.Shape().Dimensions[0]
+	ids, write, start, pos, drawn := col(ints, colID), col(ints, colWrite), col(ints, colStart), col(ints, colPos), col(ints, colDrawn)
+	keyA, keyB := col(ints, colKeyA), col(ints, colKeyB)
+	positions := BroadcastToDims(Reshape(pos, 1, slots, 1), 3, slots, 1)
+	params := sample.Params{Temperature: col(floats, colTemp)}
 	if s.topP {
-		params.TopP = in[5]
+		params.TopP = col(floats, colTopP)
 	}
 	if s.minP {
-		params.MinP = in[6]
+		params.MinP = col(floats, colMinP)
 	}
 	if s.penalty {
-		params.RepetitionPenalty = in[7]
+		params.RepetitionPenalty = col(floats, colPenalty)
 	}
 	if s.topK {
-		params.TopK = in[8]
+		params.TopK = col(ints, colTopK)
 	}
-	presence, rng := in[9], in[10]
 	var prefix []qwen2vl.KV
-	rest := in[11:]
+	rest := in[3:]
 	if s.shared {
 		prefix = make([]qwen2vl.KV, s.layers)
 		for i := range prefix {
 			prefix[i] = qwen2vl.KV{K: rest[2*i], V: rest[2*i+1]}
 		}
 		rest = rest[2*s.layers:]
+		// Every slot of a group holds the group's start: keep one per group.
+		groups := prefix[0].K.Shape().Dimensions[0]
+		start = Reshape(SliceAxis(Reshape(start, groups, slots/groups), 1, AxisElem(0)), groups)
 	}
 	cache := make([]qwen2vl.KV, s.layers)
 	for i := range cache {
 		cache[i] = qwen2vl.KV{K: rest[2*i], V: rest[2*i+1]}
 	}
-	var outIDs, outS, outP []*Node
+	vocab := w.Config.Text.VocabSize
+	var out []*Node
 	for k := range s.steps {
 		var h *Node
 		if s.shared {
@@ -251,17 +303,12 @@ func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
 		if s.bf16Logits {
 			logits = w.LogitsInDType(h)
 		}
-		next, lpSampler, lpPolicy, newRNG := sampleTokens(logits, params, presence, rng)
-		rng, ids = newRNG, next
-		outIDs, outS, outP = append(outIDs, InsertAxes(next, 1)), append(outS, InsertAxes(lpSampler, 1)), append(outP, InsertAxes(lpPolicy, 1))
+		u := sample.KeyedUniform(keyA, keyB, AddScalar(drawn, float64(k)), vocab)
+		next, lpSampler, lpPolicy := sampleTokens(logits, params, presence, u)
+		ids = next
+		out = append(out, Stack([]*Node{ConvertDType(next, dtypes.Float32), lpSampler, lpPolicy}, -1)) // [S, 3]
 	}
-	cat := func(xs []*Node) *Node {
-		if len(xs) == 1 {
-			return xs[0]
-		}
-		return Concatenate(xs, 1)
-	}
-	return append([]*Node{cat(outIDs), cat(outS), cat(outP), presence, rng}, flattenKV(cache)...)
+	return append([]*Node{Stack(out, 1), presence}, flattenKV(cache)...)
 }
 
 // flattenKV lists per-layer K and V nodes in order.
@@ -286,12 +333,14 @@ func canUpdateSlice(b backends.Backend) bool {
 // (extra rows are never read): the trainer computes each image's features
 // once per step this way and reuses them for the policy and the reference.
 func (e *Engine) DeviceImageFeatures(pixels []float32, grids []qwen2vl.Grid) (*tensors.Tensor, int, error) {
+	return e.deviceImageFeatures(pixels, grids, rowBucket)
+}
+
+// deviceImageFeatures is DeviceImageFeatures with the features buffer's
+// rows for n merged patches (plus the trash row) given by rows.
+func (e *Engine) deviceImageFeatures(pixels []float32, grids []qwen2vl.Grid, rows func(n int) int) (*tensors.Tensor, int, error) {
 	cfg := e.m.Config
-	win := cfg.Vision.SpatialMergeSize * cfg.Vision.SpatialMergeSize
-	plan, err := qwen2vl.PlanVision(cfg.Vision, pixels, grids,
-		func(n int) int { return execution.Bucket(n, 64, win) },
-		func(n int) int { return execution.Bucket(n, 1, 1) },
-		func(n int) int { return execution.Bucket(n, 64, 1) })
+	plan, err := qwen2vl.PlanVision(cfg.Vision, pixels, grids, e.patchBucket, frameBucket, rows)
 	if err != nil {
 		return nil, 0, fmt.Errorf("engine: %w", err)
 	}
@@ -314,6 +363,26 @@ func (e *Engine) DeviceImageFeatures(pixels []float32, grids []qwen2vl.Grid) (*t
 		feats = outs[0]
 	}
 	return feats, plan.Tokens, nil
+}
+
+// The vision tower's shape buckets: patches per frame (a multiple of the
+// merge window), frames per call, and rows of the features buffer.
+func (e *Engine) patchBucket(n int) int {
+	m := e.m.Config.Vision.SpatialMergeSize
+	return execution.Bucket(n, 64, m*m)
+}
+func rowBucket(n int) int { return execution.Bucket(n, 64, 1) }
+
+// frameBucket is the frames per vision call for n frames of one patch
+// bucket: a lone frame runs alone, more run in calls of 4 (the last one
+// padded). So each patch bucket compiles at most two vision programs,
+// whatever the mix of image sizes in a batch: a compile costs far more than
+// the padded frames' work (tens of seconds against milliseconds on a GPU).
+func frameBucket(n int) int {
+	if n <= 1 {
+		return 1
+	}
+	return 4
 }
 
 // ImageFeatures runs images (the processor's patches of every image in
@@ -339,8 +408,8 @@ func firstRows(t *tensors.Tensor, n int) (*tensors.Tensor, error) {
 }
 
 // textInputs prepares a batch's text inputs and runs its images through the
-// vision tower.
-func (e *Engine) textInputs(in qwen2vl.Batch) (*qwen2vl.TextBatch, []any, *tensors.Tensor, int, error) {
+// vision tower (into a features buffer of rows(n) rows for n merged patches).
+func (e *Engine) textInputs(in qwen2vl.Batch, rows func(n int) int) (*qwen2vl.TextBatch, []any, *tensors.Tensor, int, error) {
 	tb, err := qwen2vl.PrepareText(e.m.Config, in.InputIDs, in.AttentionMask, in.Grids)
 	if err != nil {
 		return nil, nil, nil, 0, fmt.Errorf("engine: %w", err)
@@ -348,7 +417,7 @@ func (e *Engine) textInputs(in qwen2vl.Batch) (*qwen2vl.TextBatch, []any, *tenso
 	var feats *tensors.Tensor
 	n := 0
 	if len(in.Grids) > 0 {
-		if feats, n, err = e.DeviceImageFeatures(in.PixelValues, in.Grids); err != nil {
+		if feats, n, err = e.deviceImageFeatures(in.PixelValues, in.Grids, rows); err != nil {
 			return nil, nil, nil, 0, err
 		}
 	} else if len(in.PixelValues) > 0 {
@@ -368,7 +437,7 @@ func (e *Engine) textInputs(in qwen2vl.Batch) (*qwen2vl.TextBatch, []any, *tenso
 // float32 logits for every position, the image features and the M-RoPE
 // positions. Shapes are not bucketed (a parity and inspection tool).
 func (e *Engine) Forward(in qwen2vl.Batch, l *qwen2vl.LoRA) (*qwen2vl.ForwardOutput, error) {
-	tb, args, feats, n, err := e.textInputs(in)
+	tb, args, feats, n, err := e.textInputs(in, rowBucket)
 	if err != nil {
 		return nil, err
 	}
@@ -389,7 +458,7 @@ func (e *Engine) Forward(in qwen2vl.Batch, l *qwen2vl.LoRA) (*qwen2vl.ForwardOut
 // [B, T] float32 for a batch of full sequences (see qwen2vl.TokenLogProbs),
 // with the vocabulary log-sum-exp in chunks of vocabChunk entries (0 = 8192).
 func (e *Engine) LogProbs(in qwen2vl.Batch, targets [][]int32, l *qwen2vl.LoRA, vocabChunk int) (*tensors.Tensor, error) {
-	tb, args, _, _, err := e.textInputs(in)
+	tb, args, _, _, err := e.textInputs(in, rowBucket)
 	if err != nil {
 		return nil, err
 	}
@@ -420,11 +489,11 @@ func (e *Engine) LogProbs(in qwen2vl.Batch, targets [][]int32, l *qwen2vl.LoRA, 
 }
 
 // Prefill runs a left-padded batch of prompts through the model (adapter l,
-// nil = base) and returns each layer's keys and values [B, L, KVH, D] (K then
+// nil = base) and returns each layer's keys and values [B, KVH, L, D] (K then
 // V, layer by layer): the work a rollout does once per prompt. Shapes are
 // not bucketed.
 func (e *Engine) Prefill(in qwen2vl.Batch, l *qwen2vl.LoRA) ([]*tensors.Tensor, error) {
-	_, args, feats, _, err := e.textInputs(in)
+	_, args, feats, _, err := e.textInputs(in, rowBucket)
 	if err != nil {
 		return nil, err
 	}

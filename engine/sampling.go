@@ -37,9 +37,11 @@ type Sampling struct {
 	StopStrings []string
 	// IgnoreEOS keeps generating past EOS ids (a benchmark forcing a length).
 	IgnoreEOS bool
-	// Seed makes sampling deterministic: the same requests, options and seed
-	// give the same completions. A Generate call draws from one RNG seeded by
-	// its first request's Seed.
+	// Seed makes sampling deterministic: each completion draws from its own
+	// stream, keyed by Seed, its request's place in the Generate call and its
+	// index, so the same requests and seeds give the same completions
+	// whatever the engine's StepsPerCall or admission order (and Slots, up to
+	// floating-point differences between batch shapes on some backends).
 	Seed uint64
 }
 
@@ -87,11 +89,11 @@ func (s Sampling) settings() sample.Settings {
 
 // sampleTokens is the engine's seam to the sampler (engine/sample): from
 // float32 logits [S, V], per-row parameters, presence [S, V] (tokens in the
-// sequence so far) and the RNG state it returns the chosen ids [S] int32,
-// the sampler's log-prob of each (the distribution it drew from; 0 for a
-// greedy row), the policy's temperature-1 log-prob of each, and the new RNG
-// state.
-func sampleTokens(logits *Node, p sample.Params, presence, rng *Node) (ids, lpSampler, lpPolicy, newRNG *Node) {
-	r := sample.Sample(logits, p, presence, rng)
-	return r.IDs, r.SamplerLogProb, r.PolicyLogProb, r.RNGState
+// sequence so far) and uniforms [S, V] (each row's own stream, see
+// sample.KeyedUniform) it returns the chosen ids [S] int32, the sampler's
+// log-prob of each (the distribution it drew from; 0 for a greedy row) and
+// the policy's temperature-1 log-prob of each.
+func sampleTokens(logits *Node, p sample.Params, presence, u *Node) (ids, lpSampler, lpPolicy *Node) {
+	r := sample.SampleUniform(logits, p, presence, u)
+	return r.IDs, r.SamplerLogProb, r.PolicyLogProb
 }

@@ -118,24 +118,36 @@ type Runner struct {
 	backend backends.Backend
 	place   Placement
 
-	mu       sync.Mutex
-	meshes   map[meshKey]*meshExec // mesh placements: one exec per program, variant, shapes and specs
-	execs    map[execKey]*graph.Exec
-	compiled map[execKey]map[uint64]bool // hashes of the input shapes already compiled, per exec
-	stats    Stats
-	graphs   map[string]*graph.Graph // the last graph each program ran, by name
+	mu     sync.Mutex
+	meshes map[meshKey]*meshExec // mesh placements: one exec per program, variant, shapes and specs
+	// execs holds one exec per program, variant and input shapes: a GoMLX
+	// Exec compiles its graphs one at a time, so separate execs let
+	// different shapes of one program compile concurrently (Compile).
+	execs  map[execKey]*shapeExec
+	stats  Stats
+	graphs map[string]*graph.Graph // the last graph each program ran, by name
 }
 
-// execKey identifies one compiled family: a program and its variant.
+// execKey identifies one compiled graph: a program, its variant and a hash
+// of its input shapes.
 type execKey struct {
 	prog    *Program
 	variant any
+	shapes  uint64
+}
+
+// shapeExec is the exec of one execKey; once is done when its graph
+// compiled (err: how it failed).
+type shapeExec struct {
+	exec *graph.Exec
+	once sync.Once
+	err  error
 }
 
 // New returns a runner on backend at place. A mesh placement is checked
 // when the first program runs (see Run).
 func New(backend backends.Backend, place Placement) *Runner {
-	return &Runner{backend: backend, place: place, execs: map[execKey]*graph.Exec{}, compiled: map[execKey]map[uint64]bool{},
+	return &Runner{backend: backend, place: place, execs: map[execKey]*shapeExec{},
 		meshes: map[meshKey]*meshExec{}, stats: Stats{ByProgram: map[string]int{}}, graphs: map[string]*graph.Graph{}}
 }
 
@@ -195,60 +207,9 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 			err = fmt.Errorf("execution: program %s: %v", prog.name, rec)
 		}
 	}()
-	key := execKey{prog, variant}
-	plain := make([]any, len(args))
-	sig := uint64(14695981039346656037) // FNV-1a over every input's dtype and dimensions
-	mix := func(v int) { sig = (sig ^ uint64(v)) * 1099511628211 }
-	for i, a := range args {
-		var t *tensors.Tensor
-		switch v := a.(type) {
-		case *tensors.Tensor:
-			t = v
-		case Donated:
-			if v.T == nil {
-				return nil, fmt.Errorf("execution: program %s: argument %d is a donated sharded tensor, but the placement has no mesh", prog.name, i)
-			}
-			t = v.T
-		default:
-			return nil, fmt.Errorf("execution: program %s: argument %d is a %T, want *tensors.Tensor or Donated", prog.name, i, a)
-		}
-		plain[i] = t
-		sh := t.Shape()
-		mix(int(sh.DType))
-		mix(len(sh.Dimensions))
-		for _, d := range sh.Dimensions {
-			mix(d)
-		}
-	}
-	r.mu.Lock()
-	exec, ok := r.execs[key]
-	if !ok {
-		exec, err = graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node { return prog.build(variant, in) })
-		if err != nil {
-			r.mu.Unlock()
-			return nil, fmt.Errorf("execution: program %s: %w", prog.name, err)
-		}
-		exec = exec.WithName(prog.name).SetMaxCache(-1)
-		r.execs[key] = exec
-	}
-	fresh := !r.compiled[key][sig]
-	r.mu.Unlock()
-	if fresh {
-		t0 := time.Now()
-		if err := exec.PreCompile(plain...); err != nil {
-			return nil, fmt.Errorf("execution: compiling %s: %w", prog.name, err)
-		}
-		r.mu.Lock()
-		if !r.compiled[key][sig] {
-			if r.compiled[key] == nil {
-				r.compiled[key] = map[uint64]bool{}
-			}
-			r.compiled[key][sig] = true
-			r.stats.Programs++
-			r.stats.ByProgram[prog.name]++
-			r.stats.CompileTime += time.Since(t0)
-		}
-		r.mu.Unlock()
+	se, err := r.compile(prog, variant, args, false)
+	if err != nil {
+		return nil, err
 	}
 	call := make([]any, len(args))
 	for i, a := range args {
@@ -260,7 +221,7 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 		}
 		call[i] = a
 	}
-	outs, g, err := exec.ExecWithGraphOnDevice(r.place.Device, call...)
+	outs, g, err := se.exec.ExecWithGraphOnDevice(r.place.Device, call...)
 	if err != nil {
 		return nil, fmt.Errorf("execution: running %s: %w", prog.name, err)
 	}
@@ -269,6 +230,111 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 	r.stats.Calls++
 	r.mu.Unlock()
 	return outs, nil
+}
+
+// Compile compiles prog for variant and the shapes of args (as Run would
+// take them, or shapes.Shape values for which zeros are made only when a
+// compile is needed; values are not read, and Donated ones are not donated)
+// without running it, unless it was compiled already. Compiles of different
+// programs, variants or shapes may run concurrently from several goroutines
+// (PJRT compiles are independent); a later Run with the same shapes finds
+// the program compiled. Single-device placements only (a mesh placement
+// compiles on first run).
+func (r *Runner) Compile(prog *Program, variant any, args ...any) (err error) {
+	if variant != nil && !reflect.TypeOf(variant).Comparable() {
+		return fmt.Errorf("execution: program %s: variant of type %T is not comparable", prog.name, variant)
+	}
+	if r.place.Mesh != nil {
+		return nil
+	}
+	defer func() {
+		if rec := recover(); rec != nil {
+			err = fmt.Errorf("execution: compiling %s: %v", prog.name, rec)
+		}
+	}()
+	_, err = r.compile(prog, variant, args, true)
+	return err
+}
+
+// compile returns the exec of prog, variant and the shapes of args,
+// compiling it first when no call did (concurrent callers of one key wait
+// for one compile; a failed compile is tried again by the next caller).
+func (r *Runner) compile(prog *Program, variant any, args []any, compileOnly bool) (*shapeExec, error) {
+	plain := make([]any, len(args))
+	sig := uint64(14695981039346656037) // FNV-1a over every input's dtype and dimensions
+	mix := func(v int) { sig = (sig ^ uint64(v)) * 1099511628211 }
+	for i, a := range args {
+		var sh shapes.Shape
+		switch v := a.(type) {
+		case *tensors.Tensor:
+			plain[i], sh = v, v.Shape()
+		case Donated:
+			if v.T == nil {
+				return nil, fmt.Errorf("execution: program %s: argument %d is a donated sharded tensor, but the placement has no mesh", prog.name, i)
+			}
+			plain[i], sh = v.T, v.T.Shape()
+		case shapes.Shape:
+			if !compileOnly {
+				return nil, fmt.Errorf("execution: program %s: argument %d is a shape; Run needs tensors", prog.name, i)
+			}
+			sh = v // zeros are made only if it compiles
+		default:
+			return nil, fmt.Errorf("execution: program %s: argument %d is a %T, want *tensors.Tensor or Donated", prog.name, i, a)
+		}
+		mix(int(sh.DType))
+		mix(len(sh.Dimensions))
+		for _, d := range sh.Dimensions {
+			mix(d)
+		}
+	}
+	key := execKey{prog, variant, sig}
+	r.mu.Lock()
+	se, ok := r.execs[key]
+	if !ok {
+		exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node { return prog.build(variant, in) })
+		if err != nil {
+			r.mu.Unlock()
+			return nil, fmt.Errorf("execution: program %s: %w", prog.name, err)
+		}
+		se = &shapeExec{exec: exec.WithName(prog.name).SetMaxCache(-1)}
+		r.execs[key] = se
+	}
+	r.mu.Unlock()
+	se.once.Do(func() {
+		t0 := time.Now()
+		for i, a := range args {
+			if sh, ok := a.(shapes.Shape); ok {
+				plain[i] = tensors.FromShape(sh)
+			}
+		}
+		se.err = exceptionsToError(func() error { return se.exec.PreCompile(plain...) })
+		if se.err != nil {
+			se.err = fmt.Errorf("execution: compiling %s: %w", prog.name, se.err)
+			r.mu.Lock()
+			delete(r.execs, key)
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Lock()
+		r.stats.Programs++
+		r.stats.ByProgram[prog.name]++
+		r.stats.CompileTime += time.Since(t0)
+		r.mu.Unlock()
+	})
+	if se.err != nil {
+		return nil, se.err
+	}
+	return se, nil
+}
+
+// exceptionsToError runs f, turning a panic into an error.
+func exceptionsToError(f func() error) (err error) {
+	defer func() {
+		if rec := recover(); rec != nil {
+			err = fmt.Errorf("%v", rec)
+		}
+	}()
+	return f()
 }
 
 // Upload places float32 host values of the given shape on the runner's device.

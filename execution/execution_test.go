@@ -90,3 +90,64 @@ func TestRunnerKeysAndDonation(t *testing.T) {
 		t.Errorf("slice variant: error %v", err)
 	}
 }
+
+// TestConcurrentCompile compiles several shapes of one program (and each
+// shape twice) from concurrent goroutines: each shape is compiled once, runs
+// afterwards compile nothing more, and give the right values.
+func TestConcurrentCompile(t *testing.T) {
+	be, err := simplego.New("parallelism=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(be, Placement{})
+	p := NewProgram("sumsq", func(_ any, in []*Node) []*Node { return []*Node{ReduceAllSum(Mul(in[0], in[0]))} })
+	sizes := []int{1, 2, 3, 5, 8, 13}
+	input := func(n int) *tensors.Tensor {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(i + 1)
+		}
+		return tensors.FromFlatDataAndDimensions(x, n)
+	}
+	errs := make(chan error, 2*len(sizes))
+	for i := range 2 {
+		for _, n := range sizes {
+			if i == 0 {
+				go func() { errs <- r.Compile(p, nil, Donate(input(n))) }()
+			} else { // by shape alone
+				go func() { errs <- r.Compile(p, nil, shapes.Make(dtypes.Float32, n)) }()
+			}
+		}
+	}
+	for range 2 * len(sizes) {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := r.Stats(); st.Programs != len(sizes) || st.ByProgram["sumsq"] != len(sizes) || st.Calls != 0 {
+		t.Fatalf("after compiling %d shapes twice each: %+v", len(sizes), st)
+	}
+	for _, n := range sizes {
+		outs, err := r.Run(p, nil, input(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := outs[0].Value().(float32), float32(n*(n+1)*(2*n+1)/6); got != want {
+			t.Errorf("size %d: %v, want %v", n, got, want)
+		}
+	}
+	if st := r.Stats(); st.Programs != len(sizes) || st.Calls != len(sizes) {
+		t.Errorf("runs after Compile compiled again: %+v", st)
+	}
+	if _, err := r.Run(p, nil, shapes.Make(dtypes.Float32, 2)); err == nil || !strings.Contains(err.Error(), "shape") {
+		t.Errorf("Run with a shape argument: %v", err)
+	}
+	// A shape that cannot build is an error naming the program, and is
+	// tried again (not remembered) by the next call.
+	bad := NewProgram("bad", func(_ any, in []*Node) []*Node { return []*Node{Reshape(in[0], 7)} })
+	for range 2 {
+		if err := r.Compile(bad, nil, input(3)); err == nil || !strings.Contains(err.Error(), "bad") {
+			t.Errorf("compiling a bad graph: %v", err)
+		}
+	}
+}

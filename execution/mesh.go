@@ -127,7 +127,7 @@ func (r *Runner) RunSharded(prog *Program, variant any, args ...any) (outs []*gd
 			mix(d)
 		}
 	}
-	key := meshKey{execKey{prog, variant}, sig}
+	key := meshKey{execKey{prog, variant, 0}, sig}
 	r.mu.Lock()
 	me, ok := r.meshes[key]
 	r.mu.Unlock()

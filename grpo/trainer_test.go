@@ -126,6 +126,9 @@ func TestLoRADropout(t *testing.T) {
 		s := tinySetup(t)
 		cfg := tinyConfig()
 		cfg.LoRADropout = p
+		// A seed whose two rollouts both have reward variance: a step
+		// without it updates nothing, with or without dropout.
+		cfg.Seed = 7
 		tr, err := New(cfg, s)
 		if err != nil {
 			t.Fatal(err)

@@ -152,19 +152,21 @@ func applyRotary(x, cos, sin *Node) *Node {
 }
 
 // attention computes softmax(q·kᵀ/√d + mask)·v for q [B, S, H, D], k, v [B,
-// C, KVH, D] and mask [B, S, C] (true = may attend); key/value heads are
-// shared by H/KVH query heads (GQA). q, k and v enter the products rounded to
-// dt (the model dtype); the scores are float32 products of those values
-// (exact, float32 accumulation), softmax is float32, and the probabilities
-// enter the value product in dt. Returns [B, S, H·D] float32.
+// KVH, C, D] and mask [B, S, C] (true = may attend); key/value heads are
+// shared by H/KVH query heads (GQA). The products' batch axes (b, kvh) are the
+// keys' and values' leading axes, so a backend reads them in place (no
+// transposed copy of a KV cache per step). q, k and v enter the products
+// rounded to dt (the model dtype); the scores are float32 products of those
+// values (exact, float32 accumulation), softmax is float32, and the
+// probabilities enter the value product in dt. Returns [B, S, H·D] float32.
 func attention(q, k, v, mask *Node, dt dtypes.DType) *Node {
 	dims := q.Shape().Dimensions
 	b, s, h, d := dims[0], dims[1], dims[2], dims[3]
-	kvh, c := k.Shape().Dimensions[2], k.Shape().Dimensions[1]
+	kvh, c := k.Shape().Dimensions[1], k.Shape().Dimensions[2]
 	groups := h / kvh
 	// Group the query heads by their key/value head: [B, S, KVH, G, D].
 	qg := Reshape(q, b, s, kvh, groups, d)
-	scores := einsumF32("bskgd,bckd->bkgsc", qg, k, dt)
+	scores := einsumF32("bskgd,bkcd->bkgsc", qg, k, dt)
 	scores = MulScalar(scores, 1/math.Sqrt(float64(d)))
 	m := BroadcastToDims(Reshape(mask, b, 1, 1, s, c), b, kvh, groups, s, c)
 	// A large finite negative keeps fully masked rows finite (no NaN).
@@ -174,7 +176,7 @@ func attention(q, k, v, mask *Node, dt dtypes.DType) *Node {
 	// torch's scaled_dot_product_attention does for a fully masked row.
 	anyKey := ReduceMax(ConvertDType(m, dtypes.Float32), -1)
 	probs = Mul(probs, InsertAxes(anyKey, -1))
-	out := ConvertDType(Einsum("bkgsc,bckd->bskgd", ConvertDType(probs, dt), ConvertDType(v, dt)), dtypes.Float32)
+	out := ConvertDType(Einsum("bkgsc,bkcd->bskgd", ConvertDType(probs, dt), ConvertDType(v, dt)), dtypes.Float32)
 	return Reshape(out, b, s, h*d)
 }
 
@@ -184,8 +186,14 @@ func splitHeads(x *Node, heads int) *Node {
 	return Reshape(x, dims[0], dims[1], heads, dims[2]/heads)
 }
 
-// KV is one layer's keys and values, [B, C, KVH, D] each, in the model dtype.
+// KV is one layer's keys and values, [B, KVH, C, D] each (heads before
+// positions: the layout the attention products read without a copy), in the
+// model dtype.
 type KV struct{ K, V *Node }
+
+// headsMajor turns keys or values [B, S, KVH, D] (the projections' layout)
+// into the KV layout [B, KVH, S, D].
+func headsMajor(x *Node) *Node { return TransposeAllAxes(x, 0, 2, 1, 3) }
 
 // DecoderInput is the input of the Qwen2 decoder stack for S new positions.
 type DecoderInput struct {
@@ -194,14 +202,14 @@ type DecoderInput struct {
 	// Mask is [B, S, C] bool: new position s may attend to key c (C = S
 	// without Attend, or the C keys Attend returns).
 	Mask *Node
-	// Attend, when set, turns layer i's new keys and values [B, S, KVH, D]
+	// Attend, when set, turns layer i's new keys and values [B, KVH, S, D]
 	// (model dtype, rotary applied to keys) into the keys and values the
-	// layer attends to, [B, C, KVH, D] — e.g. by writing them into a KV
+	// layer attends to, [B, KVH, C, D] — e.g. by writing them into a KV
 	// cache and returning the cache. Nil attends to the new positions only.
 	Attend func(layer int, k, v *Node) KV
 	// Attention, when set, replaces the attention of layer i entirely: from
 	// the queries [B, S, H, D] (float32, rotary applied) and this call's
-	// keys and values [B, S, KVH, D] (model dtype) it returns the attention
+	// keys and values [B, KVH, S, D] (model dtype) it returns the attention
 	// output [B, S, H·D] (float32) and the layer's keys and values to report
 	// (e.g. its updated cache). Mask and Attend are then unused.
 	Attention func(layer int, q, k, v *Node) (*Node, KV)
@@ -222,7 +230,8 @@ func (w *Weights) Decoder(in DecoderInput) (*Node, []KV) {
 		k := splitHeads(w.Proj(p+"self_attn.k_proj", x), cfg.NumKVHeads)
 		v := splitHeads(w.Proj(p+"self_attn.v_proj", x), cfg.NumKVHeads)
 		q = applyRotary(q, in.Cos, in.Sin)
-		kv := KV{K: ConvertDType(applyRotary(k, in.Cos, in.Sin), w.DType), V: ConvertDType(v, w.DType)} // the cache holds the model dtype
+		// The cache holds the model dtype, heads before positions.
+		kv := KV{K: headsMajor(ConvertDType(applyRotary(k, in.Cos, in.Sin), w.DType)), V: headsMajor(ConvertDType(v, w.DType))}
 		var attn *Node
 		switch {
 		case in.Attention != nil:

@@ -162,8 +162,10 @@ type VisionPlan struct {
 
 // PlanVision checks images (pixels: the processor's patches of every image
 // in order; grids: their image_grid_thw) and groups their frames by padded
-// patch count: patches(n) and frames(n) give the padded sizes (≥ n; patches
-// must keep a multiple of merge²) and rows(n) the padded row count of the
+// patch count: patches(n) gives the padded patch count (≥ n, a multiple of
+// merge²); frames(n) the frames per call for the n frames of one patch
+// bucket (≥ n: one call, padded; fewer: calls of that many frames, the last
+// one padded, so that few distinct call shapes exist); rows(n) the padded row count of the
 // features buffer. Padded patches are masked out of attention, so each
 // frame's features equal those of an unpadded run.
 func PlanVision(cfg VisionConfig, pixels []float32, grids []Grid, patches, frames, rows func(n int) int) (*VisionPlan, error) {
@@ -203,27 +205,31 @@ func PlanVision(cfg VisionConfig, pixels []float32, grids []Grid, patches, frame
 		}
 	}
 	for _, pb := range order {
-		fs := byBucket[pb]
-		fb := max(frames(len(fs)), len(fs))
-		c := VisionCall{Frames: fb, Patches: pb, Pixels: make([]float32, fb*pb*pd), Cos: make([]float32, fb*pb*d),
-			Sin: make([]float32, fb*pb*d), Valid: make([]bool, fb*pb), Dest: make([]int32, fb*pb/win)}
-		for i := range c.Dest {
-			c.Dest[i] = int32(plan.Trash)
-		}
-		for f, fr := range fs {
-			p := fr.g.H * fr.g.W
-			copy(c.Pixels[f*pb*pd:], pixels[fr.row*pd:(fr.row+p)*pd])
-			cos, sin := visionRopeTables(cfg, fr.g.H, fr.g.W)
-			copy(c.Cos[f*pb*d:], cos)
-			copy(c.Sin[f*pb*d:], sin)
-			for k := range p {
-				c.Valid[f*pb+k] = true
+		all := byBucket[pb]
+		fb := max(frames(len(all)), 1)
+		for len(all) > 0 {
+			fs := all[:min(fb, len(all))]
+			all = all[len(fs):]
+			c := VisionCall{Frames: fb, Patches: pb, Pixels: make([]float32, fb*pb*pd), Cos: make([]float32, fb*pb*d),
+				Sin: make([]float32, fb*pb*d), Valid: make([]bool, fb*pb), Dest: make([]int32, fb*pb/win)}
+			for i := range c.Dest {
+				c.Dest[i] = int32(plan.Trash)
 			}
-			for k := range p / win {
-				c.Dest[f*pb/win+k] = int32(fr.out + k)
+			for f, fr := range fs {
+				p := fr.g.H * fr.g.W
+				copy(c.Pixels[f*pb*pd:], pixels[fr.row*pd:(fr.row+p)*pd])
+				cos, sin := visionRopeTables(cfg, fr.g.H, fr.g.W)
+				copy(c.Cos[f*pb*d:], cos)
+				copy(c.Sin[f*pb*d:], sin)
+				for k := range p {
+					c.Valid[f*pb+k] = true
+				}
+				for k := range p / win {
+					c.Dest[f*pb/win+k] = int32(fr.out + k)
+				}
 			}
+			plan.Calls = append(plan.Calls, c)
 		}
-		plan.Calls = append(plan.Calls, c)
 	}
 	return plan, nil
 }

@@ -112,33 +112,47 @@ func SelectPositions(x *Node, first, n int) *Node {
 //   - write [B] int32: the cache slot its key and value go to;
 //   - start [B] int32: the row's first valid slot (keys at start ≤ c ≤ write
 //     are attended);
-//   - cache: per layer K and V [B, C, KVH, D] in the model dtype, which must
+//   - cache: per layer K and V [B, KVH, C, D] in the model dtype, which must
 //     hold zeros at every row's write slot (the engine keeps each row zero
 //     beyond its written length).
 //
-// The new keys and values are added with a scatter at (row, write[row]), so
-// the write costs B entries, not the capacity (with the cache buffers donated
-// XLA updates them in place). It returns the final hidden states [B, hidden]
+// The new keys and values are added with a scatter at (row, head,
+// write[row]), so the write costs B·KVH entries of D, not the capacity (with
+// the cache buffers donated XLA updates them in place), and the attention
+// products read the cache in its own layout (batch axes b, kvh leading), so
+// no step copies it. It returns the final hidden states [B, hidden]
 // (float32) and the updated caches.
 func (w *Weights) DecodeStep(ids, positions, write, start *Node, cache []KV) (*Node, []KV) {
 	g := ids.Graph()
 	b := ids.Shape().Dimensions[0]
-	c := cache[0].K.Shape().Dimensions[1]
+	kvh, c := cache[0].K.Shape().Dimensions[1], cache[0].K.Shape().Dimensions[2]
 	h := w.EmbedTokens(Reshape(ids, b, 1))
 	cos, sin := w.MRope(positions)
 	slots := Iota(g, shapes.Make(dtypes.Int32, b, c), 1)
 	mask := LogicalAnd(GreaterOrEqual(slots, InsertAxes(start, -1)), LessOrEqual(slots, InsertAxes(write, -1)))
 	mask = Reshape(mask, b, 1, c)
-	rows := Iota(g, shapes.Make(dtypes.Int32, b, 1), 0)
-	idx := Concatenate([]*Node{rows, Reshape(ConvertDType(write, dtypes.Int32), b, 1)}, 1) // [B, 2]
-	put := func(dst, x *Node) *Node {
-		d := x.Shape().Dimensions
-		return ScatterSum(dst, idx, Reshape(x, b, d[2], d[3]), true, true)
-	}
+	put := rowWriter(write, kvh)
 	out, kv := w.Decoder(DecoderInput{Hidden: h, Cos: cos, Sin: sin, Mask: mask, Attend: func(i int, k, v *Node) KV {
 		return KV{K: put(cache[i].K, k), V: put(cache[i].V, v)}
 	}})
 	return Reshape(out, b, w.Config.Text.HiddenSize), kv
+}
+
+// rowWriter returns a function that adds one new position's keys or values
+// x [B, KVH, 1, D] into a cache [B, KVH, C, D] at (b, head, write[b]) for
+// every row b and head: a scatter of B·KVH entries of D.
+func rowWriter(write *Node, kvh int) func(dst, x *Node) *Node {
+	g := write.Graph()
+	b := write.Shape().Dimensions[0]
+	idx := Stack([]*Node{
+		Iota(g, shapes.Make(dtypes.Int32, b, kvh), 0),
+		Iota(g, shapes.Make(dtypes.Int32, b, kvh), 1),
+		BroadcastToDims(Reshape(ConvertDType(write, dtypes.Int32), b, 1), b, kvh),
+	}, -1) // [B, KVH, 3], sorted and unique
+	return func(dst, x *Node) *Node {
+		d := x.Shape().Dimensions
+		return ScatterSum(dst, idx, Reshape(x, b, kvh, d[3]), true, true)
+	}
 }
 
 // DecodeStepShared is DecodeStep for slots grouped by prompt: the B slots
@@ -148,28 +162,27 @@ func (w *Weights) DecodeStep(ids, positions, write, start *Node, cache []KV) (*N
 //     cache of fed tokens (its first fed token goes to slot 0);
 //   - start [Gr] int32: the first valid prefix slot of each group's prompt
 //     (prompts are right-aligned in the pool);
-//   - prefix: per layer K and V [Gr, P, KVH, D], the groups' prompt KV
+//   - prefix: per layer K and V [Gr, KVH, P, D], the groups' prompt KV
 //     (read only);
-//   - own: per layer K and V [B, C, KVH, D], each slot's fed tokens, zero
+//   - own: per layer K and V [B, KVH, C, D], each slot's fed tokens, zero
 //     at every slot's write position.
 //
 // Slot b attends to its group's prefix (slots start ≤ c < P) and to its own
 // cache up to write[b]; the new keys and values go into own with a scatter.
 // Reading the prefix once per group instead of once per slot divides the
-// prompt's KV memory and traffic by N. Returns the final hidden states [B,
-// hidden] (float32) and the updated own caches.
+// prompt's KV memory and traffic by N; as in DecodeStep, both caches are
+// read in their own layout. Returns the final hidden states [B, hidden]
+// (float32) and the updated own caches.
 func (w *Weights) DecodeStepShared(ids, positions, write, start *Node, prefix, own []KV) (*Node, []KV) {
 	g := ids.Graph()
 	b := ids.Shape().Dimensions[0]
 	pd := prefix[0].K.Shape().Dimensions
-	gr, p, kvh, d := pd[0], pd[1], pd[2], pd[3]
+	gr, kvh, p, d := pd[0], pd[1], pd[2], pd[3]
 	n := b / gr
-	c := own[0].K.Shape().Dimensions[1]
+	c := own[0].K.Shape().Dimensions[2]
 	h := w.EmbedTokens(Reshape(ids, b, 1))
 	cos, sin := w.MRope(positions)
-	rows := Iota(g, shapes.Make(dtypes.Int32, b, 1), 0)
-	idx := Concatenate([]*Node{rows, Reshape(ConvertDType(write, dtypes.Int32), b, 1)}, 1) // [B, 2]
-	put := func(dst, x *Node) *Node { return ScatterSum(dst, idx, Reshape(x, b, kvh, d), true, true) }
+	put := rowWriter(write, kvh)
 	heads := w.Config.Text.NumHeads
 	gq := heads / kvh
 	// Masks: the group's valid prefix, and each slot's fed tokens.
@@ -181,17 +194,17 @@ func (w *Weights) DecodeStepShared(ids, positions, write, start *Node, prefix, o
 	out, kv := w.Decoder(DecoderInput{Hidden: h, Cos: cos, Sin: sin, Attention: func(i int, q, k, v *Node) (*Node, KV) {
 		mine := KV{K: put(own[i].K, k), V: put(own[i].V, v)}
 		qg := Reshape(q, gr, n, kvh, gq, d)
-		ok := Reshape(mine.K, gr, n, c, kvh, d)
-		ov := Reshape(mine.V, gr, n, c, kvh, d)
+		ok := Reshape(mine.K, gr, n, kvh, c, d)
+		ov := Reshape(mine.V, gr, n, kvh, c, d)
 		scores := Concatenate([]*Node{
-			einsumF32("gnkqd,gpkd->gknqp", qg, prefix[i].K, w.DType),
-			einsumF32("gnkqd,gnckd->gknqc", qg, ok, w.DType),
+			einsumF32("gnkqd,gkpd->gknqp", qg, prefix[i].K, w.DType),
+			einsumF32("gnkqd,gnkcd->gknqc", qg, ok, w.DType),
 		}, -1)
 		scores = Where(mask, MulScalar(scores, 1/math.Sqrt(float64(d))), neg)
 		probs := ConvertDType(Softmax(scores, -1), w.DType)
 		pp, po := SliceAxis(probs, -1, AxisRange(0, p)), SliceAxis(probs, -1, AxisRange(p, p+c))
-		att := Add(ConvertDType(Einsum("gknqp,gpkd->gnkqd", pp, ConvertDType(prefix[i].V, w.DType)), dtypes.Float32),
-			ConvertDType(Einsum("gknqc,gnckd->gnkqd", po, ConvertDType(ov, w.DType)), dtypes.Float32))
+		att := Add(ConvertDType(Einsum("gknqp,gkpd->gnkqd", pp, ConvertDType(prefix[i].V, w.DType)), dtypes.Float32),
+			ConvertDType(Einsum("gknqc,gnkcd->gnkqd", po, ConvertDType(ov, w.DType)), dtypes.Float32))
 		return Reshape(att, b, 1, heads*d), mine
 	}})
 	return Reshape(out, b, w.Config.Text.HiddenSize), kv

@@ -10,7 +10,8 @@
 // weight bytes (the bytes a decode step reads at most: the memory-bandwidth
 // floor is that divided by the measured copy bandwidth) and XLA's compiled
 // memory per program. --steps-per-call compares one call per step with
-// several steps per call (an unrolled on-device loop). On the GPU XLA's preallocation is off unless
+// several steps per call (an unrolled on-device loop; 0, the default, is the
+// engine's automatic choice, 8 for this workload's 64 slots). On the GPU XLA's preallocation is off unless
 // --preallocate.
 package main
 
@@ -37,6 +38,9 @@ type runResult struct {
 	FirstCompletionS float64 `json:"first_completion_s"`
 	Calls            int     `json:"decode_calls"`
 	MsPerCall        float64 `json:"ms_per_call"`
+	// MsPerStep is the run's time per decode step (MsPerCall ÷ steps per
+	// call; prefill and admission included).
+	MsPerStep float64 `json:"ms_per_step"`
 }
 
 // report is the benchmark's JSON output.
@@ -72,12 +76,13 @@ func main() {
 	temperature := flag.Float64("temperature", 1, "sampling temperature (0: greedy)")
 	topP := flag.Float64("top-p", 1, "top-p (1: off)")
 	topK := flag.Int("top-k", 0, "top-k (0: off)")
-	steps := flag.Int("steps-per-call", 1, "decode steps per device call (an unrolled on-device loop)")
+	steps := flag.Int("steps-per-call", 0, "decode steps per device call (an unrolled on-device loop); 0: the engine's automatic choice (engine.AutoStepsPerCall)")
 	shared := flag.Bool("shared-prefix", false, "group slots by prompt, each prompt's KV held once (engine.Options.SharedPrefix)")
 	dtypeLogits := flag.Bool("dtype-logits", false, "decode logits as a bf16 product (engine.Options.DTypeLogits)")
 	prealloc := flag.Bool("preallocate", false, "keep XLA's GPU preallocation")
+	compileWorkers := flag.Int("compile-workers", 0, "programs compiled at once when a Generate call starts (engine.Options.CompileWorkers; 0: min(8, CPUs), 1: each at first use)")
 	flag.Parse()
-	if err := run(*cfgPath, *device, *prompts, *n, *newTokens, *length, *side, *vary, *slots, *prefillBatch, *steps, *reps, *dtypeLogits, *shared,
+	if err := run(*cfgPath, *device, *prompts, *n, *newTokens, *length, *side, *vary, *slots, *prefillBatch, *steps, *compileWorkers, *reps, *dtypeLogits, *shared,
 		engine.Sampling{Temperature: float32(*temperature), TopP: float32(*topP), TopK: *topK, MaxNewTokens: *newTokens, IgnoreEOS: true, Seed: 1},
 		*prealloc); err != nil {
 		fmt.Fprintln(os.Stderr, "rollout:", err)
@@ -85,7 +90,7 @@ func main() {
 	}
 }
 
-func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slots, prefillBatch, steps, reps int, dtypeLogits, shared bool, s engine.Sampling, prealloc bool) error {
+func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slots, prefillBatch, steps, compileWorkers, reps int, dtypeLogits, shared bool, s engine.Sampling, prealloc bool) error {
 	if prompts < 1 || n < 1 || newTokens < 1 || reps < 1 || slots < 0 {
 		return fmt.Errorf("--prompts, --n, --new and --reps must be ≥ 1, --slots ≥ 0")
 	}
@@ -96,7 +101,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	cfg, backend, m, load := bm.Config, bm.Backend, bm.Model, bm.Load
 	rep := report{Device: device + ": " + backend.Description(), Date: time.Now().UTC().Format(time.DateOnly), LoadWeightsSecond: load.Seconds(),
 		Workload: map[string]any{"prompts": prompts, "n": n, "new_tokens": newTokens, "prompt_len": length, "image_side": side, "vary_images_from": vary,
-			"slots": slots, "prefill_batch": prefillBatch, "steps_per_call": steps, "dtype_logits": dtypeLogits, "shared_prefix": shared, "temperature": s.Temperature, "top_p": s.TopP, "top_k": s.TopK, "dtype": "bf16"}}
+			"slots": slots, "prefill_batch": prefillBatch, "steps_per_call": steps, "compile_workers": compileWorkers, "dtype_logits": dtypeLogits, "shared_prefix": shared, "temperature": s.Temperature, "top_p": s.TopP, "top_k": s.TopK, "dtype": "bf16"}}
 	reqs, err := workload(cfg, prompts, n, length, side, vary, s)
 	if err != nil {
 		return err
@@ -104,7 +109,11 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	if slots == 0 {
 		slots = prompts * n
 	}
-	eng, err := engine.New(m, engine.Options{Slots: slots, PrefillBatch: prefillBatch, StepsPerCall: steps, DTypeLogits: dtypeLogits, SharedPrefix: shared})
+	if steps == 0 {
+		steps = engine.AutoStepsPerCall(min(slots, prompts*n), newTokens)
+	}
+	rep.Workload["steps_per_call"] = steps
+	eng, err := engine.New(m, engine.Options{Slots: slots, PrefillBatch: prefillBatch, StepsPerCall: steps, CompileWorkers: compileWorkers, DTypeLogits: dtypeLogits, SharedPrefix: shared})
 	if err != nil {
 		return err
 	}
@@ -127,7 +136,8 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 			tokens += len(c.IDs)
 		}
 		rep.Runs = append(rep.Runs, runResult{Seconds: el.Seconds(), NewTokens: tokens, TokensPerSecond: float64(tokens) / el.Seconds(),
-			FirstCompletionS: first.Seconds(), Calls: calls, MsPerCall: float64(el.Milliseconds()) / float64(max(calls, 1))})
+			FirstCompletionS: first.Seconds(), Calls: calls, MsPerCall: float64(el.Milliseconds()) / float64(max(calls, 1)),
+			MsPerStep: float64(el.Milliseconds()) / float64(max(calls*steps, 1))})
 	}
 	for _, r := range rep.Runs[1:] {
 		rep.WarmTokensPerS = max(rep.WarmTokensPerS, r.TokensPerSecond)
@@ -172,7 +182,10 @@ func workload(cfg qwen2vl.Config, prompts, n, length, side, vary int, s engine.S
 		return nil, fmt.Errorf("--image %d, --vary-images %d: sides must be multiples of %d pixels, --vary-images ≤ --image", side, vary, unit)
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
-	word := func() int32 { return int32(rng.IntN(min(150000, cfg.Text.VocabSize-8))) }
+	// Text words stay below the special ids (on small test vocabularies a
+	// random word could otherwise be an image token).
+	words := min(150000, cfg.Text.VocabSize-8, cfg.ImageTokenID, cfg.VideoTokenID, cfg.VisionStartTokenID, cfg.VisionEndTokenID)
+	word := func() int32 { return int32(rng.IntN(words)) }
 	var reqs []engine.Request
 	for range prompts {
 		var p engine.Prompt

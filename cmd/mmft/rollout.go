@@ -75,7 +75,7 @@ unless --ignore-eos).`)
 	dtype := fs.String("dtype", "float32", "weights dtype: float32 or bfloat16")
 	slots := fs.Int("slots", 0, "sequences decoded together (0: prompts × n, at most 64)")
 	shared := fs.Bool("shared-prefix", false, "group slots by prompt: each prompt's KV held once for its n completions")
-	steps := fs.Int("steps-per-call", 1, "decode steps per device call (an unrolled on-device loop)")
+	steps := fs.Int("steps-per-call", 0, "decode steps per device call (an unrolled on-device loop); 0: automatic (1, or 4 from 8 slots, 8 from 32)")
 	greedy := fs.Bool("greedy", false, "greedy decoding of --inputs")
 	inputs := fs.String("inputs", "", "prepared input safetensors (with --greedy)")
 	var dev compute.Flags
@@ -99,8 +99,8 @@ unless --ignore-eos).`)
 		return usage("give --data SRC (sampling) or --greedy --inputs IN.safetensors")
 	case *greedy && *src != "":
 		return usage("--data and --greedy --inputs are two forms; give one")
-	case *n < 1 || *nPrompts < 1 || *maxNew < 1 || *slots < 0 || *steps < 1:
-		return usage("--n, --prompts, --max-new-tokens and --steps-per-call must be ≥ 1, --slots ≥ 0")
+	case *n < 1 || *nPrompts < 1 || *maxNew < 1 || *slots < 0 || *steps < 0:
+		return usage("--n, --prompts and --max-new-tokens must be ≥ 1, --slots and --steps-per-call ≥ 0")
 	}
 	sampling := engine.Sampling{Temperature: float32(*temperature), TopP: float32(*topP), TopK: *topK, MinP: float32(*minP),
 		RepetitionPenalty: float32(*repPen), MaxNewTokens: *maxNew, IgnoreEOS: *ignoreEOS, Seed: *seed}

@@ -56,10 +56,13 @@
 //
 // # Determinism
 //
-// The ids are a function of the inputs and the RNG state: the same state and
-// inputs on the same backend give the same ids. The noise of a row depends on
-// its position in the batch and on B and V, so a row placed elsewhere in a
-// batch draws differently.
+// With Sample the ids are a function of the inputs and the RNG state: the
+// same state and inputs on the same backend give the same ids. The noise of a
+// row depends on its position in the batch and on B and V, so a row placed
+// elsewhere in a batch draws differently. SampleUniform with KeyedUniform
+// (what the engine uses) gives each row its own stream instead: its noise
+// depends only on its stream key, its draw number and V, so a sequence draws
+// the same tokens in any slot, batch or schedule.
 package sample
 
 import (
@@ -130,11 +133,21 @@ type Result struct {
 // rngState is a graph.RNGStateShape node. Shape errors panic, as GoMLX graph
 // functions do; the caller's Exec turns them into errors.
 func Sample(logits *graph.Node, p Params, presence, rngState *graph.Node) Result {
+	batch, vocab := logits.Shape().Dimensions[0], logits.Shape().Dimensions[1]
+	newState, u := graph.RandomUniform(rngState, shapes.Make(dtypes.Float32, batch, vocab))
+	r := SampleUniform(logits, p, presence, u)
+	r.RNGState = newState
+	return r
+}
+
+// SampleUniform is Sample with the uniforms u [B, V] (float32 in [0, 1);
+// values below 2⁻³³ are raised to it) given instead of an RNG state: e.g.
+// KeyedUniform's, so that each row's draw depends on its own stream only.
+// Its Result has no RNGState.
+func SampleUniform(logits *graph.Node, p Params, presence, u *graph.Node) Result {
 	logProbs := LogProbs(logits, p, presence)
 	g := logits.Graph()
-	batch, vocab := logits.Shape().Dimensions[0], logits.Shape().Dimensions[1]
-
-	newState, u := graph.RandomUniform(rngState, shapes.Make(dtypes.Float32, batch, vocab))
+	batch := logits.Shape().Dimensions[0]
 	u = graph.MaxScalar(u, math.Ldexp(1, -33))
 	gumbel := graph.Neg(graph.Log(graph.Neg(graph.Log(u))))
 	drawn := graph.ArgMax(graph.Add(logProbs, gumbel), -1, dtypes.Int32)
@@ -146,7 +159,6 @@ func Sample(logits *graph.Node, p Params, presence, rngState *graph.Node) Result
 		IDs:            ids,
 		SamplerLogProb: pick(logProbs, ids),
 		PolicyLogProb:  pick(raw, ids),
-		RNGState:       newState,
 	}
 }
 

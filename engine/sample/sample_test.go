@@ -70,6 +70,40 @@ func sampleRows(t testing.TB, logits [][]float32, rows []Settings, presence [][]
 	}
 }
 
+// sampleKeyed runs SampleUniform over KeyedUniform once over the rows (row
+// r with stream key keys[r] at draw number draws[r]), every stage in the graph.
+func sampleKeyed(t testing.TB, logits [][]float32, rows []Settings, presence [][]bool, keys [][2]int32, draws []int32) outputs {
+	t.Helper()
+	cols, err := Pack(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyA, keyB := make([]int32, len(keys)), make([]int32, len(keys))
+	for i, k := range keys {
+		keyA[i], keyB[i] = k[0], k[1]
+	}
+	exec, err := graph.NewExec(cpu(t), func(in []*graph.Node) []*graph.Node {
+		p := Params{Temperature: in[1], TopK: in[2], TopP: in[3], MinP: in[4], RepetitionPenalty: in[5]}
+		u := KeyedUniform(in[7], in[8], in[9], in[0].Shape().Dimensions[1])
+		r := SampleUniform(in[0], p, in[6], u)
+		return []*graph.Node{r.IDs, r.SamplerLogProb, r.PolicyLogProb, LogProbs(in[0], p, in[6])}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := exec.Exec(tensors.FromValue(logits), cols.Temperature, cols.TopK, cols.TopP, cols.MinP,
+		cols.RepetitionPenalty, tensors.FromValue(presence), tensors.FromValue(keyA), tensors.FromValue(keyB), tensors.FromValue(draws))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return outputs{
+		ids:       outs[0].Value().([]int32),
+		samplerLP: outs[1].Value().([]float32),
+		policyLP:  outs[2].Value().([]float32),
+		logProbs:  outs[3].Value().([][]float32),
+	}
+}
+
 // reference returns the processed distribution of one row, computed on the
 // host with sorting, in float64 from the float32 processed logits.
 func reference(logits []float32, s Settings, present []bool) []float64 {
@@ -199,53 +233,62 @@ func TestDistributionMatchesProcessedDistribution(t *testing.T) {
 			presence = append(presence, c.presence)
 		}
 	}
-	out := sampleRows(t, logits, rows, presence, 42)
+	// The same draws with an RNG state (Sample) and with keyed uniforms
+	// (SampleUniform over KeyedUniform: row r is stream r, at draw r%7).
+	keys, drawNo := make([][2]int32, len(rows)), make([]int32, len(rows))
+	for r := range rows {
+		keys[r], drawNo[r] = StreamKey(42, uint64(r)), int32(r%7)
+	}
+	outs := map[string]outputs{"rng": sampleRows(t, logits, rows, presence, 42), "keyed": sampleKeyed(t, logits, rows, presence, keys, drawNo)}
 	raw := softmax(toFloat64(base), []bool{true, true, true, true, true, true, true, true})
 
-	for ci, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			want := reference(base, c.settings, c.presence)
-			support := 0
-			for _, p := range want {
-				if p > 0 {
-					support++
+	for _, mode := range []string{"rng", "keyed"} {
+		out := outs[mode]
+		for ci, c := range cases {
+			t.Run(mode+"/"+c.name, func(t *testing.T) {
+				want := reference(base, c.settings, c.presence)
+				support := 0
+				for _, p := range want {
+					if p > 0 {
+						support++
+					}
 				}
-			}
-			if support != c.support {
-				t.Fatalf("reference keeps %d tokens, the case expects %d: %v", support, c.support, want)
-			}
-			counts := make([]int, len(base))
-			for r := ci * draws; r < (ci+1)*draws; r++ {
-				id := out.ids[r]
-				counts[id]++
-				if want[id] == 0 {
-					t.Fatalf("row %d drew excluded token %d", r, id)
+				if support != c.support {
+					t.Fatalf("reference keeps %d tokens, the case expects %d: %v", support, c.support, want)
 				}
-				if d := math.Abs(float64(out.samplerLP[r]) - math.Log(want[id])); d > 1e-4 {
-					t.Fatalf("row %d: sampler log-prob %v, want %v", r, out.samplerLP[r], math.Log(want[id]))
+				counts := make([]int, len(base))
+				for r := ci * draws; r < (ci+1)*draws; r++ {
+					id := out.ids[r]
+					counts[id]++
+					if want[id] == 0 {
+						t.Fatalf("row %d drew excluded token %d", r, id)
+					}
+					if d := math.Abs(float64(out.samplerLP[r]) - math.Log(want[id])); d > 1e-4 {
+						t.Fatalf("row %d: sampler log-prob %v, want %v", r, out.samplerLP[r], math.Log(want[id]))
+					}
+					if d := math.Abs(float64(out.policyLP[r]) - math.Log(raw[id])); d > 1e-5 {
+						t.Fatalf("row %d: policy log-prob %v, want %v", r, out.policyLP[r], math.Log(raw[id]))
+					}
 				}
-				if d := math.Abs(float64(out.policyLP[r]) - math.Log(raw[id])); d > 1e-5 {
-					t.Fatalf("row %d: policy log-prob %v, want %v", r, out.policyLP[r], math.Log(raw[id]))
+				for i, lp := range out.logProbs[ci*draws] {
+					if got, w := math.Exp(float64(lp)), want[i]; math.Abs(got-w) > 1e-5 {
+						t.Fatalf("LogProbs token %d: p = %v, want %v", i, got, w)
+					}
 				}
-			}
-			for i, lp := range out.logProbs[ci*draws] {
-				if got, w := math.Exp(float64(lp)), want[i]; math.Abs(got-w) > 1e-5 {
-					t.Fatalf("LogProbs token %d: p = %v, want %v", i, got, w)
+				chi2 := 0.0
+				for i, p := range want {
+					if p > 0 {
+						e := p * draws
+						chi2 += (float64(counts[i]) - e) * (float64(counts[i]) - e) / e
+					}
 				}
-			}
-			chi2 := 0.0
-			for i, p := range want {
-				if p > 0 {
-					e := p * draws
-					chi2 += (float64(counts[i]) - e) * (float64(counts[i]) - e) / e
+				if chi2 > chiSquare001[support-1] {
+					t.Errorf("chi-square %.2f > %.2f (df %d): counts %v, expected probabilities %v",
+						chi2, chiSquare001[support-1], support-1, counts, want)
 				}
-			}
-			if chi2 > chiSquare001[support-1] {
-				t.Errorf("chi-square %.2f > %.2f (df %d): counts %v, expected probabilities %v",
-					chi2, chiSquare001[support-1], support-1, counts, want)
-			}
-			t.Logf("chi-square %.2f (df %d, critical %.2f): counts %v", chi2, support-1, chiSquare001[support-1], counts)
-		})
+				t.Logf("chi-square %.2f (df %d, critical %.2f): counts %v", chi2, support-1, chiSquare001[support-1], counts)
+			})
+		}
 	}
 }
 
@@ -549,5 +592,68 @@ func BenchmarkSample(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestKeyedUniform checks the keyed uniforms: inside (0, 1) with the
+// moments of a uniform, every value of a row distinct, a row's values
+// independent of the other rows of the batch and of its place in it, and
+// different for another draw number or stream.
+func TestKeyedUniform(t *testing.T) {
+	const vocab = 4096
+	keys := [][2]int32{StreamKey(1, 0), StreamKey(1, 1), StreamKey(2, 0), StreamKey(1, 0), StreamKey(1, 0)}
+	draws := []int32{0, 0, 0, 1, 0} // row 4 repeats row 0
+	run := func(order []int) [][]float32 {
+		a, b, d := make([]int32, len(order)), make([]int32, len(order)), make([]int32, len(order))
+		for i, r := range order {
+			a[i], b[i], d[i] = keys[r][0], keys[r][1], draws[r]
+		}
+		exec, err := graph.NewExec(cpu(t), func(a, b, d *graph.Node) *graph.Node { return KeyedUniform(a, b, d, vocab) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Exec(tensors.FromValue(a), tensors.FromValue(b), tensors.FromValue(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out[0].Value().([][]float32)
+	}
+	u := run([]int{0, 1, 2, 3, 4})
+	for r, row := range u[:4] {
+		mean, sq := 0.0, 0.0
+		seen := map[float32]bool{}
+		for _, x := range row {
+			if x <= 0 || x >= 1 {
+				t.Fatalf("row %d: uniform %v outside (0, 1)", r, x)
+			}
+			seen[x] = true
+			mean += float64(x) / vocab
+			sq += float64(x) * float64(x) / vocab
+		}
+		// Mean 1/2 and variance 1/12, with standard errors 0.0045 and 0.0013.
+		if v := sq - mean*mean; math.Abs(mean-0.5) > 0.025 || math.Abs(v-1.0/12) > 0.007 {
+			t.Errorf("row %d: mean %.4f, variance %.4f; want 0.5, 0.0833", r, mean, v)
+		}
+		if len(seen) < vocab-5 { // 24-bit values: about 0.5 collisions expected
+			t.Errorf("row %d: %d distinct values of %d", r, len(seen), vocab)
+		}
+	}
+	if !slices.Equal(u[0], u[4]) {
+		t.Error("the same stream and draw gave different uniforms in one batch")
+	}
+	for _, r := range []int{1, 2, 3} {
+		same := 0
+		for i := range u[0] {
+			if u[0][i] == u[r][i] {
+				same++
+			}
+		}
+		if same > 2 {
+			t.Errorf("row %d shares %d of %d values with row 0 (another stream or draw)", r, same, vocab)
+		}
+	}
+	moved := run([]int{3, 0})
+	if !slices.Equal(moved[1], u[0]) || !slices.Equal(moved[0], u[3]) {
+		t.Error("a row's uniforms changed with its place in the batch or the batch size")
 	}
 }

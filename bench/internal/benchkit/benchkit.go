@@ -131,6 +131,9 @@ func NewBackend(device string, preallocate bool) (backends.Backend, error) {
 		return nil, err
 	}
 	xla.EnableAutoInstall(false)
+	if _, err := compute.PrepareXLA(); err != nil {
+		return nil, err
+	}
 	if os.Getenv("GOPJRT_CUDA_CHECKS") == "" && found.Source == compute.SourcePython {
 		os.Setenv("GOPJRT_CUDA_CHECKS", "0")
 	}
