@@ -215,33 +215,47 @@ func (w *Weights) Decoder(in DecoderInput) (*Node, []KV) {
 	h := ConvertDType(in.Hidden, dtypes.Float32) // the residual stream stays float32
 	out := make([]KV, cfg.NumLayers)
 	for i := range cfg.NumLayers {
-		p := fmt.Sprintf("model.layers.%d.", i)
-		// Self-attention block.
-		x := rmsNorm(h, w.param(p+"input_layernorm.weight"), cfg.RMSNormEps)
-		q := splitHeads(w.Proj(p+"self_attn.q_proj", x), cfg.NumHeads)
-		k := splitHeads(w.Proj(p+"self_attn.k_proj", x), cfg.NumKVHeads)
-		v := splitHeads(w.Proj(p+"self_attn.v_proj", x), cfg.NumKVHeads)
-		q = applyRotary(q, in.Cos, in.Sin)
-		kv := KV{K: ConvertDType(applyRotary(k, in.Cos, in.Sin), w.DType), V: ConvertDType(v, w.DType)} // the cache holds the model dtype
-		var attn *Node
-		switch {
-		case in.Attention != nil:
-			attn, kv = in.Attention(i, q, kv.K, kv.V)
-		case in.Attend != nil:
-			kv = in.Attend(i, kv.K, kv.V)
-			attn = attention(q, kv.K, kv.V, in.Mask, w.DType)
-		default:
-			attn = attention(q, kv.K, kv.V, in.Mask, w.DType)
-		}
-		out[i] = kv
-		h = Add(h, w.Proj(p+"self_attn.o_proj", attn))
-		// SwiGLU MLP block.
-		x = rmsNorm(h, w.param(p+"post_attention_layernorm.weight"), cfg.RMSNormEps)
-		gate := w.Proj(p+"mlp.gate_proj", x)
-		up := w.Proj(p+"mlp.up_proj", x)
-		h = Add(h, w.Proj(p+"mlp.down_proj", Mul(Mul(gate, Sigmoid(gate)), up)))
+		h, out[i] = w.DecoderLayer(i, h, in)
 	}
-	return rmsNorm(h, w.param("model.norm.weight"), cfg.RMSNormEps), out
+	return w.FinalNorm(h), out
+}
+
+// FinalNorm is the decoder's final RMSNorm of hidden states [..., hidden]
+// (float32).
+func (w *Weights) FinalNorm(h *Node) *Node {
+	return rmsNorm(h, w.param("model.norm.weight"), w.Config.Text.RMSNormEps)
+}
+
+// DecoderLayer runs decoder layer i on the residual stream h [B, S, hidden]
+// (float32) with in's rotary tables and attention (in.Hidden is unused). It
+// returns the layer's output residual stream and its attended keys and
+// values (as Decoder reports them).
+func (w *Weights) DecoderLayer(i int, h *Node, in DecoderInput) (*Node, KV) {
+	cfg := w.Config.Text
+	p := fmt.Sprintf("model.layers.%d.", i)
+	// Self-attention block.
+	x := rmsNorm(h, w.param(p+"input_layernorm.weight"), cfg.RMSNormEps)
+	q := splitHeads(w.Proj(p+"self_attn.q_proj", x), cfg.NumHeads)
+	k := splitHeads(w.Proj(p+"self_attn.k_proj", x), cfg.NumKVHeads)
+	v := splitHeads(w.Proj(p+"self_attn.v_proj", x), cfg.NumKVHeads)
+	q = applyRotary(q, in.Cos, in.Sin)
+	kv := KV{K: ConvertDType(applyRotary(k, in.Cos, in.Sin), w.DType), V: ConvertDType(v, w.DType)} // the cache holds the model dtype
+	var attn *Node
+	switch {
+	case in.Attention != nil:
+		attn, kv = in.Attention(i, q, kv.K, kv.V)
+	case in.Attend != nil:
+		kv = in.Attend(i, kv.K, kv.V)
+		attn = attention(q, kv.K, kv.V, in.Mask, w.DType)
+	default:
+		attn = attention(q, kv.K, kv.V, in.Mask, w.DType)
+	}
+	h = Add(h, w.Proj(p+"self_attn.o_proj", attn))
+	// SwiGLU MLP block.
+	x = rmsNorm(h, w.param(p+"post_attention_layernorm.weight"), cfg.RMSNormEps)
+	gate := w.Proj(p+"mlp.gate_proj", x)
+	up := w.Proj(p+"mlp.up_proj", x)
+	return Add(h, w.Proj(p+"mlp.down_proj", Mul(Mul(gate, Sigmoid(gate)), up))), kv
 }
 
 // LMHeadWeight is the output projection [vocab, hidden]: embed_tokens when tied.
