@@ -43,6 +43,13 @@ type Setup struct {
 	Steps int
 	// VocabChunk is the vocabulary chunk of the log-prob graphs (0: 8192).
 	VocabChunk int
+	// SharedPrompt computes each group's prompt once per micro-batch
+	// instead of once per completion (qwen2vl.GroupedTokenLogProbs): the
+	// group's completions attend to its prompt's keys and values and the
+	// gradient flows back into the prompt once. The same math as the full
+	// layout (float rounding aside), with about 1/NumGenerations of the
+	// prompt's work.
+	SharedPrompt bool
 	// Progress, when set, is told about rollout progress.
 	Progress func(engine.Progress)
 	// BatchRewards are rewards scored a batch at a time (an LLM judge that
@@ -495,15 +502,22 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 			tensors.FromScalar(scale),
 		}
 		textArgs := tb.Text.Tensors(tb.Features)
+		if t.s.SharedPrompt {
+			gt, err := tb.Text.Grouped(g, tb.C)
+			if err != nil {
+				return nil, fmt.Errorf("grpo: %w", err)
+			}
+			textArgs, v.grouped = gt.Tensors(tb.Features), true
+		}
 		if needOld {
-			lp, err := t.logps(t.lora, textArgs, args[0])
+			lp, err := t.logps(t.lora, v.grouped, textArgs, args[0])
 			if err != nil {
 				return nil, err
 			}
 			args = append(args, lp)
 		}
 		if needRef {
-			lp, err := t.logps(nil, textArgs, args[0])
+			lp, err := t.logps(nil, v.grouped, textArgs, args[0])
 			if err != nil {
 				return nil, err
 			}
@@ -676,8 +690,9 @@ func (t *Trainer) setParams(ts []*tensors.Tensor) {
 }
 
 // logps runs the log-prob program with adapter l (nil: the reference, the
-// base model with adapters off).
-func (t *Trainer) logps(l *qwen2vl.LoRA, text []*tensors.Tensor, targets *tensors.Tensor) (*tensors.Tensor, error) {
+// base model with adapters off) on text inputs of the full or (grouped) the
+// shared-prompt layout.
+func (t *Trainer) logps(l *qwen2vl.LoRA, grouped bool, text []*tensors.Tensor, targets *tensors.Tensor) (*tensors.Tensor, error) {
 	b, err := t.bind(l)
 	if err != nil {
 		return nil, err
@@ -687,7 +702,7 @@ func (t *Trainer) logps(l *qwen2vl.LoRA, text []*tensors.Tensor, targets *tensor
 		all = append(all, x)
 	}
 	all = append(all, targets)
-	outs, err := t.run.Run(t.progs.logps, stepVariant{layout: b.Layout(), chunk: t.s.VocabChunk}, all...)
+	outs, err := t.run.Run(t.progs.logps, stepVariant{layout: b.Layout(), chunk: t.s.VocabChunk, grouped: grouped}, all...)
 	if err != nil {
 		return nil, fmt.Errorf("grpo: log-probs: %w", err)
 	}
