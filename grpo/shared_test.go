@@ -3,14 +3,16 @@ package grpo
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/mmft-go/mmft/engine"
 )
 
-// TestSharedPromptStepMatchesFull trains two trainers on the same rollouts,
-// one on full sequences and one with each group's prompt computed once
-// (Setup.SharedPrompt), through gradient accumulation (two micro-batches),
+// TestSharedPromptStepMatchesFull trains three trainers on the same
+// rollouts: on full sequences, with each group's prompt computed once
+// (Setup.SharedPrompt), and layer by layer with recomputation
+// (Setup.Recompute), through gradient accumulation (two micro-batches),
 // μ = 2 updates (old log-probs), the KL to the reference and two steps: the
 // losses, KLs and gradient norms agree to 1e-5 relative and so do the
 // adapters after the updates.
@@ -43,10 +45,16 @@ func TestSharedPromptStepMatchesFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Recompute = true
+	layered, err := New(cfg, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	others := map[string]*Trainer{"shared prompt": shared, "layer by layer": layered}
 	near := func(what string, a, b float64) {
 		t.Helper()
 		if d := math.Abs(a - b); d > 1e-5*math.Max(math.Abs(a), math.Abs(b))+1e-9 || math.IsNaN(d) {
-			t.Errorf("%s: full %.9g, shared prompt %.9g", what, a, b)
+			t.Errorf("%s: full %.9g, other %.9g", what, a, b)
 		}
 	}
 	for step := range 2 {
@@ -54,38 +62,56 @@ func TestSharedPromptStepMatchesFull(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ms, err := shared.TrainOn(context.Background(), r.eng, comps, rewards)
-		if err != nil {
-			t.Fatal(err)
-		}
 		if mf["grad_norm"] == 0 {
 			t.Fatalf("step %d: zero gradient: the comparison would be empty", step)
 		}
-		for _, k := range []string{"loss", "kl", "grad_norm", "ratio", "loss_tokens"} {
-			near(k, float64(mf[k]), float64(ms[k]))
+		for what, tr := range others {
+			ms, err := tr.TrainOn(context.Background(), r.eng, comps, rewards)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			for _, k := range []string{"loss", "kl", "grad_norm", "ratio", "loss_tokens"} {
+				near(what+" "+k, float64(mf[k]), float64(ms[k]))
+			}
+			t.Logf("step %d, %s: loss %.6g / %.6g, grad norm %.6g / %.6g", step, what, mf["loss"], ms["loss"], mf["grad_norm"], ms["grad_norm"])
 		}
-		t.Logf("step %d: loss %.6g / %.6g, grad norm %.6g / %.6g", step, mf["loss"], ms["loss"], mf["grad_norm"], ms["grad_norm"])
 	}
 	af, err := full.Adapter()
 	if err != nil {
 		t.Fatal(err)
 	}
-	as, err := shared.Adapter()
-	if err != nil {
-		t.Fatal(err)
-	}
-	num, den := 0.0, 0.0
-	for _, name := range af.Names() {
-		for _, pair := range [][2][]float32{{af.Modules[name].A, as.Modules[name].A}, {af.Modules[name].B, as.Modules[name].B}} {
-			for i := range pair[0] {
-				d := float64(pair[0][i] - pair[1][i])
-				num, den = num+d*d, den+float64(pair[0][i])*float64(pair[0][i])
+	for what, tr := range others {
+		as, err := tr.Adapter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		num, den := 0.0, 0.0
+		for _, name := range af.Names() {
+			for _, pair := range [][2][]float32{{af.Modules[name].A, as.Modules[name].A}, {af.Modules[name].B, as.Modules[name].B}} {
+				for i := range pair[0] {
+					d := float64(pair[0][i] - pair[1][i])
+					num, den = num+d*d, den+float64(pair[0][i])*float64(pair[0][i])
+				}
 			}
 		}
+		if rel := math.Sqrt(num / den); rel > 1e-5 || math.IsNaN(rel) {
+			t.Errorf("%s: adapters after two steps differ by %.3g relative", what, rel)
+		} else {
+			t.Logf("%s: adapters after two steps differ by %.3g relative", what, rel)
+		}
 	}
-	if rel := math.Sqrt(num / den); rel > 1e-5 || math.IsNaN(rel) {
-		t.Errorf("adapters after two steps differ by %.3g relative", rel)
-	} else {
-		t.Logf("adapters after two steps differ by %.3g relative", rel)
+}
+
+// TestRecomputeRefusesDropout: the recomputed forward pass would draw a
+// second dropout mask, so the combination is refused with one error naming
+// the field.
+func TestRecomputeRefusesDropout(t *testing.T) {
+	s := tinySetup(t)
+	s.Recompute = true
+	cfg := tinyConfig()
+	cfg.LoRADropout = 0.1
+	_, err := New(cfg, s)
+	if err == nil || !strings.Contains(err.Error(), "lora_dropout") {
+		t.Fatalf("New with recomputation and dropout: error %v, want one naming lora_dropout", err)
 	}
 }

@@ -50,6 +50,12 @@ type Setup struct {
 	// layout (float rounding aside), with about 1/NumGenerations of the
 	// prompt's work.
 	SharedPrompt bool
+	// Recompute runs the policy's forward and backward passes one decoder
+	// layer per program call, recomputing each layer's activations in the
+	// backward pass, so that only the residual streams between layers stay
+	// in memory (see layered.go): one more forward pass for a fraction of
+	// the memory. It implies SharedPrompt and refuses LoRA dropout.
+	Recompute bool
 	// Progress, when set, is told about rollout progress.
 	Progress func(engine.Progress)
 	// BatchRewards are rewards scored a batch at a time (an LLM judge that
@@ -82,6 +88,9 @@ type Trainer struct {
 	stream  *Stream
 	sched   Schedule
 	progs   trainPrograms
+	layered layeredPrograms
+	// layerSpecs are the layer programs' layouts by key (layered.go).
+	layerSpecs map[string]layerSpec
 
 	adapter  *lora.Adapter // configuration and module shapes; values are synced by Adapter()
 	modules  []string      // sorted module names
@@ -113,6 +122,8 @@ func New(cfg Config, s Setup) (*Trainer, error) {
 		return nil, errors.New("grpo: Setup.Rewards has no reward function")
 	case s.Steps < 1:
 		return nil, fmt.Errorf("grpo: Setup.Steps %d: train at least one step", s.Steps)
+	case s.Recompute && cfg.LoRADropout > 0:
+		return nil, fmt.Errorf("grpo: lora_dropout %v with layer-by-layer recomputation: the recomputed forward pass would draw a new dropout mask; set lora_dropout to 0 or turn recomputation off", cfg.LoRADropout)
 	case cfg.BatchSize%cfg.GradientAccumulationSteps != 0:
 		return nil, fmt.Errorf("grpo: batch_size %d is not a multiple of gradient_accumulation_steps %d: each micro-batch holds whole groups",
 			cfg.BatchSize, cfg.GradientAccumulationSteps)
@@ -163,6 +174,8 @@ func New(cfg Config, s Setup) (*Trainer, error) {
 	}
 	t.optNames, t.opt = names, st.Tensors()
 	t.progs = newTrainPrograms(cfg.Objective, cfg.Optimizer, t.modules, func(layout string) *qwen2vl.Binding { return t.bindings[layout] })
+	t.layerSpecs = map[string]layerSpec{}
+	t.layered = newLayeredPrograms(cfg.Objective, m.Config, &qwen2vl.Weights{DType: m.DType}, func(key string) layerSpec { return t.layerSpecs[key] })
 	return t, nil
 }
 
@@ -502,7 +515,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 			tensors.FromScalar(scale),
 		}
 		textArgs := tb.Text.Tensors(tb.Features)
-		if t.s.SharedPrompt {
+		if t.s.SharedPrompt || t.s.Recompute {
 			gt, err := tb.Text.Grouped(g, tb.C)
 			if err != nil {
 				return nil, fmt.Errorf("grpo: %w", err)
@@ -537,8 +550,9 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 	lr := tensors.FromScalar(float32(t.sched(t.step)))
 	nParams := 2 * len(t.modules)
 	names := []string{"loss", "kl", "clip_low", "clip_high", "ratio", "is_weight", "loss_tokens"}
+	var keptBytes int64 // residual streams kept between layer-by-layer passes
 	for range t.cfg.NumIterations {
-		if ga == 1 {
+		if ga == 1 && !t.s.Recompute {
 			mb := mbs[0]
 			b, err := t.bind(t.lora)
 			if err != nil {
@@ -593,6 +607,17 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 		for _, mb := range mbs {
 			mb.v.layout = b.Layout()
 			mb.v.accumulateOnly = true
+			if t.s.Recompute {
+				metrics, kept, err := t.layeredGrads(mb.v, mb.textArgs, mb.args, acc)
+				if err != nil {
+					return nil, err
+				}
+				for i, name := range names {
+					sum[name] += float64(tensors.ToScalar[float32](metrics[i])) / float64(ga)
+				}
+				keptBytes = max(keptBytes, kept)
+				continue
+			}
 			all := t.weightArgs(b, false)
 			for _, x := range mb.textArgs {
 				all = append(all, x)
@@ -651,6 +676,9 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 	}
 	if _, ok := m["skipped_updates"]; !ok {
 		m["skipped_updates"] = 0
+	}
+	if t.s.Recompute {
+		m["recompute_kept_bytes"] = Float(keptBytes)
 	}
 	return m, nil
 }
