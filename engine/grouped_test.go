@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
@@ -158,5 +159,68 @@ func TestGroupedLogProbsMatchFull(t *testing.T) {
 		if k < 3 {
 			t.Logf("%s: relative difference %.3g", names[k], rel)
 		}
+	}
+}
+
+// TestHeadInDType: on a bf16 model, Weights.HeadInDType computes the
+// log-prob head in bf16 products; the log-probs move by the logits' bf16
+// rounding (non-zero, but within 0.05 nats of the float32 head's).
+func TestHeadInDType(t *testing.T) {
+	cfg := smallConfig(1, 2)
+	src := randomBF16Source{specs: map[string][]int{}, seed: 8, std: 0.3}
+	for _, s := range cfg.ParamSpecs() {
+		src.specs[s.Name] = s.Shape
+	}
+	m, err := qwen2vl.LoadFrom(cpuBackend(t), cfg, src, qwen2vl.Options{DType: dtypes.BFloat16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind, err := m.Bind(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	prompts := []Prompt{randomPrompt(cfg, rng, 7, nil), randomPrompt(cfg, rng, 4, nil)}
+	var comps []Completion
+	for p := range prompts {
+		c := Completion{Request: p}
+		for range 6 {
+			c.IDs = append(c.IDs, int32(rng.IntN(cfg.ImageTokenID)))
+		}
+		comps = append(comps, c)
+	}
+	tb, err := NewTrainBatch(cfg, prompts, comps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := execution.NewProgram("headtest", func(v any, in []*Node) []*Node {
+		w, rest := bind.Weights(in)
+		w.HeadInDType = v.(bool)
+		ti, rest := qwen2vl.ReadTextInputs(rest)
+		return []*Node{w.TokenLogProbs(ti, rest[0], 100)}
+	})
+	run := execution.New(m.Backend, execution.Placement{})
+	eval := func(inDType bool) []float32 {
+		var args []any
+		for _, x := range bind.Tensors() {
+			args = append(args, x)
+		}
+		for _, x := range tb.Text.Tensors(nil) {
+			args = append(args, x)
+		}
+		outs, err := run.Run(prog, inDType, append(args, tensors.FromFlatDataAndDimensions(tb.Targets, len(comps), tb.T))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tensors.MustCopyFlatData[float32](outs[0])
+	}
+	f32, bf16 := eval(false), eval(true)
+	worst := 0.0
+	for i := range f32 {
+		worst = max(worst, math.Abs(float64(f32[i]-bf16[i])))
+	}
+	t.Logf("bf16 head vs float32 head: largest log-prob difference %.3g", worst)
+	if worst == 0 || worst > 0.1 {
+		t.Errorf("bf16 head vs float32 head: largest log-prob difference %g, want in (0, 0.1]", worst)
 	}
 }

@@ -119,7 +119,8 @@ func newLayeredPrograms(o Objective, cfg qwen2vl.Config, proto *qwen2vl.Weights,
 		}),
 		head: execution.NewProgram("grpo.head", func(variant any, in []*Node) []*Node {
 			hv := variant.(headVariant)
-			w := &qwen2vl.Weights{Config: cfg, DType: proto.DType, Params: map[string]*Node{"model.norm.weight": in[0], hv.head: in[1]}}
+			w := &qwen2vl.Weights{Config: cfg, DType: proto.DType, Params: map[string]*Node{"model.norm.weight": in[0], hv.head: in[1]},
+				HeadInDType: hv.v.headDType}
 			tail := in[2]
 			b, _ := readBatch(hv.v, in[3:])
 			metrics := policyLoss(o, w, func(w *qwen2vl.Weights, targets *Node) *Node {

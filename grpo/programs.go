@@ -18,7 +18,10 @@ type stepVariant struct {
 	old, ref, eng bool
 	// grouped reads the shared-prompt layout (qwen2vl.GroupedText) instead
 	// of full sequences.
-	grouped        bool
+	grouped bool
+	// headDType computes the log-prob head in the model dtype
+	// (qwen2vl.Weights.HeadInDType).
+	headDType      bool
 	chunk          int
 	numItems       bool
 	accumulateOnly bool
@@ -76,10 +79,16 @@ func readBatch(v stepVariant, in []*Node) (batchNodes, []*Node) {
 func textLogps(v stepVariant, in []*Node) (func(w *qwen2vl.Weights, targets *Node) *Node, []*Node) {
 	if v.grouped {
 		gi, rest := qwen2vl.ReadGroupedInputs(in)
-		return func(w *qwen2vl.Weights, targets *Node) *Node { return w.GroupedTokenLogProbs(gi, targets, v.chunk) }, rest
+		return func(w *qwen2vl.Weights, targets *Node) *Node {
+			w.HeadInDType = v.headDType
+			return w.GroupedTokenLogProbs(gi, targets, v.chunk)
+		}, rest
 	}
 	ti, rest := qwen2vl.ReadTextInputs(in)
-	return func(w *qwen2vl.Weights, targets *Node) *Node { return w.TokenLogProbs(ti, targets, v.chunk) }, rest
+	return func(w *qwen2vl.Weights, targets *Node) *Node {
+		w.HeadInDType = v.headDType
+		return w.TokenLogProbs(ti, targets, v.chunk)
+	}, rest
 }
 
 // policyLoss builds the GRPO loss of a micro-batch and its metrics from the

@@ -56,6 +56,10 @@ type Setup struct {
 	// in memory (see layered.go): one more forward pass for a fraction of
 	// the memory. It implies SharedPrompt and refuses LoRA dropout.
 	Recompute bool
+	// HeadInDType computes the log-prob head's logits as products in the
+	// model dtype (qwen2vl.Weights.HeadInDType: bf16 rounding of the logits on
+	// a bf16 model, as PyTorch's bf16 models do) instead of float32 products.
+	HeadInDType bool
 	// Progress, when set, is told about rollout progress.
 	Progress func(engine.Progress)
 	// BatchRewards are rewards scored a batch at a time (an LLM judge that
@@ -501,7 +505,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 		n := tb.N
 		lo, hi := k*per*g, (k+1)*per*g
 		v := stepVariant{chunk: t.s.VocabChunk, old: needOld, ref: needRef, eng: t.cfg.Objective.ImportanceSamplingCorrection,
-			numItems: t.cfg.Objective.LossType == LossDAPO, dropout: t.cfg.LoRADropout}
+			numItems: t.cfg.Objective.LossType == LossDAPO, dropout: t.cfg.LoRADropout, headDType: t.s.HeadInDType}
 		scale := float32(1)
 		if t.cfg.Objective.LossType != LossDAPO {
 			scale = 1 / float32(ga)
@@ -730,7 +734,7 @@ func (t *Trainer) logps(l *qwen2vl.LoRA, grouped bool, text []*tensors.Tensor, t
 		all = append(all, x)
 	}
 	all = append(all, targets)
-	outs, err := t.run.Run(t.progs.logps, stepVariant{layout: b.Layout(), chunk: t.s.VocabChunk, grouped: grouped}, all...)
+	outs, err := t.run.Run(t.progs.logps, stepVariant{layout: b.Layout(), chunk: t.s.VocabChunk, grouped: grouped, headDType: t.s.HeadInDType}, all...)
 	if err != nil {
 		return nil, fmt.Errorf("grpo: log-probs: %w", err)
 	}

@@ -39,6 +39,10 @@ type Weights struct {
 	// LoRAInput, when set, transforms the input of each adapter's low-rank
 	// branch (not the base projection's): the trainer's LoRA dropout.
 	LoRAInput func(module string, x *Node) *Node
+	// HeadInDType makes ChosenLogProbs compute its logits as products in the
+	// model dtype (LogitsInDType's precision, about 2⁻⁹ relative for bf16)
+	// instead of float32 products; no effect on a float32 model.
+	HeadInDType bool
 }
 
 // LoRANodes are one module's low-rank adapter: A [r, in], B [out, r] and the
@@ -295,13 +299,20 @@ func (w *Weights) ChosenLogProbs(h, targets *Node, chunk int) *Node {
 	}
 	// Logit of the chosen token: h · W[target].
 	rows := Gather(head, InsertAxes(targets, -1)) // [B, S, hidden]
-	chosen := ReduceSum(Mul(ConvertDType(h, dtypes.Float32), ConvertDType(rows, dtypes.Float32)), -1)
+	hc := ConvertDType(h, dtypes.Float32)
+	product := func(part *Node) *Node { return linearF32(h, part, dtypes.Float32) }
+	if w.HeadInDType {
+		// The chosen logit sees the same rounded hidden state as the chunks.
+		hc = ConvertDType(ConvertDType(h, head.DType()), dtypes.Float32)
+		product = func(part *Node) *Node { return linear(h, part, nil) }
+	}
+	chosen := ReduceSum(Mul(hc, ConvertDType(rows, dtypes.Float32)), -1)
 	// Streaming log-sum-exp over vocabulary chunks (slices of the constant head
 	// weight only, so no Slice lies on the gradient path to adapter weights).
 	var lse *Node
 	for start := 0; start < vocab; start += chunk {
 		end := min(start+chunk, vocab)
-		part := linearF32(h, Slice(head, AxisRange(start, end)), dtypes.Float32)
+		part := product(Slice(head, AxisRange(start, end)))
 		m := StopGradient(ReduceMax(part, -1))
 		partLSE := Add(Log(ReduceSum(Exp(Sub(part, InsertAxes(m, -1))), -1)), m)
 		if lse == nil {
