@@ -170,29 +170,34 @@ func (w *Weights) GroupedTokenLogProbs(in GroupedInputs, targets *Node, chunk in
 // values k, v [B, T, KVH, D] (mask [B, T, T]). The softmax runs over both
 // key sets without concatenating them: one shared maximum, the two
 // exponentials' sums added, the value products added and divided by the
-// total. Precision as attention. Returns [B, T, H·D] float32.
+// total. The operands are laid out [Gr, KVH, N, …] once, so that every
+// product's output comes in the order the next step reads (no transposes
+// of score-sized tensors). Precision as attention. Returns [B, T, H·D]
+// float32.
 func groupedAttention(q, k, v *Node, prefix KV, valid, mask *Node, dt dtypes.DType) *Node {
 	dims := q.Shape().Dimensions
 	b, t, h, d := dims[0], dims[1], dims[2], dims[3]
 	pd := prefix.K.Shape().Dimensions
 	gr, p, kvh := pd[0], pd[1], pd[2]
 	n, gq := b/gr, h/kvh
-	qg := Reshape(q, gr, n, t, kvh, gq, d)
-	ko, vo := Reshape(k, gr, n, t, kvh, d), Reshape(v, gr, n, t, kvh, d)
+	qg := TransposeAllDims(Reshape(q, gr, n, t, kvh, gq, d), 0, 3, 1, 2, 4, 5)               // [Gr, KVH, N, T, Gq, D]
+	kp, vp := TransposeAllDims(prefix.K, 0, 2, 1, 3), TransposeAllDims(prefix.V, 0, 2, 1, 3) // [Gr, KVH, P, D]
+	ko := TransposeAllDims(Reshape(k, gr, n, t, kvh, d), 0, 3, 1, 2, 4)                      // [Gr, KVH, N, T, D]
+	vo := TransposeAllDims(Reshape(v, gr, n, t, kvh, d), 0, 3, 1, 2, 4)
 	scale := 1 / math.Sqrt(float64(d))
 	neg := Scalar(q.Graph(), dtypes.Float32, -math.MaxFloat32)
-	sp := MulScalar(einsumF32("gntkqd,gpkd->gnktqp", qg, prefix.K, dt), scale) // [Gr, N, KVH, T, Gq, P]
-	so := MulScalar(einsumF32("gntkqd,gnckd->gnktqc", qg, ko, dt), scale)      // [Gr, N, KVH, T, Gq, T]
-	sp = Where(BroadcastToDims(Reshape(valid, gr, 1, 1, 1, 1, p), gr, n, kvh, t, gq, p), sp, neg)
-	so = Where(BroadcastToDims(Reshape(mask, gr, n, 1, t, 1, t), gr, n, kvh, t, gq, t), so, neg)
+	sp := MulScalar(einsumF32("gkntqd,gkpd->gkntqp", qg, kp, dt), scale)  // [Gr, KVH, N, T, Gq, P]
+	so := MulScalar(einsumF32("gkntqd,gkncd->gkntqc", qg, ko, dt), scale) // [Gr, KVH, N, T, Gq, T]
+	sp = Where(BroadcastToDims(Reshape(valid, gr, 1, 1, 1, 1, p), gr, kvh, n, t, gq, p), sp, neg)
+	so = Where(BroadcastToDims(Reshape(mask, gr, 1, n, t, 1, t), gr, kvh, n, t, gq, t), so, neg)
 	// Every tail query sees at least its row's first position (the prompt's
 	// last token), so the maximum is finite and the total positive.
 	m := StopGradient(Max(ReduceAndKeep(sp, ReduceMax, -1), ReduceAndKeep(so, ReduceMax, -1)))
 	ep, eo := Exp(Sub(sp, m)), Exp(Sub(so, m))
-	total := Add(ReduceSum(ep, -1), ReduceSum(eo, -1)) // [Gr, N, KVH, T, Gq]
+	total := Add(ReduceSum(ep, -1), ReduceSum(eo, -1)) // [Gr, KVH, N, T, Gq]
 	out := Add(
-		ConvertDType(Einsum("gnktqp,gpkd->gntkqd", ConvertDType(ep, dt), ConvertDType(prefix.V, dt)), dtypes.Float32),
-		ConvertDType(Einsum("gnktqc,gnckd->gntkqd", ConvertDType(eo, dt), ConvertDType(vo, dt)), dtypes.Float32))
-	out = Div(out, InsertAxes(TransposeAllDims(total, 0, 1, 3, 2, 4), -1))
-	return Reshape(out, b, t, h*d)
+		ConvertDType(Einsum("gkntqp,gkpd->gkntqd", ConvertDType(ep, dt), ConvertDType(vp, dt)), dtypes.Float32),
+		ConvertDType(Einsum("gkntqc,gkncd->gkntqd", ConvertDType(eo, dt), ConvertDType(vo, dt)), dtypes.Float32))
+	out = Div(out, InsertAxes(total, -1))                              // [Gr, KVH, N, T, Gq, D]
+	return Reshape(TransposeAllDims(out, 0, 2, 3, 1, 4, 5), b, t, h*d) // [Gr, N, T, KVH, Gq, D]
 }
