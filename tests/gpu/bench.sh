@@ -8,7 +8,7 @@
 #   cp ../shared/peer/hf_grpo_baseline.py .carry/
 # then carry .carry and run: bash tests/gpu/bench.sh [what...]
 #   (what: rollout peer step iteration, and the GRPO step's faster paths: step-shared step-recompute
-#    step-recompute-bf16 step-recompute64; each of those also samples the GPU's used memory every 100 ms
+#    step-recompute-bf16 step-recompute32; each of those also samples the GPU's used memory every 100 ms
 #    and prints its peak, context included)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,7 +37,7 @@ for what in "${@:-rollout peer step}"; do
       step-shared) stepvariant $w --shared-prompt --micro 8 ;;
       step-recompute) stepvariant $w --recompute --micro 16 ;;
       step-recompute-bf16) stepvariant $w --recompute --micro 16 --bf16-head ;;
-      step-recompute64) stepvariant $w --recompute --micro 64 ;;
+      step-recompute32) stepvariant $w --recompute --micro 32 ;;
       iteration) timeout 420 bin/grpostep --assets $A --device gpu --mode iteration --n 4 --new 512 --rank 4 --micro 8 --reps 2 > "$OUT/iteration.json" 2> "$OUT/iteration.err"; echo "rc=$?"; tail -c 2500 "$OUT/iteration.json"; tail -5 "$OUT/iteration.err" ;;
     esac
   done
