@@ -165,6 +165,29 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 		}
 	}
 	out["compiled_memory_bytes"] = mem
+	// A device-memory estimate (the GPU's own peak is what tests/gpu/bench.sh
+	// samples): weights + adapter, AdamW moments and gradient accumulators
+	// (float32) + the largest program's temporaries + the residual streams
+	// the layer-by-layer path keeps between calls.
+	var weights, temps, kept int64
+	for _, name := range m.ParamNames() {
+		weights += int64(m.Param(name).Shape().Memory())
+	}
+	for _, ms := range mem {
+		temps = max(temps, int64(ms["temporaries"]))
+	}
+	for _, r := range runs {
+		if k, ok := r["recompute_kept_bytes"].(grpo.Float); ok {
+			kept = max(kept, int64(k))
+		}
+	}
+	ad, err := tr.Adapter()
+	if err != nil {
+		return err
+	}
+	state := int64(4 * 4 * ad.NumParams())
+	out["memory_estimate_bytes"] = map[string]int64{"weights": weights, "adapter_optimizer_accumulators": state,
+		"largest_temporaries": temps, "kept_streams": kept, "total": weights + state + temps + kept}
 	var rt runtime.MemStats
 	runtime.ReadMemStats(&rt)
 	out["go_heap_sys_bytes"] = rt.HeapSys
