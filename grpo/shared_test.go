@@ -2,6 +2,7 @@ package grpo
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -12,14 +13,23 @@ import (
 // TestSharedPromptStepMatchesFull trains three trainers on the same
 // rollouts: on full sequences, with each group's prompt computed once
 // (Setup.SharedPrompt), and layer by layer with recomputation
-// (Setup.Recompute), through gradient accumulation (two micro-batches),
-// μ = 2 updates (old log-probs), the KL to the reference and two steps: the
-// losses, KLs and gradient norms agree to 1e-5 relative and so do the
-// adapters after the updates.
+// (Setup.Recompute), with the KL to the reference and two steps, once with
+// gradient accumulation (two micro-batches) and μ = 2 updates (old
+// log-probs) and once with one micro-batch (the fused step program for the
+// first two) and μ = 1: the losses, KLs and gradient norms agree to 1e-5
+// relative and so do the adapters after the updates.
 func TestSharedPromptStepMatchesFull(t *testing.T) {
+	for _, c := range []struct{ ga, mu int }{{2, 2}, {1, 1}} {
+		t.Run(fmt.Sprintf("accumulation%d_mu%d", c.ga, c.mu), func(t *testing.T) {
+			cfg := tinyConfig()
+			cfg.GradientAccumulationSteps, cfg.NumIterations = c.ga, c.mu
+			checkSharedPrompt(t, cfg)
+		})
+	}
+}
+
+func checkSharedPrompt(t *testing.T, cfg Config) {
 	s := tinySetup(t)
-	cfg := tinyConfig()
-	cfg.GradientAccumulationSteps, cfg.NumIterations = 2, 2
 	full, err := New(cfg, s)
 	if err != nil {
 		t.Fatal(err)
