@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gomlx/gomlx/backends/simplego"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -30,7 +31,14 @@ func TestGroupedLogProbsMatchFull(t *testing.T) {
 	for _, s := range cfg.ParamSpecs() {
 		src.specs[s.Name], shp[s.Name] = s.Shape, s.Shape
 	}
-	m, err := qwen2vl.LoadFrom(cpuBackend(t), cfg, src, qwen2vl.Options{})
+	// One op at a time: the grouped graph's many independent batched
+	// products can deadlock GoMLX v0.26's pure-Go worker pool when run side
+	// by side (execDotGeneralSmall waits for a worker from within one).
+	seq, err := simplego.New("ops_sequential,parallelism=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := qwen2vl.LoadFrom(seq, cfg, src, qwen2vl.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

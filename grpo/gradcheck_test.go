@@ -21,7 +21,7 @@ import (
 // embedded tiny model with real rollouts, in both the full and the
 // shared-prompt layout.
 func TestFullLossGradientMatchesFiniteDifferences(t *testing.T) {
-	s := tinySetup(t)
+	s := tinySetupOn(t, sequentialCPU(t)) // see sequentialCPU
 	cfg := tinyConfig()
 	cfg.Objective.Beta = 0.1
 	cfg.Objective.EpsilonLow, cfg.Objective.EpsilonHigh = 0.2, 0.2

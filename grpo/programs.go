@@ -119,7 +119,8 @@ type trainPrograms struct {
 	step *execution.Program
 	// grads: [binding][text][batch][accumulators] → accumulators + gradients, metrics…
 	grads *execution.Program
-	// apply: [A/B][opt state][grads][lr] → new A/B, new state, grad norm, applied.
+	// apply: [A/B][opt state][grads][lr] → new A/B, new state, grad norm,
+	// applied, zeroed accumulators (the grads' buffers, for the next step).
 	apply *execution.Program
 }
 
@@ -188,7 +189,11 @@ func newTrainPrograms(o Objective, opt AdamW, modules []string, bindingOf func(l
 			lr := in[4*nParams+2]
 			res := opt.Update(lr, params, grads, state)
 			out := append(append([]*Node{}, res.Params...), res.State.Nodes()...)
-			return append(out, res.GradNorm, res.Applied)
+			out = append(out, res.GradNorm, res.Applied)
+			for _, g := range grads {
+				out = append(out, ZerosLike(g))
+			}
+			return out
 		}),
 	}
 }

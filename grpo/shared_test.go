@@ -7,8 +7,26 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/backends/simplego"
+
 	"github.com/mmft-go/mmft/engine"
 )
+
+// sequentialCPU is a pure-Go backend that runs a program's ops one at a time
+// (each op still spreads over the worker pool). The shared-prompt programs
+// hold many independent batched products (prompt and tail side by side), and
+// GoMLX v0.26's pool can deadlock when every pool goroutine runs such a
+// product that waits to start its own sub-tasks (execDotGeneralSmall's
+// nested WaitToStart); with one op at a time that cannot happen.
+func sequentialCPU(t testing.TB) backends.Backend {
+	t.Helper()
+	b, err := simplego.New("ops_sequential,parallelism=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
 
 // TestSharedPromptStepMatchesFull trains three trainers on the same
 // rollouts: on full sequences, with each group's prompt computed once
@@ -29,7 +47,7 @@ func TestSharedPromptStepMatchesFull(t *testing.T) {
 }
 
 func checkSharedPrompt(t *testing.T, cfg Config) {
-	s := tinySetup(t)
+	s := tinySetupOn(t, sequentialCPU(t))
 	full, err := New(cfg, s)
 	if err != nil {
 		t.Fatal(err)

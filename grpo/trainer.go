@@ -103,8 +103,12 @@ type Trainer struct {
 	optNames []string
 	bindings map[string]*qwen2vl.Binding
 
-	rng     *tensors.Tensor // the LoRA dropout's RNG state (nil without dropout)
-	step    int             // rollout batches done (the schedule's step)
+	rng *tensors.Tensor // the LoRA dropout's RNG state (nil without dropout)
+	// acc are zeroed gradient accumulators on the device (the last apply's
+	// output, Binding order), reused by the next accumulated update; nil
+	// before the first.
+	acc     []*tensors.Tensor
+	step    int // rollout batches done (the schedule's step)
 	history []Metrics
 }
 
@@ -219,6 +223,7 @@ func (t *Trainer) loadAdapter(ad *lora.Adapter) error {
 		return fmt.Errorf("grpo: %w", err)
 	}
 	t.lora = l
+	t.acc = nil // the accumulators follow the adapter's shapes
 	return nil
 }
 
@@ -602,10 +607,14 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 		if err != nil {
 			return nil, err
 		}
-		var acc []*tensors.Tensor
-		for _, name := range t.modules {
-			for _, x := range []*tensors.Tensor{t.lora.Modules[name].A, t.lora.Modules[name].B} {
-				acc = append(acc, tensors.FromShape(x.Shape()))
+		// Zero accumulators: the last apply's (on the device), else new ones.
+		acc := t.acc
+		t.acc = nil // donated below: not reusable if this update fails
+		if acc == nil {
+			for _, name := range t.modules {
+				for _, x := range []*tensors.Tensor{t.lora.Modules[name].A, t.lora.Modules[name].B} {
+					acc = append(acc, tensors.FromShape(x.Shape()))
+				}
 			}
 		}
 		for _, mb := range mbs {
@@ -655,7 +664,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 			all = append(all, execution.Donate(x))
 		}
 		for _, x := range acc {
-			all = append(all, x)
+			all = append(all, execution.Donate(x))
 		}
 		all = append(all, lr)
 		outs, err := t.run.Run(t.progs.apply, nil, all...)
@@ -664,6 +673,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 		}
 		t.setParams(outs[:nParams])
 		t.opt = outs[nParams : 3*nParams+2]
+		t.acc = outs[3*nParams+4:]
 		sum["grad_norm"] += float64(tensors.ToScalar[float32](outs[3*nParams+2]))
 		if !tensors.ToScalar[bool](outs[3*nParams+3]) {
 			sum["skipped_updates"]++
