@@ -14,8 +14,14 @@ import (
 // (module names and scales), which optional inputs are present, and the
 // vocabulary chunk of the log-prob computation.
 type stepVariant struct {
-	layout         string
-	old, ref, eng  bool
+	layout        string
+	old, ref, eng bool
+	// grouped reads the shared-prompt layout (qwen2vl.GroupedText) instead
+	// of full sequences.
+	grouped bool
+	// headDType computes the log-prob head in the model dtype
+	// (qwen2vl.Weights.HeadInDType).
+	headDType      bool
 	chunk          int
 	numItems       bool
 	accumulateOnly bool
@@ -67,10 +73,28 @@ func readBatch(v stepVariant, in []*Node) (batchNodes, []*Node) {
 	return b, in
 }
 
+// textLogps reads the text inputs of variant v's layout (full sequences or
+// the shared-prompt layout) and returns a function building the completion
+// tokens' log-probs for targets, and the nodes after the text inputs.
+func textLogps(v stepVariant, in []*Node) (func(w *qwen2vl.Weights, targets *Node) *Node, []*Node) {
+	if v.grouped {
+		gi, rest := qwen2vl.ReadGroupedInputs(in)
+		return func(w *qwen2vl.Weights, targets *Node) *Node {
+			w.HeadInDType = v.headDType
+			return w.GroupedTokenLogProbs(gi, targets, v.chunk)
+		}, rest
+	}
+	ti, rest := qwen2vl.ReadTextInputs(in)
+	return func(w *qwen2vl.Weights, targets *Node) *Node {
+		w.HeadInDType = v.headDType
+		return w.TokenLogProbs(ti, targets, v.chunk)
+	}, rest
+}
+
 // policyLoss builds the GRPO loss of a micro-batch and its metrics from the
 // policy's log-probs of the completion tokens.
-func policyLoss(o Objective, w *qwen2vl.Weights, v stepVariant, ti qwen2vl.TextInputs, b batchNodes) []*Node {
-	logps := w.TokenLogProbs(ti, b.targets, v.chunk)
+func policyLoss(o Objective, w *qwen2vl.Weights, logpsOf func(*qwen2vl.Weights, *Node) *Node, b batchNodes) []*Node {
+	logps := logpsOf(w, b.targets)
 	out := Loss(o, LossInputs{NewLogps: logps, OldLogps: b.old, RefLogps: b.ref, EngineLogps: b.eng, Mask: b.mask,
 		Advantages: b.adv, Keep: b.keep, Truncated: b.trunc, NumItems: b.numItems})
 	loss := Mul(out.Loss, ConvertDType(b.scale, dtypes.Float32))
@@ -95,7 +119,8 @@ type trainPrograms struct {
 	step *execution.Program
 	// grads: [binding][text][batch][accumulators] → accumulators + gradients, metrics…
 	grads *execution.Program
-	// apply: [A/B][opt state][grads][lr] → new A/B, new state, grad norm, applied.
+	// apply: [A/B][opt state][grads][lr] → new A/B, new state, grad norm,
+	// applied, zeroed accumulators (the grads' buffers, for the next step).
 	apply *execution.Program
 }
 
@@ -107,22 +132,22 @@ func newTrainPrograms(o Objective, opt AdamW, modules []string, bindingOf func(l
 		logps: execution.NewProgram("grpo.logps", func(variant any, in []*Node) []*Node {
 			v := variant.(stepVariant)
 			w, rest := bindingOf(v.layout).Weights(in)
-			ti, rest := qwen2vl.ReadTextInputs(rest)
-			return []*Node{w.TokenLogProbs(ti, rest[0], v.chunk)}
+			logps, rest := textLogps(v, rest)
+			return []*Node{logps(w, rest[0])}
 		}),
 		step: execution.NewProgram("grpo.step", func(variant any, in []*Node) []*Node {
 			v := variant.(stepVariant)
 			w, rest := bindingOf(v.layout).Weights(in)
 			state := AdamWStateFromNodes(rest[:2+2*nParams], nParams)
 			lr := rest[2+2*nParams]
-			ti, rest := qwen2vl.ReadTextInputs(rest[3+2*nParams:])
+			logps, rest := textLogps(v, rest[3+2*nParams:])
 			b, rest := readBatch(v, rest)
 			var rng *Node
 			if v.dropout > 0 {
 				rng = rest[0]
 			}
 			next := withDropout(w, v.dropout, rng)
-			metrics := policyLoss(o, w, v, ti, b)
+			metrics := policyLoss(o, w, logps, b)
 			params := adapterNodes(w, modules)
 			grads := Gradient(metrics[0], params...)
 			res := opt.Update(lr, params, grads, state)
@@ -137,7 +162,7 @@ func newTrainPrograms(o Objective, opt AdamW, modules []string, bindingOf func(l
 		grads: execution.NewProgram("grpo.grads", func(variant any, in []*Node) []*Node {
 			v := variant.(stepVariant)
 			w, rest := bindingOf(v.layout).Weights(in)
-			ti, rest := qwen2vl.ReadTextInputs(rest)
+			logps, rest := textLogps(v, rest)
 			b, rest := readBatch(v, rest)
 			acc := rest[:nParams]
 			var rng *Node
@@ -145,7 +170,7 @@ func newTrainPrograms(o Objective, opt AdamW, modules []string, bindingOf func(l
 				rng = rest[nParams]
 			}
 			next := withDropout(w, v.dropout, rng)
-			metrics := policyLoss(o, w, v, ti, b)
+			metrics := policyLoss(o, w, logps, b)
 			grads := Gradient(metrics[0], adapterNodes(w, modules)...)
 			out := make([]*Node, 0, nParams+len(metrics)+1)
 			for i, g := range grads {
@@ -164,7 +189,11 @@ func newTrainPrograms(o Objective, opt AdamW, modules []string, bindingOf func(l
 			lr := in[4*nParams+2]
 			res := opt.Update(lr, params, grads, state)
 			out := append(append([]*Node{}, res.Params...), res.State.Nodes()...)
-			return append(out, res.GradNorm, res.Applied)
+			out = append(out, res.GradNorm, res.Applied)
+			for _, g := range grads {
+				out = append(out, ZerosLike(g))
+			}
+			return out
 		}),
 	}
 }

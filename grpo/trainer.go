@@ -44,6 +44,23 @@ type Setup struct {
 	Steps int
 	// VocabChunk is the vocabulary chunk of the log-prob graphs (0: 8192).
 	VocabChunk int
+	// SharedPrompt computes each group's prompt once per micro-batch
+	// instead of once per completion (qwen2vl.GroupedTokenLogProbs): the
+	// group's completions attend to its prompt's keys and values and the
+	// gradient flows back into the prompt once. The same math as the full
+	// layout (float rounding aside), with about 1/NumGenerations of the
+	// prompt's work.
+	SharedPrompt bool
+	// Recompute runs the policy's forward and backward passes one decoder
+	// layer per program call, recomputing each layer's activations in the
+	// backward pass, so that only the residual streams between layers stay
+	// in memory (see layered.go): one more forward pass for a fraction of
+	// the memory. It implies SharedPrompt and refuses LoRA dropout.
+	Recompute bool
+	// HeadInDType computes the log-prob head's logits as products in the
+	// model dtype (qwen2vl.Weights.HeadInDType: bf16 rounding of the logits on
+	// a bf16 model, as PyTorch's bf16 models do) instead of float32 products.
+	HeadInDType bool
 	// Progress, when set, is told about rollout progress.
 	Progress func(engine.Progress)
 	// BatchRewards are rewards scored a batch at a time (an LLM judge that
@@ -92,6 +109,9 @@ type Trainer struct {
 	stream  *Stream
 	sched   Schedule
 	progs   trainPrograms
+	layered layeredPrograms
+	// layerSpecs are the layer programs' layouts by key (layered.go).
+	layerSpecs map[string]layerSpec
 
 	adapter  *lora.Adapter // configuration and module shapes; values are synced by Adapter()
 	modules  []string      // sorted module names
@@ -102,8 +122,12 @@ type Trainer struct {
 
 	split splitState // the engine's adapter copy in the split layout (split.go)
 
-	rng     *tensors.Tensor // the LoRA dropout's RNG state (nil without dropout)
-	step    int             // rollout batches done (the schedule's step)
+	rng *tensors.Tensor // the LoRA dropout's RNG state (nil without dropout)
+	// acc are zeroed gradient accumulators on the device (the last apply's
+	// output, Binding order), reused by the next accumulated update; nil
+	// before the first.
+	acc     []*tensors.Tensor
+	step    int // rollout batches done (the schedule's step)
 	history []Metrics
 }
 
@@ -125,6 +149,8 @@ func New(cfg Config, s Setup) (*Trainer, error) {
 		return nil, errors.New("grpo: Setup.Rewards has no reward function")
 	case s.Steps < 1:
 		return nil, fmt.Errorf("grpo: Setup.Steps %d: train at least one step", s.Steps)
+	case s.Recompute && cfg.LoRADropout > 0:
+		return nil, fmt.Errorf("grpo: lora_dropout %v with layer-by-layer recomputation: the recomputed forward pass would draw a new dropout mask; set lora_dropout to 0 or turn recomputation off", cfg.LoRADropout)
 	case cfg.BatchSize%cfg.GradientAccumulationSteps != 0:
 		return nil, fmt.Errorf("grpo: batch_size %d is not a multiple of gradient_accumulation_steps %d: each micro-batch holds whole groups",
 			cfg.BatchSize, cfg.GradientAccumulationSteps)
@@ -181,6 +207,8 @@ func New(cfg Config, s Setup) (*Trainer, error) {
 	}
 	t.optNames, t.opt = names, st.Tensors()
 	t.progs = newTrainPrograms(cfg.Objective, cfg.Optimizer, t.modules, func(layout string) *qwen2vl.Binding { return t.bindings[layout] })
+	t.layerSpecs = map[string]layerSpec{}
+	t.layered = newLayeredPrograms(cfg.Objective, m.Config, &qwen2vl.Weights{DType: m.DType}, func(key string) layerSpec { return t.layerSpecs[key] })
 	return t, nil
 }
 
@@ -221,6 +249,7 @@ func (t *Trainer) loadAdapter(ad *lora.Adapter) error {
 	}
 	t.lora = l
 	t.split.invalidate()
+	t.acc = nil // the accumulators follow the adapter's shapes
 	return nil
 }
 
@@ -514,7 +543,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 		n := tb.N
 		lo, hi := k*per*g, (k+1)*per*g
 		v := stepVariant{chunk: t.s.VocabChunk, old: needOld, ref: needRef, eng: t.cfg.Objective.ImportanceSamplingCorrection,
-			numItems: t.cfg.Objective.LossType == LossDAPO, dropout: t.cfg.LoRADropout}
+			numItems: t.cfg.Objective.LossType == LossDAPO, dropout: t.cfg.LoRADropout, headDType: t.s.HeadInDType}
 		scale := float32(1)
 		if t.cfg.Objective.LossType != LossDAPO {
 			scale = 1 / float32(ga)
@@ -528,15 +557,22 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 			tensors.FromScalar(scale),
 		}
 		textArgs := tb.Text.Tensors(tb.Features)
+		if t.s.SharedPrompt || t.s.Recompute {
+			gt, err := tb.Text.Grouped(g, tb.C)
+			if err != nil {
+				return nil, fmt.Errorf("grpo: %w", err)
+			}
+			textArgs, v.grouped = gt.Tensors(tb.Features), true
+		}
 		if needOld {
-			lp, err := t.logps(t.lora, textArgs, args[0])
+			lp, err := t.logps(t.lora, v.grouped, textArgs, args[0])
 			if err != nil {
 				return nil, err
 			}
 			args = append(args, lp)
 		}
 		if needRef {
-			lp, err := t.logps(nil, textArgs, args[0])
+			lp, err := t.logps(nil, v.grouped, textArgs, args[0])
 			if err != nil {
 				return nil, err
 			}
@@ -556,8 +592,9 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 	lr := tensors.FromScalar(float32(t.sched(t.step)))
 	nParams := 2 * len(t.modules)
 	names := []string{"loss", "kl", "clip_low", "clip_high", "ratio", "is_weight", "loss_tokens"}
+	var keptBytes int64 // residual streams kept between layer-by-layer passes
 	for range t.cfg.NumIterations {
-		if ga == 1 {
+		if ga == 1 && !t.s.Recompute {
 			mb := mbs[0]
 			b, err := t.bind(t.lora)
 			if err != nil {
@@ -603,15 +640,30 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 		if err != nil {
 			return nil, err
 		}
-		var acc []*tensors.Tensor
-		for _, name := range t.modules {
-			for _, x := range []*tensors.Tensor{t.lora.Modules[name].A, t.lora.Modules[name].B} {
-				acc = append(acc, tensors.FromShape(x.Shape()))
+		// Zero accumulators: the last apply's (on the device), else new ones.
+		acc := t.acc
+		t.acc = nil // donated below: not reusable if this update fails
+		if acc == nil {
+			for _, name := range t.modules {
+				for _, x := range []*tensors.Tensor{t.lora.Modules[name].A, t.lora.Modules[name].B} {
+					acc = append(acc, tensors.FromShape(x.Shape()))
+				}
 			}
 		}
 		for _, mb := range mbs {
 			mb.v.layout = b.Layout()
 			mb.v.accumulateOnly = true
+			if t.s.Recompute {
+				metrics, kept, err := t.layeredGrads(mb.v, mb.textArgs, mb.args, acc)
+				if err != nil {
+					return nil, err
+				}
+				for i, name := range names {
+					sum[name] += float64(tensors.ToScalar[float32](metrics[i])) / float64(ga)
+				}
+				keptBytes = max(keptBytes, kept)
+				continue
+			}
 			all := t.weightArgs(b, false)
 			for _, x := range mb.textArgs {
 				all = append(all, x)
@@ -645,7 +697,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 			all = append(all, execution.Donate(x))
 		}
 		for _, x := range acc {
-			all = append(all, x)
+			all = append(all, execution.Donate(x))
 		}
 		all = append(all, lr)
 		outs, err := t.run.Run(t.progs.apply, nil, all...)
@@ -654,6 +706,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 		}
 		t.setParams(outs[:nParams])
 		t.opt = outs[nParams : 3*nParams+2]
+		t.acc = outs[3*nParams+4:]
 		sum["grad_norm"] += float64(tensors.ToScalar[float32](outs[3*nParams+2]))
 		if !tensors.ToScalar[bool](outs[3*nParams+3]) {
 			sum["skipped_updates"]++
@@ -670,6 +723,9 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 	}
 	if _, ok := m["skipped_updates"]; !ok {
 		m["skipped_updates"] = 0
+	}
+	if t.s.Recompute {
+		m["recompute_kept_bytes"] = Float(keptBytes)
 	}
 	return m, nil
 }
@@ -711,8 +767,9 @@ func (t *Trainer) setParams(ts []*tensors.Tensor) {
 }
 
 // logps runs the log-prob program with adapter l (nil: the reference, the
-// base model with adapters off).
-func (t *Trainer) logps(l *qwen2vl.LoRA, text []*tensors.Tensor, targets *tensors.Tensor) (*tensors.Tensor, error) {
+// base model with adapters off) on text inputs of the full or (grouped) the
+// shared-prompt layout.
+func (t *Trainer) logps(l *qwen2vl.LoRA, grouped bool, text []*tensors.Tensor, targets *tensors.Tensor) (*tensors.Tensor, error) {
 	b, err := t.bind(l)
 	if err != nil {
 		return nil, err
@@ -722,7 +779,7 @@ func (t *Trainer) logps(l *qwen2vl.LoRA, text []*tensors.Tensor, targets *tensor
 		all = append(all, x)
 	}
 	all = append(all, targets)
-	outs, err := t.run.Run(t.progs.logps, stepVariant{layout: b.Layout(), chunk: t.s.VocabChunk}, all...)
+	outs, err := t.run.Run(t.progs.logps, stepVariant{layout: b.Layout(), chunk: t.s.VocabChunk, grouped: grouped, headDType: t.s.HeadInDType}, all...)
 	if err != nil {
 		return nil, fmt.Errorf("grpo: log-probs: %w", err)
 	}

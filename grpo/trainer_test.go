@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/gomlx/gomlx/backends"
+
 	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/data/synth"
 	"github.com/mmft-go/mmft/embedded"
@@ -17,7 +19,10 @@ import (
 
 // tinySetup builds the embedded default: tiny random model, its processor,
 // an engine and the built-in easy documents.
-func tinySetup(t testing.TB) Setup {
+func tinySetup(t testing.TB) Setup { return tinySetupOn(t, nil) }
+
+// tinySetupOn is tinySetup on backend be (nil: compute.NewCPU).
+func tinySetupOn(t testing.TB, be backends.Backend) Setup {
 	t.Helper()
 	dir, err := embedded.ModelDir(t.TempDir())
 	if err != nil {
@@ -31,11 +36,14 @@ func tinySetup(t testing.TB) Setup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := compute.NewCPU()
-	if err != nil {
-		t.Fatal(err)
+	if be == nil {
+		cpu, err := compute.NewCPU()
+		if err != nil {
+			t.Fatal(err)
+		}
+		be = cpu.Backend
 	}
-	m, err := qwen2vl.LoadFrom(be.Backend, cfg, embedded.RandomWeights(cfg, 1), qwen2vl.Options{})
+	m, err := qwen2vl.LoadFrom(be, cfg, embedded.RandomWeights(cfg, 1), qwen2vl.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,10 @@ type Weights struct {
 	// LoRAInput, when set, transforms the input of each adapter's low-rank
 	// branch (not the base projection's): the trainer's LoRA dropout.
 	LoRAInput func(module string, x *Node) *Node
+	// HeadInDType makes ChosenLogProbs compute its logits as products in the
+	// model dtype (LogitsInDType's precision, about 2⁻⁹ relative for bf16)
+	// instead of float32 products; no effect on a float32 model.
+	HeadInDType bool
 }
 
 // LoRANodes are one module's low-rank adapter: A [r, in], B [out, r] and the
@@ -223,34 +227,48 @@ func (w *Weights) Decoder(in DecoderInput) (*Node, []KV) {
 	h := ConvertDType(in.Hidden, dtypes.Float32) // the residual stream stays float32
 	out := make([]KV, cfg.NumLayers)
 	for i := range cfg.NumLayers {
-		p := fmt.Sprintf("model.layers.%d.", i)
-		// Self-attention block.
-		x := rmsNorm(h, w.param(p+"input_layernorm.weight"), cfg.RMSNormEps)
-		q := splitHeads(w.Proj(p+"self_attn.q_proj", x), cfg.NumHeads)
-		k := splitHeads(w.Proj(p+"self_attn.k_proj", x), cfg.NumKVHeads)
-		v := splitHeads(w.Proj(p+"self_attn.v_proj", x), cfg.NumKVHeads)
-		q = applyRotary(q, in.Cos, in.Sin)
-		// The cache holds the model dtype, heads before positions.
-		kv := KV{K: headsMajor(ConvertDType(applyRotary(k, in.Cos, in.Sin), w.DType)), V: headsMajor(ConvertDType(v, w.DType))}
-		var attn *Node
-		switch {
-		case in.Attention != nil:
-			attn, kv = in.Attention(i, q, kv.K, kv.V)
-		case in.Attend != nil:
-			kv = in.Attend(i, kv.K, kv.V)
-			attn = attention(q, kv.K, kv.V, in.Mask, w.DType)
-		default:
-			attn = attention(q, kv.K, kv.V, in.Mask, w.DType)
-		}
-		out[i] = kv
-		h = Add(h, w.Proj(p+"self_attn.o_proj", attn))
-		// SwiGLU MLP block.
-		x = rmsNorm(h, w.param(p+"post_attention_layernorm.weight"), cfg.RMSNormEps)
-		gate := w.Proj(p+"mlp.gate_proj", x)
-		up := w.Proj(p+"mlp.up_proj", x)
-		h = Add(h, w.Proj(p+"mlp.down_proj", Mul(Mul(gate, Sigmoid(gate)), up)))
+		h, out[i] = w.DecoderLayer(i, h, in)
 	}
-	return rmsNorm(h, w.param("model.norm.weight"), cfg.RMSNormEps), out
+	return w.FinalNorm(h), out
+}
+
+// FinalNorm is the decoder's final RMSNorm of hidden states [..., hidden]
+// (float32).
+func (w *Weights) FinalNorm(h *Node) *Node {
+	return rmsNorm(h, w.param("model.norm.weight"), w.Config.Text.RMSNormEps)
+}
+
+// DecoderLayer runs decoder layer i on the residual stream h [B, S, hidden]
+// (float32) with in's rotary tables and attention (in.Hidden is unused). It
+// returns the layer's output residual stream and its attended keys and
+// values (as Decoder reports them).
+func (w *Weights) DecoderLayer(i int, h *Node, in DecoderInput) (*Node, KV) {
+	cfg := w.Config.Text
+	p := fmt.Sprintf("model.layers.%d.", i)
+	// Self-attention block.
+	x := rmsNorm(h, w.param(p+"input_layernorm.weight"), cfg.RMSNormEps)
+	q := splitHeads(w.Proj(p+"self_attn.q_proj", x), cfg.NumHeads)
+	k := splitHeads(w.Proj(p+"self_attn.k_proj", x), cfg.NumKVHeads)
+	v := splitHeads(w.Proj(p+"self_attn.v_proj", x), cfg.NumKVHeads)
+	q = applyRotary(q, in.Cos, in.Sin)
+	// The cache holds the model dtype, heads before positions.
+	kv := KV{K: headsMajor(ConvertDType(applyRotary(k, in.Cos, in.Sin), w.DType)), V: headsMajor(ConvertDType(v, w.DType))}
+	var attn *Node
+	switch {
+	case in.Attention != nil:
+		attn, kv = in.Attention(i, q, kv.K, kv.V)
+	case in.Attend != nil:
+		kv = in.Attend(i, kv.K, kv.V)
+		attn = attention(q, kv.K, kv.V, in.Mask, w.DType)
+	default:
+		attn = attention(q, kv.K, kv.V, in.Mask, w.DType)
+	}
+	h = Add(h, w.Proj(p+"self_attn.o_proj", attn))
+	// SwiGLU MLP block.
+	x = rmsNorm(h, w.param(p+"post_attention_layernorm.weight"), cfg.RMSNormEps)
+	gate := w.Proj(p+"mlp.gate_proj", x)
+	up := w.Proj(p+"mlp.up_proj", x)
+	return Add(h, w.Proj(p+"mlp.down_proj", Mul(Mul(gate, Sigmoid(gate)), up))), kv
 }
 
 // LMHeadWeight is the output projection [vocab, hidden]: embed_tokens when tied.
@@ -290,13 +308,20 @@ func (w *Weights) ChosenLogProbs(h, targets *Node, chunk int) *Node {
 	}
 	// Logit of the chosen token: h · W[target].
 	rows := Gather(head, InsertAxes(targets, -1)) // [B, S, hidden]
-	chosen := ReduceSum(Mul(ConvertDType(h, dtypes.Float32), ConvertDType(rows, dtypes.Float32)), -1)
+	hc := ConvertDType(h, dtypes.Float32)
+	product := func(part *Node) *Node { return linearF32(h, part, dtypes.Float32) }
+	if w.HeadInDType {
+		// The chosen logit sees the same rounded hidden state as the chunks.
+		hc = ConvertDType(ConvertDType(h, head.DType()), dtypes.Float32)
+		product = func(part *Node) *Node { return linear(h, part, nil) }
+	}
+	chosen := ReduceSum(Mul(hc, ConvertDType(rows, dtypes.Float32)), -1)
 	// Streaming log-sum-exp over vocabulary chunks (slices of the constant head
 	// weight only, so no Slice lies on the gradient path to adapter weights).
 	var lse *Node
 	for start := 0; start < vocab; start += chunk {
 		end := min(start+chunk, vocab)
-		part := linearF32(h, Slice(head, AxisRange(start, end)), dtypes.Float32)
+		part := product(Slice(head, AxisRange(start, end)))
 		m := StopGradient(ReduceMax(part, -1))
 		partLSE := Add(Log(ReduceSum(Exp(Sub(part, InsertAxes(m, -1))), -1)), m)
 		if lse == nil {

@@ -8,6 +8,11 @@
 //     (adapters off) included when --beta > 0, micro-batches of --micro
 //     sequences (gradient accumulation), AdamW. grpo.Trainer.TrainOn on
 //     synthetic rollouts, --reps times (the first includes compilation).
+//     --shared-prompt computes each group's prompt once (grpo.Setup.SharedPrompt);
+//     --recompute runs the policy layer by layer with recomputation
+//     (grpo.Setup.Recompute, implies --shared-prompt); --bf16-head computes
+//     the log-prob head's logits in the model dtype (grpo.Setup.HeadInDType).
+//     Without them: the full layout, one program per micro-batch.
 //   - iteration: whole GRPO iterations (grpo.Trainer.Step: rollouts with the
 //     engine, rewards, update) on generated financial documents rendered at
 //     --image², with the split of the time between rollout, reward and update.
@@ -51,14 +56,23 @@ func main() {
 	reps := flag.Int("reps", 3, "steps or iterations to time (the first includes compilation)")
 	chunk := flag.Int("vocab-chunk", 0, "vocabulary chunk of the log-prob graph (0: 8192)")
 	prealloc := flag.Bool("preallocate", false, "keep XLA's GPU preallocation")
+	var v variant
+	flag.BoolVar(&v.SharedPrompt, "shared-prompt", false, "compute each group's prompt once (grpo.Setup.SharedPrompt)")
+	flag.BoolVar(&v.Recompute, "recompute", false, "layer-by-layer forward/backward with recomputation (grpo.Setup.Recompute; implies --shared-prompt)")
+	flag.BoolVar(&v.HeadInDType, "bf16-head", false, "log-prob head logits in the model dtype (grpo.Setup.HeadInDType)")
 	flag.Parse()
-	if err := run(*assets, *device, *mode, *prompts, *n, *newTokens, *length, *side, *rank, *micro, *beta, *iters, *reps, *chunk, *prealloc); err != nil {
+	if err := run(*assets, *device, *mode, *prompts, *n, *newTokens, *length, *side, *rank, *micro, *beta, *iters, *reps, *chunk, *prealloc, v); err != nil {
 		fmt.Fprintln(os.Stderr, "grpostep:", err)
 		os.Exit(1)
 	}
 }
 
-func run(assets, device, mode string, prompts, n, newTokens, length, side, rank, micro int, beta float64, iters, reps, chunk int, prealloc bool) error {
+// variant is the trainer path under test (grpo.Setup's switches).
+type variant struct {
+	SharedPrompt, Recompute, HeadInDType bool
+}
+
+func run(assets, device, mode string, prompts, n, newTokens, length, side, rank, micro int, beta float64, iters, reps, chunk int, prealloc bool, v variant) error {
 	if micro%n != 0 || (prompts*n)%micro != 0 {
 		return fmt.Errorf("--micro %d must be a multiple of --n %d and divide prompts×n = %d", micro, n, prompts*n)
 	}
@@ -97,13 +111,15 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 	if err != nil {
 		return err
 	}
-	tr, err := grpo.New(tc, grpo.Setup{Engine: eng, Processor: proc, Rewards: set, Data: grpo.DocEpochs(docs, 1), Steps: reps, VocabChunk: chunk})
+	tr, err := grpo.New(tc, grpo.Setup{Engine: eng, Processor: proc, Rewards: set, Data: grpo.DocEpochs(docs, 1), Steps: reps, VocabChunk: chunk,
+		SharedPrompt: v.SharedPrompt, Recompute: v.Recompute, HeadInDType: v.HeadInDType})
 	if err != nil {
 		return err
 	}
 	out := map[string]any{"device": device, "date": time.Now().UTC().Format("2006-01-02"), "mode": mode, "load_weights_s": load.Seconds(),
 		"workload": map[string]any{"prompts": prompts, "n": n, "new": newTokens, "len": length, "image": side, "rank": rank,
-			"micro_batch": micro, "beta": beta, "iters": iters}}
+			"micro_batch": micro, "beta": beta, "iters": iters},
+		"shared_prompt": v.SharedPrompt || v.Recompute, "recompute": v.Recompute, "bf16_head": v.HeadInDType}
 	var runs []map[string]any
 	ctx := context.Background()
 	switch mode {
@@ -115,7 +131,8 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 			if err != nil {
 				return err
 			}
-			runs = append(runs, map[string]any{"seconds": time.Since(t).Seconds(), "loss": met["loss"], "grad_norm": met["grad_norm"]})
+			runs = append(runs, map[string]any{"seconds": time.Since(t).Seconds(), "loss": met["loss"], "grad_norm": met["grad_norm"],
+				"recompute_kept_bytes": met["recompute_kept_bytes"]})
 		}
 	case "iteration":
 		for range reps {
@@ -140,6 +157,29 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 		}
 	}
 	out["compiled_memory_bytes"] = mem
+	// A device-memory estimate (the GPU's own peak is what tests/gpu/bench.sh
+	// samples): weights + adapter, AdamW moments and gradient accumulators
+	// (float32) + the largest program's temporaries + the residual streams
+	// the layer-by-layer path keeps between calls.
+	var weights, temps, kept int64
+	for _, name := range m.ParamNames() {
+		weights += int64(m.Param(name).Shape().Memory())
+	}
+	for _, ms := range mem {
+		temps = max(temps, int64(ms["temporaries"]))
+	}
+	for _, r := range runs {
+		if k, ok := r["recompute_kept_bytes"].(grpo.Float); ok {
+			kept = max(kept, int64(k))
+		}
+	}
+	ad, err := tr.Adapter()
+	if err != nil {
+		return err
+	}
+	state := int64(4 * 4 * ad.NumParams())
+	out["memory_estimate_bytes"] = map[string]int64{"weights": weights, "adapter_optimizer_accumulators": state,
+		"largest_temporaries": temps, "kept_streams": kept, "total": weights + state + temps + kept}
 	var rt runtime.MemStats
 	runtime.ReadMemStats(&rt)
 	out["go_heap_sys_bytes"] = rt.HeapSys

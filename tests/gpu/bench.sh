@@ -6,7 +6,10 @@
 #   mkdir -p .carry/assets && tar -cf - bin | xz -T2 > .carry/bin.tar.xz
 #   cp ../shared/assets/qwen2-vl-2b-instruct/{*.json,merges.txt} .carry/assets/
 #   cp ../shared/peer/hf_grpo_baseline.py .carry/
-# then carry .carry and run: bash tests/gpu/bench.sh [what...]   (what: rollout peer step iteration)
+# then carry .carry and run: bash tests/gpu/bench.sh [what...]
+#   (what: rollout peer step iteration, and the GRPO step's faster paths: step-shared step-recompute
+#    step-recompute-bf16 step-recompute32; each of those also samples the GPU's used memory every 100 ms
+#    and prints its peak, context included)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/mmft-bench}; mkdir -p "$OUT"
@@ -14,6 +17,15 @@ OUT=${OUT:-/tmp/mmft-bench}; mkdir -p "$OUT"
 export GOPJRT_CUDA_CHECKS=0 XLA_FLAGS="${XLA_FLAGS:---xla_gpu_per_fusion_autotune_cache_dir=/tmp/xla-autotune}"
 A=.carry/assets
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+# stepvariant NAME FLAGS...: bin/grpostep --mode step with FLAGS, GPU memory sampled while it runs.
+stepvariant() {
+  local name=$1; shift
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$OUT/$name.mem" 2>/dev/null & local smi=$!
+  timeout 420 bin/grpostep --assets $A --device gpu --mode step --reps 3 "$@" > "$OUT/$name.json" 2> "$OUT/$name.err"; echo "rc=$?"
+  kill $smi 2>/dev/null; wait $smi 2>/dev/null
+  echo "peak GPU memory used (MiB, nvidia-smi): $(sort -n "$OUT/$name.mem" | tail -1)"
+  tail -c 3000 "$OUT/$name.json"; tail -5 "$OUT/$name.err"
+}
 for what in "${@:-rollout peer step}"; do
   for w in $what; do
     echo "== $w $(date -u +%H:%M:%S)"
@@ -22,6 +34,10 @@ for what in "${@:-rollout peer step}"; do
       rollout64) timeout 420 bin/rollout --config $A/config.json --device gpu --reps 2 --prompts 64 --new 512 > "$OUT/rollout64.json" 2> "$OUT/rollout64.err"; echo "rc=$?"; tail -c 1500 "$OUT/rollout64.json" ;;
       peer) timeout 400 python3 .carry/hf_grpo_baseline.py > "$OUT/peer.jsonl" 2> "$OUT/peer.err"; echo "rc=$?"; cat "$OUT/peer.jsonl" ;;
       step) timeout 420 bin/grpostep --assets $A --device gpu --mode step --reps 3 > "$OUT/grpostep.json" 2> "$OUT/grpostep.err"; echo "rc=$?"; tail -c 2500 "$OUT/grpostep.json"; tail -5 "$OUT/grpostep.err" ;;
+      step-shared) stepvariant $w --shared-prompt --micro 8 ;;
+      step-recompute) stepvariant $w --recompute --micro 16 ;;
+      step-recompute-bf16) stepvariant $w --recompute --micro 16 --bf16-head ;;
+      step-recompute32) stepvariant $w --recompute --micro 32 ;;
       iteration) timeout 420 bin/grpostep --assets $A --device gpu --mode iteration --n 4 --new 512 --rank 4 --micro 8 --reps 2 > "$OUT/iteration.json" 2> "$OUT/iteration.err"; echo "rc=$?"; tail -c 2500 "$OUT/iteration.json"; tail -5 "$OUT/iteration.err" ;;
     esac
   done

@@ -1,0 +1,204 @@
+package qwen2vl
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+)
+
+// GroupedText is the shared-prompt layout of a batch of B = Gr·N full
+// sequences whose rows come in Gr groups of N consecutive rows with one
+// prompt each (GRPO's completions of a prompt). Each prompt is computed once:
+//   - Prompt [Gr, P] holds each group's prompt without its last token
+//     (left-padded, as in the full layout);
+//   - Tail [B, T] holds each row's last prompt token followed by its
+//     completion without the last token, so that Tail's position t predicts
+//     completion token t and the targets are the completions themselves.
+//
+// Ids, image indices, M-RoPE positions and validity are the full layout's
+// own values (TextBatch.Grouped copies them), so Weights.GroupedTokenLogProbs
+// computes the log-probs Weights.TokenLogProbs computes on the full layout,
+// with the prompt's tokens run once per group instead of N times.
+type GroupedText struct {
+	Prompt, Tail *TextBatch
+	// N is the group size (rows per prompt).
+	N int
+}
+
+// NumGroupedInputs is the number of graph inputs GroupedText.Tensors gives
+// and ReadGroupedInputs reads.
+const NumGroupedInputs = 2*NumTextInputs - 1
+
+// Grouped splits t, a full layout (prompts left-padded to L−T, then
+// completions right-padded to T), into its shared-prompt layout with groups of
+// n consecutive rows. It checks that the rows of each group have identical
+// prompts (ids, image indices, positions and padding).
+func (t *TextBatch) Grouped(n, completion int) (*GroupedText, error) {
+	p := t.L - completion - 1 // prompt tokens computed once per group
+	switch {
+	case n < 1 || t.B%n != 0:
+		return nil, fmt.Errorf("qwen2vl: group size %d does not divide the batch of %d rows", n, t.B)
+	case completion < 1 || p < 1:
+		return nil, fmt.Errorf("qwen2vl: completion length %d of sequences of %d: the shared-prompt layout needs at least 2 prompt positions and 1 completion token", completion, t.L)
+	}
+	gr := t.B / n
+	prompt := &TextBatch{B: gr, L: p, hidden: t.hidden}
+	tail := &TextBatch{B: t.B, L: completion, hidden: t.hidden}
+	for r := range t.B {
+		lead := (r / n) * n // the group's first row
+		for j := range p + 1 {
+			a, b := lead*t.L+j, r*t.L+j
+			same := t.IDs[a] == t.IDs[b] && t.ImageIndex[a] == t.ImageIndex[b] && t.IsImage[a] == t.IsImage[b] && t.Valid[a] == t.Valid[b]
+			for ax := range 3 {
+				same = same && t.Positions[(ax*t.B+lead)*t.L+j] == t.Positions[(ax*t.B+r)*t.L+j]
+			}
+			if !same {
+				return nil, fmt.Errorf("qwen2vl: row %d's prompt differs from row %d's at position %d: rows of a group of %d must share one prompt", r, lead, j, n)
+			}
+		}
+	}
+	cut := func(dst *TextBatch, rows []int, from int) {
+		for _, r := range rows {
+			lo, hi := r*t.L+from, r*t.L+from+dst.L
+			dst.IDs = append(dst.IDs, t.IDs[lo:hi]...)
+			dst.ImageIndex = append(dst.ImageIndex, t.ImageIndex[lo:hi]...)
+			dst.IsImage = append(dst.IsImage, t.IsImage[lo:hi]...)
+			dst.Valid = append(dst.Valid, t.Valid[lo:hi]...)
+		}
+		for ax := range 3 {
+			for _, r := range rows {
+				lo := (ax*t.B+r)*t.L + from
+				dst.Positions = append(dst.Positions, t.Positions[lo:lo+dst.L]...)
+			}
+		}
+		for _, img := range dst.IsImage {
+			if img {
+				dst.ImageTokens++
+			}
+		}
+	}
+	leads, all := make([]int, gr), make([]int, t.B)
+	for g := range leads {
+		leads[g] = g * n
+	}
+	for r := range all {
+		all[r] = r
+	}
+	cut(prompt, leads, 0)
+	cut(tail, all, p)
+	return &GroupedText{Prompt: prompt, Tail: tail, N: n}, nil
+}
+
+// Tensors returns the grouped graph's inputs in ReadGroupedInputs order: the
+// prompt part's text inputs (features included, see TextBatch.Tensors), then
+// the tail's ids, image index, is-image, positions and valid.
+func (g *GroupedText) Tensors(features *tensors.Tensor) []*tensors.Tensor {
+	p := g.Prompt.Tensors(features)
+	return append(p, g.Tail.Tensors(p[NumTextInputs-1])[:NumTextInputs-1]...)
+}
+
+// GroupedInputs are the grouped graph's input nodes (GroupedText.Tensors,
+// read with ReadGroupedInputs); both parts share the image features.
+type GroupedInputs struct {
+	Prompt, Tail TextInputs
+}
+
+// ReadGroupedInputs reads the NumGroupedInputs nodes GroupedText.Tensors gives
+// and returns the nodes after them.
+func ReadGroupedInputs(nodes []*Node) (GroupedInputs, []*Node) {
+	p, rest := ReadTextInputs(nodes)
+	t := TextInputs{IDs: rest[0], ImageIndex: rest[1], IsImage: rest[2], Positions: rest[3], Valid: rest[4],
+		ImageFeatures: p.ImageFeatures}
+	return GroupedInputs{Prompt: p, Tail: t}, rest[NumTextInputs-1:]
+}
+
+// GroupedStream is the residual streams of both parts of a grouped batch
+// between decoder layers: Prompt [Gr, P, hidden] and Tail [B, T, hidden],
+// float32.
+type GroupedStream struct {
+	Prompt, Tail *Node
+}
+
+// GroupedEmbed returns the input embeddings of both parts.
+func (w *Weights) GroupedEmbed(in GroupedInputs) GroupedStream {
+	return GroupedStream{
+		Prompt: w.Embed(in.Prompt.IDs, in.Prompt.ImageIndex, in.Prompt.IsImage, in.Prompt.ImageFeatures),
+		Tail:   w.Embed(in.Tail.IDs, in.Tail.ImageIndex, in.Tail.IsImage, in.Tail.ImageFeatures),
+	}
+}
+
+// GroupedLayer runs decoder layer i on both parts: the prompts attend
+// causally among themselves; each tail row attends to its group's prompt
+// keys and values (broadcast over the group, not copied) and causally to
+// its own positions. The gradient reaching a prompt's keys and values from
+// all N rows of its group flows back through the prompt's layer once.
+func (w *Weights) GroupedLayer(i int, in GroupedInputs, s GroupedStream) GroupedStream {
+	pcos, psin := w.MRope(in.Prompt.Positions)
+	p := in.Prompt.IDs.Shape().Dimensions[1]
+	hp, prefix := w.DecoderLayer(i, s.Prompt, DecoderInput{Cos: pcos, Sin: psin, Mask: causalMask(in.Prompt.Valid, p)})
+	tcos, tsin := w.MRope(in.Tail.Positions)
+	t := in.Tail.IDs.Shape().Dimensions[1]
+	own := causalMask(in.Tail.Valid, t)
+	ht, _ := w.DecoderLayer(i, s.Tail, DecoderInput{Cos: tcos, Sin: tsin, Attention: func(_ int, q, k, v *Node) (*Node, KV) {
+		return groupedAttention(q, k, v, prefix, in.Prompt.Valid, own, w.DType), KV{K: k, V: v}
+	}})
+	return GroupedStream{Prompt: hp, Tail: ht}
+}
+
+// GroupedTokenLogProbs is TokenLogProbs on the shared-prompt layout: for
+// targets [B, T] (the completions, right-padded) it returns their log-probs
+// [B, T] (float32), equal to TokenLogProbs on the full layout the grouped
+// one was split from. Like TokenLogProbs, its path from the adapter nodes
+// holds no Slice, DynamicSlice or Rsqrt.
+func (w *Weights) GroupedTokenLogProbs(in GroupedInputs, targets *Node, chunk int) *Node {
+	s := w.GroupedEmbed(in)
+	for i := range w.Config.Text.NumLayers {
+		s = w.GroupedLayer(i, in, s)
+	}
+	if chunk <= 0 {
+		chunk = 8192
+	}
+	return w.ChosenLogProbs(w.FinalNorm(s.Tail), targets, chunk)
+}
+
+// groupedAttention is attention for tail queries q [B, T, H, D] (float32,
+// rotary applied) of Gr = B/N groups over their group's prompt keys and
+// values prefix [Gr, KVH, P, D] (valid [Gr, P]) and their own keys and
+// values k, v [B, KVH, T, D] (mask [B, T, T]; the cache layout, heads before
+// positions). The softmax runs over both
+// key sets without concatenating them: one shared maximum, the two
+// exponentials' sums added, the value products added and divided by the
+// total. The operands are laid out [Gr, KVH, N, …] once, so that every
+// product's output comes in the order the next step reads (no transposes
+// of score-sized tensors). Precision as attention. Returns [B, T, H·D]
+// float32.
+func groupedAttention(q, k, v *Node, prefix KV, valid, mask *Node, dt dtypes.DType) *Node {
+	dims := q.Shape().Dimensions
+	b, t, h, d := dims[0], dims[1], dims[2], dims[3]
+	pd := prefix.K.Shape().Dimensions
+	gr, kvh, p := pd[0], pd[1], pd[2]
+	n, gq := b/gr, h/kvh
+	qg := TransposeAllDims(Reshape(q, gr, n, t, kvh, gq, d), 0, 3, 1, 2, 4, 5) // [Gr, KVH, N, T, Gq, D]
+	kp, vp := prefix.K, prefix.V                                               // [Gr, KVH, P, D]
+	ko := TransposeAllDims(Reshape(k, gr, n, kvh, t, d), 0, 2, 1, 3, 4)        // [Gr, KVH, N, T, D]
+	vo := TransposeAllDims(Reshape(v, gr, n, kvh, t, d), 0, 2, 1, 3, 4)
+	scale := 1 / math.Sqrt(float64(d))
+	neg := Scalar(q.Graph(), dtypes.Float32, -math.MaxFloat32)
+	sp := MulScalar(einsumF32("gkntqd,gkpd->gkntqp", qg, kp, dt), scale)  // [Gr, KVH, N, T, Gq, P]
+	so := MulScalar(einsumF32("gkntqd,gkncd->gkntqc", qg, ko, dt), scale) // [Gr, KVH, N, T, Gq, T]
+	sp = Where(BroadcastToDims(Reshape(valid, gr, 1, 1, 1, 1, p), gr, kvh, n, t, gq, p), sp, neg)
+	so = Where(BroadcastToDims(Reshape(mask, gr, 1, n, t, 1, t), gr, kvh, n, t, gq, t), so, neg)
+	// Every tail query sees at least its row's first position (the prompt's
+	// last token), so the maximum is finite and the total positive.
+	m := StopGradient(Max(ReduceAndKeep(sp, ReduceMax, -1), ReduceAndKeep(so, ReduceMax, -1)))
+	ep, eo := Exp(Sub(sp, m)), Exp(Sub(so, m))
+	total := Add(ReduceSum(ep, -1), ReduceSum(eo, -1)) // [Gr, KVH, N, T, Gq]
+	out := Add(
+		ConvertDType(Einsum("gkntqp,gkpd->gkntqd", ConvertDType(ep, dt), ConvertDType(vp, dt)), dtypes.Float32),
+		ConvertDType(Einsum("gkntqc,gkncd->gkntqd", ConvertDType(eo, dt), ConvertDType(vo, dt)), dtypes.Float32))
+	out = Div(out, InsertAxes(total, -1))                              // [Gr, KVH, N, T, Gq, D]
+	return Reshape(TransposeAllDims(out, 0, 2, 3, 1, 4, 5), b, t, h*d) // [Gr, N, T, KVH, Gq, D]
+}
