@@ -64,8 +64,34 @@ type TrainJob struct {
 	// OnSync, when set, is told about every adapter sync of the split
 	// layout (bytes, seconds and route: "device" to device, or "host").
 	OnSync func(distributed.SyncStats)
+	// StepLayout is how the GRPO step lays out its sequences: StepFull
+	// (every row's prompt computed, the default), StepShared (each group's
+	// prompt computed once, exact and faster) or StepRecompute (shared
+	// prompt, layer by layer with recomputation: least memory).
+	StepLayout StepLayout
 
 	trainer *grpo.Trainer
+}
+
+// StepLayout chooses the GRPO step's layout (TrainJob.StepLayout).
+type StepLayout string
+
+// The GRPO step's layouts; "" is StepFull.
+const (
+	StepFull      StepLayout = "full"
+	StepShared    StepLayout = "shared"
+	StepRecompute StepLayout = "recompute"
+)
+
+// ParseStepLayout reads a step layout name ("" is StepFull).
+func ParseStepLayout(s string) (StepLayout, error) {
+	switch l := StepLayout(strings.ToLower(strings.TrimSpace(s))); l {
+	case "", StepFull:
+		return StepFull, nil
+	case StepShared, StepRecompute:
+		return l, nil
+	}
+	return "", fmt.Errorf("mmft: step layout %q: want full, shared or recompute", s)
 }
 
 // TotalSteps returns the run's length in rollout batches.
@@ -94,6 +120,12 @@ func (j *TrainJob) Prepare(ctx context.Context) error {
 			j.Config.BatchSize, j.Data.Len, j.Data.Ref, j.Data.Split, j.Data.Len)
 	}
 	s := j.setup()
+	layout, err := ParseStepLayout(string(j.StepLayout))
+	if err != nil {
+		return err
+	}
+	s.SharedPrompt = layout == StepShared
+	s.Recompute = layout == StepRecompute
 	if err := placeJob(&s, j.Model, j.Config, j.Layout, j.MaxStaleness); err != nil {
 		return err
 	}

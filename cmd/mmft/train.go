@@ -57,12 +57,23 @@ fit (--gpu-memory, or the device's own) is refused.`)
 	resume := fs.String("resume", "", "continue a run: its output folder (latest checkpoint) or a checkpoint-N folder")
 	dtype := fs.String("dtype", "", "weights dtype: float32 or bfloat16 (default: bfloat16 on a GPU, float32 on the CPU)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	stepLayout := fs.String("step-layout", "auto", "the GRPO step's layout: full, shared (each group's prompt computed once: exact, faster), recompute (shared, layer by layer: least memory) or auto (on a GPU recompute, or shared when lora_dropout > 0; full on the CPU)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(c.stderr, "mmft train: unexpected argument %q (every setting is a flag; see --help)\n", fs.Arg(0))
 		return errUsage
+	}
+	autoLayout := strings.EqualFold(strings.TrimSpace(*stepLayout), "auto")
+	stepLay := mmft.StepFull
+	if !autoLayout {
+		l, err := mmft.ParseStepLayout(*stepLayout)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "mmft train: --step-layout %q: want full, shared, recompute or auto\n", *stepLayout)
+			return errUsage
+		}
+		stepLay = l
 	}
 	if *steps < 0 {
 		fmt.Fprintf(c.stderr, "mmft train: --steps %d: give a positive number of steps, or 0 for --epochs passes\n", *steps)
@@ -91,6 +102,13 @@ fit (--gpu-memory, or the device's own) is refused.`)
 	be, err := dev.Backend()
 	if err != nil {
 		return err
+	}
+	if autoLayout && be.Device != compute.CPU {
+		// Recomputation redraws no dropout mask, so it needs lora_dropout 0.
+		stepLay = mmft.StepShared
+		if cfg.LoRADropout == 0 {
+			stepLay = mmft.StepRecompute
+		}
 	}
 	defer be.Backend.Finalize()
 	layout, err := lay.Layout(be.Backend.NumDevices())
@@ -132,7 +150,7 @@ fit (--gpu-memory, or the device's own) is refused.`)
 		return err
 	}
 	job := &mmft.TrainJob{Config: cfg, Model: model, Data: d, Rewards: set, Steps: *steps, Resume: *resume,
-		Layout: &layout, MaxStaleness: lay.MaxStaleness}
+		Layout: &layout, MaxStaleness: lay.MaxStaleness, StepLayout: stepLay}
 	if judgeWeight != 0 {
 		job.BatchRewards = append(job.BatchRewards, mmft.JudgeReward(model, judgeWeight))
 	}
