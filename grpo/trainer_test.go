@@ -200,3 +200,62 @@ func TestRolloutsAreOnPolicy(t *testing.T) {
 		t.Errorf("KL to the reference %v after 2 updates: the adapter did not move, the test checks nothing", m["kl"])
 	}
 }
+
+// TestNoSignalBatchChangesNothing trains one step with reward variance (so
+// AdamW has momentum), then a batch whose groups all have equal rewards:
+// the adapter and the optimizer state must stay as they were (a zero
+// gradient through AdamW would still move the adapter by its momentum).
+func TestNoSignalBatchChangesNothing(t *testing.T) {
+	s := tinySetup(t)
+	cfg := tinyConfig()
+	tr, err := New(cfg, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r, err := tr.collect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqs []engine.Request
+	for _, p := range r.eng {
+		reqs = append(reqs, engine.Request{Prompt: p, N: cfg.NumGenerations, Sampling: tr.sampling()})
+	}
+	comps, err := s.Engine.Generate(ctx, reqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	varied := make([]float64, len(comps))
+	for i := range varied {
+		varied[i] = float64(i % 3)
+	}
+	if m, err := tr.TrainOn(ctx, r.eng, comps, varied); err != nil || m["no_signal"] != 0 || m["grad_norm"] == 0 {
+		t.Fatalf("a batch with reward variance: metrics %v, error %v; want a gradient", m, err)
+	}
+	before, err := tr.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := tr.TrainOn(ctx, r.eng, comps, make([]float64, len(comps)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["no_signal"] != 1 || m["loss_tokens"] != 0 {
+		t.Errorf("a batch of equal rewards: metrics %v; want no_signal 1 and no token counted", m)
+	}
+	after, err := tr.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range after.Adapter.Names() {
+		if !slices.Equal(before.Adapter.Modules[name].A, after.Adapter.Modules[name].A) || !slices.Equal(before.Adapter.Modules[name].B, after.Adapter.Modules[name].B) {
+			t.Fatalf("adapter %s moved on a batch without signal", name)
+		}
+	}
+	if before.Optimizer.Step != after.Optimizer.Step {
+		t.Errorf("AdamW step %d → %d on a batch without signal", before.Optimizer.Step, after.Optimizer.Step)
+	}
+	if tr.StepsDone() != 2 {
+		t.Errorf("%d steps done; the schedule still advances on a batch without signal (want 2)", tr.StepsDone())
+	}
+}
