@@ -6,9 +6,16 @@ import (
 )
 
 // EmbeddedTrainConfig is the main job's configuration: GRPO on the embedded
-// tiny model and documents, sized to learn the answer format in a few
+// tiny model and documents, sized to learn the answer format in about five
 // minutes on two CPU cores (the seed's settings are for the 2B model on GPUs:
-// grpo.DefaultConfig).
+// grpo.DefaultConfig). 96 steps of 4 prompts × 8 completions of at most 8
+// new tokens (room for the whole format, "</think><answer>5</answer>" is
+// four tokens, and for an end token after it); a KL to the reference at
+// 0.04; the rate warms up over 4 steps to 5e-3 and follows a cosine down to
+// 5e-4, so the policy moves fast while the tags are rare and settles at the
+// end instead of drifting off what it learnt (at a constant 5e-3 runs rose
+// and fell back; at 1e-2 the policy drifted onto random completions; runs
+// on 2026-12-02, bench/results/2026-12-02-cpu-main-job.md).
 func EmbeddedTrainConfig() grpo.Config {
 	c := grpo.DefaultConfig()
 	c.ModelName = embedded.Name
@@ -17,14 +24,10 @@ func EmbeddedTrainConfig() grpo.Config {
 	c.BatchSize = 4
 	c.NumGenerations = 8
 	c.NumIterations = 1
-	c.Epochs = 4
-	// Eight tokens hold the whole format ("</think><answer>5</answer>" is four
-	// of them) and keep random completions from repeating tags; a KL to the
-	// reference at 0.04 and a rate of 5e-3 keep the policy from collapsing
-	// onto one completion (at 1e-2 without KL it did, in runs on 2026-12-02).
+	c.Epochs = 6 // 64 documents in batches of 4: 96 steps
 	c.Objective.MaxCompletionLength = 8
 	c.Objective.Beta = 0.04
-	c.Schedule = grpo.ScheduleConfig{Kind: grpo.ScheduleConstant, LearningRate: 5e-3}
+	c.Schedule = grpo.ScheduleConfig{Kind: grpo.ScheduleCosine, LearningRate: 5e-3, LastLearningRate: 5e-4, WarmupSteps: 4}
 	c.LoRARank = 8
 	c.LoRAAlpha = 16
 	c.LoRADropout = 0

@@ -80,6 +80,11 @@ func (j *TrainJob) Prepare(ctx context.Context) error {
 			j.Config.BatchSize, j.Data.Len, j.Data.Ref, j.Data.Split, j.Data.Len)
 	}
 	steps := j.TotalSteps()
+	if def := EmbeddedTrainConfig().Schedule.WarmupSteps; j.Config.Schedule.WarmupSteps == def && steps < def {
+		// A short try of the main job (--steps 2) warms up over the whole
+		// run; a warm-up set to anything else must fit the run.
+		j.Config.Schedule.WarmupSteps = steps
+	}
 	s := grpo.Setup{Engine: j.Model.Engine, Processor: j.Model.Processor, Prompt: prompt.DefaultConfig(), Rewards: j.Rewards,
 		Data: j.Data.Epochs, Steps: steps, BatchRewards: j.BatchRewards}
 	if j.OnRollout != nil {
