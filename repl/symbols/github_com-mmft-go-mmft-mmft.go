@@ -28,6 +28,7 @@ func init() {
 		"LoadData":            reflect.ValueOf(mmft.LoadData),
 		"LoadModel":           reflect.ValueOf(mmft.LoadModel),
 		"MetricsFile":         reflect.ValueOf(constant.MakeFromLiteral("\"metrics.jsonl\"", token.STRING, 0)),
+		"MovingAverage":       reflect.ValueOf(mmft.MovingAverage),
 		"Open":                reflect.ValueOf(mmft.Open),
 		"ProgressHTML":        reflect.ValueOf(mmft.ProgressHTML),
 		"Register":            reflect.ValueOf(mmft.Register),
@@ -35,7 +36,9 @@ func init() {
 		"RewardChart":         reflect.ValueOf(constant.MakeFromLiteral("\"reward.svg\"", token.STRING, 0)),
 		"RewardChartOf":       reflect.ValueOf(mmft.RewardChartOf),
 		"Series":              reflect.ValueOf(mmft.Series),
+		"SmoothingWindow":     reflect.ValueOf(mmft.SmoothingWindow),
 		"SplitJudge":          reflect.ValueOf(mmft.SplitJudge),
+		"SummarizeReward":     reflect.ValueOf(mmft.SummarizeReward),
 		"WriteReport":         reflect.ValueOf(mmft.WriteReport),
 
 		// type definitions
@@ -53,6 +56,7 @@ func init() {
 		"ModelInfo":          reflect.ValueOf((*mmft.ModelInfo)(nil)),
 		"ModelOptions":       reflect.ValueOf((*mmft.ModelOptions)(nil)),
 		"PromptInfo":         reflect.ValueOf((*mmft.PromptInfo)(nil)),
+		"RewardSummary":      reflect.ValueOf((*mmft.RewardSummary)(nil)),
 		"RewardsInfo":        reflect.ValueOf((*mmft.RewardsInfo)(nil)),
 		"RolloutCompletion":  reflect.ValueOf((*mmft.RolloutCompletion)(nil)),
 		"RolloutOptions":     reflect.ValueOf((*mmft.RolloutOptions)(nil)),
