@@ -9,8 +9,9 @@ import (
 // tiny model and documents, sized to learn the answer format in about four
 // and a half minutes on two CPU cores (the seed's settings are for the 2B
 // model on GPUs: grpo.DefaultConfig). 96 steps of 4 prompts × 8 completions
-// of at most 8 new tokens (room for the whole format, "</think><answer>5
-// </answer>" is four tokens, and for an end token after it); a KL to the
+// of at most 8 new tokens (room for the whole format,
+// "</think><answer>5</answer>" is four tokens, and for an end token after
+// it); a KL to the
 // reference at 0.04; the rate warms up over 4 steps to 5e-3 and follows a
 // cosine down to 5e-4, so the policy moves fast while the tags are rare and
 // slowly at the end. Measured on 2026-12-02 (structural reward, mean of the
