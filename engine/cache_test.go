@@ -258,3 +258,65 @@ func TestCompletionsIndependentOfSchedule(t *testing.T) {
 		t.Errorf("completion lengths %v: the stop ids did not vary them", lengths)
 	}
 }
+
+// TestTrainBatchSampledVisionIDs checks that vision ids a model samples in a
+// completion are laid out as the decoder read them — token embeddings at
+// consecutive text positions, not image placeholders: near-uniform sampling
+// emits image-pad ids and the trainer's log-probs still equal Generate's; a
+// completion holding a vision start followed by an image pad (which would
+// read as a second image) lays out as text too.
+func TestTrainBatchSampledVisionIDs(t *testing.T) {
+	e, cfg := smallEngine(t, Options{Slots: 8})
+	rng := rand.New(rand.NewPCG(7, 7))
+	prompts := []Prompt{randomPrompt(cfg, rng, 4, []qwen2vl.Grid{{T: 1, H: 2, W: 4}})}
+	comps, err := e.Generate(context.Background(), []Request{{Prompt: prompts[0], N: 8,
+		Sampling: Sampling{Temperature: 50, MaxNewTokens: 160, IgnoreEOS: true, Seed: 3}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sampled := 0
+	for _, c := range comps {
+		for _, id := range c.IDs {
+			if id == int32(cfg.ImageTokenID) {
+				sampled++
+			}
+		}
+	}
+	if sampled == 0 {
+		t.Fatal("no completion holds an image-pad id; the test needs one (change the seed)")
+	}
+	tb, err := NewTrainBatch(cfg, prompts, comps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.SequenceLogProbs(tb, nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range comps {
+		for k, want := range c.PolicyLogProbs {
+			if d := math.Abs(float64(got[i][k] - want)); d > 1e-4 {
+				t.Errorf("completion %d token %d: trainer log-prob %g, generation %g", i, k, got[i][k], want)
+			}
+		}
+	}
+	t.Logf("%d image-pad ids sampled in %d completions", sampled, len(comps))
+
+	// A vision start and an image pad in a completion.
+	c := Completion{IDs: []int32{7, int32(cfg.VisionStartTokenID), int32(cfg.ImageTokenID), int32(cfg.ImageTokenID), 9}}
+	tb, err = NewTrainBatch(cfg, prompts, []Completion{c}, nil)
+	if err != nil {
+		t.Fatalf("a completion holding vision start + image pad: %v", err)
+	}
+	l := tb.Text.L
+	for j := l - len(c.IDs); j < l; j++ {
+		if tb.Text.IsImage[j] || tb.Text.IDs[j] != c.IDs[j-(l-len(c.IDs))] {
+			t.Errorf("completion position %d: id %d image %v; want id %d as text", j, tb.Text.IDs[j], tb.Text.IsImage[j], c.IDs[j-(l-len(c.IDs))])
+		}
+		for a := range 3 {
+			if p, prev := tb.Text.PositionIDs[a][0][j], tb.Text.PositionIDs[a][0][j-1]; p != prev+1 {
+				t.Errorf("completion position %d axis %d: M-RoPE position %d after %d; want consecutive text positions", j, a, p, prev)
+			}
+		}
+	}
+}

@@ -79,9 +79,25 @@ func NewTrainBatch(cfg qwen2vl.Config, prompts []Prompt, comps []Completion, pad
 			b.Mask[i*t+j] = 1
 		}
 	}
+	// A sampled image-pad id is text to the decoder (embedded as a token, at
+	// the next text position), so it must not read as an image placeholder
+	// here: lay the rows out with it hidden, then put the id back.
+	hidden := int32(cfg.VisionEndTokenID)
+	var sampledImage []int // flat positions (row·(lp+t) + column) of completion image ids
+	for i, c := range comps {
+		for j, id := range c.IDs {
+			if id == int32(cfg.ImageTokenID) {
+				ids[i][lp+j] = hidden
+				sampledImage = append(sampledImage, i*(lp+t)+lp+j)
+			}
+		}
+	}
 	text, err := qwen2vl.PrepareText(cfg, ids, mask, rowGrids)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
+	}
+	for _, k := range sampledImage {
+		text.IDs[k] = int32(cfg.ImageTokenID)
 	}
 	// Point every row's image tokens at its prompt's features (shared by the
 	// prompt's completions) instead of a per-row copy.

@@ -510,8 +510,21 @@ func (t *Trainer) TrainOn(ctx context.Context, prompts []engine.Prompt, comps []
 
 // update builds the training micro-batches of a rollout and runs μ
 // optimizer updates on them; it returns the update metrics (means over
-// updates and micro-batches).
+// updates and micro-batches). A batch whose groups all have equal rewards
+// changes neither the adapter nor the optimizer (metric no_signal 1).
 func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
+	if !slices.Contains(adv.Keep, 1) {
+		// Every group rewarded its completions alike: the loss counts no
+		// token and its gradient is 0, but an AdamW step would still move
+		// the adapter by the momentum of earlier batches (a drift that can
+		// carry the policy away from what it had learnt). A batch that
+		// carries no signal changes nothing.
+		m := Metrics{"no_signal": 1, "skipped_updates": 0, "grad_norm": 0}
+		for _, name := range []string{"loss", "kl", "clip_low", "clip_high", "ratio", "is_weight", "loss_tokens"} {
+			m[name] = 0
+		}
+		return m, nil
+	}
 	g := t.cfg.NumGenerations
 	ga := t.cfg.GradientAccumulationSteps
 	per := t.cfg.BatchSize / ga // prompts per micro-batch
@@ -727,6 +740,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 	if t.s.Recompute {
 		m["recompute_kept_bytes"] = Float(keptBytes)
 	}
+	m["no_signal"] = 0
 	return m, nil
 }
 

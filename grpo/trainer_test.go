@@ -171,3 +171,102 @@ func TestLoRADropout(t *testing.T) {
 		t.Errorf("the checkpoint holds no dropout RNG state: %+v", ck.State.RNG)
 	}
 }
+
+// TestRolloutsAreOnPolicy checks, over steps that change the adapter, that
+// the rollouts come from the adapter being trained and that the first
+// update of a rollout batch starts on-policy: with the trainer's log-probs
+// at rollout time as logp_old, the ratio is 1 and nothing is clipped, and
+// the importance weight exp(logp_old − logp_engine) is 1 (the engine's
+// sampling log-probs equal the trainer's for the same adapter and ids; a
+// rollout with a stale adapter, or a trainer reading the completions
+// differently from the sampler, moves it away from 1).
+func TestRolloutsAreOnPolicy(t *testing.T) {
+	s := tinySetup(t)
+	cfg := tinyConfig()
+	cfg.Objective.ImportanceSamplingCorrection = true // logp_old and the engine's log-probs enter the loss
+	tr, err := New(cfg, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for step := range 3 {
+		m, err := tr.Step(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("step %d: ratio %.7f, clipped %g + %g, importance weight %.7f, kl %.4f", step+1, m["ratio"], m["clip_low"], m["clip_high"], m["is_weight"], m["kl"])
+		if m["loss_tokens"] == 0 {
+			t.Fatalf("step %d: every group had equal rewards, no token counts; the test needs reward variance (change the seed)", step+1)
+		}
+		if d := math.Abs(float64(m["ratio"]) - 1); d > 1e-5 {
+			t.Errorf("step %d: mean ratio %v at the first update; want 1", step+1, m["ratio"])
+		}
+		if m["clip_low"] != 0 || m["clip_high"] != 0 {
+			t.Errorf("step %d: clipped fractions %v, %v at the first update; want 0", step+1, m["clip_low"], m["clip_high"])
+		}
+		if d := math.Abs(float64(m["is_weight"]) - 1); d > 1e-4 {
+			t.Errorf("step %d: importance weight %v; want 1 (engine and trainer log-probs differ)", step+1, m["is_weight"])
+		}
+	}
+	if m := tr.History()[2]; m["kl"] < 1e-3 {
+		t.Errorf("KL to the reference %v after 2 updates: the adapter did not move, the test checks nothing", m["kl"])
+	}
+}
+
+// TestNoSignalBatchChangesNothing trains one step with reward variance (so
+// AdamW has momentum), then a batch whose groups all have equal rewards:
+// the adapter and the optimizer state must stay as they were (a zero
+// gradient through AdamW would still move the adapter by its momentum).
+func TestNoSignalBatchChangesNothing(t *testing.T) {
+	s := tinySetup(t)
+	cfg := tinyConfig()
+	tr, err := New(cfg, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r, err := tr.collect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqs []engine.Request
+	for _, p := range r.eng {
+		reqs = append(reqs, engine.Request{Prompt: p, N: cfg.NumGenerations, Sampling: tr.sampling()})
+	}
+	comps, err := s.Engine.Generate(ctx, reqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	varied := make([]float64, len(comps))
+	for i := range varied {
+		varied[i] = float64(i % 3)
+	}
+	if m, err := tr.TrainOn(ctx, r.eng, comps, varied); err != nil || m["no_signal"] != 0 || m["grad_norm"] == 0 {
+		t.Fatalf("a batch with reward variance: metrics %v, error %v; want a gradient", m, err)
+	}
+	before, err := tr.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := tr.TrainOn(ctx, r.eng, comps, make([]float64, len(comps)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["no_signal"] != 1 || m["loss_tokens"] != 0 {
+		t.Errorf("a batch of equal rewards: metrics %v; want no_signal 1 and no token counted", m)
+	}
+	after, err := tr.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range after.Adapter.Names() {
+		if !slices.Equal(before.Adapter.Modules[name].A, after.Adapter.Modules[name].A) || !slices.Equal(before.Adapter.Modules[name].B, after.Adapter.Modules[name].B) {
+			t.Fatalf("adapter %s moved on a batch without signal", name)
+		}
+	}
+	if before.Optimizer.Step != after.Optimizer.Step {
+		t.Errorf("AdamW step %d → %d on a batch without signal", before.Optimizer.Step, after.Optimizer.Step)
+	}
+	if tr.StepsDone() != 2 {
+		t.Errorf("%d steps done; the schedule still advances on a batch without signal (want 2)", tr.StepsDone())
+	}
+}

@@ -9,16 +9,21 @@ import (
 	"github.com/mmft-go/mmft/rewards"
 )
 
+// mainJobRise is the least rise of the mean structural reward (range
+// −1 … 2) the main job must show. The goal is +1.0 within 10 minutes
+// on 2 cores; on 2026-12-02 the main job (seed 42, 96 steps, about 3½
+// minutes on 2 cores) rose +0.88, seed 1 +1.32 and seed 2 only +0.23 (it lost
+// its tags in one update; bench/results/2026-12-02-cpu-main-job.md), so the
+// bound checks clear learning with a margin, not the goal.
+const mainJobRise = 0.6
+
 // TestMainJobRaisesTheStructuralReward trains the main job (the embedded
-// default, its configuration, the structural reward) for 40 steps on the CPU
-// and checks that the mean structural reward of the last 5 steps exceeds the
-// first 5's by at least 0.25 (range −1 … 2). The goal is +1.0 within
-// 10 minutes; on 2026-12-02 this configuration reached about +0.6 in 40 steps
-// and no setting tried reached +1.0 (see the closing note), so the bound
-// checks learning, not the goal.
+// default with its configuration and length, the structural reward) on the
+// CPU and checks that the mean structural reward of its last 5 steps exceeds
+// that of its first 5 by at least mainJobRise.
 func TestMainJobRaisesTheStructuralReward(t *testing.T) {
 	if testing.Short() {
-		t.Skip("trains for 40 steps")
+		t.Skip("trains the main job (about 5 minutes on 2 cores)")
 	}
 	be, err := compute.NewCPU()
 	if err != nil {
@@ -39,7 +44,7 @@ func TestMainJobRaisesTheStructuralReward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := &TrainJob{Config: cfg, Model: m, Data: d, Rewards: set, Steps: 40}
+	job := &TrainJob{Config: cfg, Model: m, Data: d, Rewards: set}
 	if err := job.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -52,8 +57,10 @@ func TestMainJobRaisesTheStructuralReward(t *testing.T) {
 		return s / float64(to-from)
 	}
 	first, last := avg(0, 5), avg(len(h)-5, len(h))
-	t.Logf("mean structural reward: first 5 steps %.3f, last 5 steps %.3f (+%.3f)", first, last, last-first)
-	if last-first < 0.25 {
-		t.Errorf("structural reward rose by %.3f in 40 steps; want at least 0.25", last-first)
+	rs := SummarizeReward(h, "reward/structural")
+	t.Logf("mean structural reward over %d steps: first 5 steps %.3f, last 5 steps %.3f (%+.3f); peak of %d-step means %.3f at step %d",
+		len(h), first, last, last-first, rs.Window, rs.Peak, rs.PeakStep)
+	if last-first < mainJobRise {
+		t.Errorf("structural reward rose by %.3f in %d steps; want at least %.2f", last-first, len(h), mainJobRise)
 	}
 }

@@ -119,6 +119,12 @@ func (j *TrainJob) Prepare(ctx context.Context) error {
 		return fmt.Errorf("mmft: batch_size (--batch-size) %d is larger than the %d samples of %s split %s; use at most %d",
 			j.Config.BatchSize, j.Data.Len, j.Data.Ref, j.Data.Split, j.Data.Len)
 	}
+	steps := j.TotalSteps()
+	if def := EmbeddedTrainConfig().Schedule.WarmupSteps; j.Config.Schedule.WarmupSteps == def && steps < def {
+		// A short try of the main job (--steps 2) warms up over the whole
+		// run; a warm-up set to anything else must fit the run.
+		j.Config.Schedule.WarmupSteps = steps
+	}
 	s := j.setup()
 	layout, err := ParseStepLayout(string(j.StepLayout))
 	if err != nil {
@@ -294,9 +300,63 @@ func Series(history []grpo.Metrics, key, name string) report.Series {
 	return s
 }
 
-// RewardChartOf draws the mean reward and its components per step.
+// SmoothingWindow returns the number of steps RewardChartOf and the report
+// average the reward over: an eighth of the run, at least 1 and at most 8.
+func SmoothingWindow(steps int) int { return max(1, min(8, steps/8)) }
+
+// MovingAverage returns s averaged over the last window points at each point
+// (fewer at the start).
+func MovingAverage(s report.Series, window int, name string) report.Series {
+	out := report.Series{Name: name, X: slices.Clone(s.X), Y: make([]float64, len(s.Y))}
+	sum := 0.0
+	for i, y := range s.Y {
+		sum += y
+		if i >= window {
+			sum -= s.Y[i-window]
+		}
+		out.Y[i] = sum / float64(min(i+1, window))
+	}
+	return out
+}
+
+// RewardSummary is the course of a reward over a run, each figure a mean
+// over Window steps: the first Window steps, the best Window consecutive
+// steps (ending at PeakStep) and the last Window steps.
+type RewardSummary struct {
+	Window                 int
+	Start, Peak, End, Rise float64 // Rise = End − Start
+	PeakStep               int
+}
+
+// SummarizeReward summarizes metric key (e.g. "reward" or
+// "reward/structural") of history.
+func SummarizeReward(history []grpo.Metrics, key string) RewardSummary {
+	s := Series(history, key, key)
+	w := SmoothingWindow(len(s.Y))
+	out := RewardSummary{Window: w}
+	if len(s.Y) == 0 {
+		return out
+	}
+	avg := MovingAverage(s, w, key)
+	w = min(w, len(s.Y))
+	out.Start, out.End = avg.Y[w-1], avg.Y[len(avg.Y)-1]
+	out.Peak, out.PeakStep = avg.Y[w-1], int(avg.X[w-1])
+	for i := w - 1; i < len(avg.Y); i++ {
+		if avg.Y[i] > out.Peak {
+			out.Peak, out.PeakStep = avg.Y[i], int(avg.X[i])
+		}
+	}
+	out.Rise = out.End - out.Start
+	return out
+}
+
+// RewardChartOf draws the mean reward and its components per step, with
+// the total's moving average (SmoothingWindow steps).
 func RewardChartOf(history []grpo.Metrics) report.Chart {
-	c := report.Chart{Title: "reward per step", XLabel: "step", YLabel: "mean reward", Series: []report.Series{Series(history, "reward", "total")}}
+	total := Series(history, "reward", "total")
+	w := SmoothingWindow(len(total.Y))
+	c := report.Chart{Title: "reward per step", XLabel: "step", YLabel: "mean reward",
+		Series: []report.Series{total, MovingAverage(total, w, fmt.Sprintf("total, mean of %d steps", w))}}
 	keys := map[string]bool{}
 	for _, m := range history {
 		for k := range m {
@@ -336,7 +396,7 @@ func WriteReport(dir string, cfg grpo.Config, history []grpo.Metrics) error {
 			return err
 		}
 	}
-	first, last := history[0], history[len(history)-1]
+	last := history[len(history)-1]
 	k := max(1, min(5, len(history)/4))
 	avg := func(ms []grpo.Metrics, key string) float64 {
 		s, n := 0.0, 0
@@ -351,6 +411,20 @@ func WriteReport(dir string, cfg grpo.Config, history []grpo.Metrics) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# mmft training report\n\nModel `%s`, %d steps, %s.\n\n", cfg.ModelName, len(history), time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "![reward](%s)\n\n![curves](%s)\n\n", RewardChart, CurvesChart)
+	rewardKeys := []string{"reward"}
+	if _, ok := last["reward/structural"]; ok {
+		rewardKeys = append(rewardKeys, "reward/structural")
+	}
+	for _, key := range rewardKeys {
+		rs := SummarizeReward(history, key)
+		fmt.Fprintf(&b, "%s (mean of %d steps): start %.3f, peak %.3f (steps %d–%d), end %.3f; %+.3f over the run.\n\n",
+			key, rs.Window, rs.Start, rs.Peak, rs.PeakStep-rs.Window+1, rs.PeakStep, rs.End, rs.Rise)
+	}
+	wall := 0.0
+	for _, m := range history {
+		wall += float64(m["step_s"])
+	}
+	fmt.Fprintf(&b, "Training time: %.0f s (%.2f s per step).\n\n", wall, wall/float64(len(history)))
 	fmt.Fprintf(&b, "| metric | first %d steps | last %d steps |\n|---|---|---|\n", k, k)
 	keys := []string{"reward"}
 	for key := range last {
@@ -363,10 +437,9 @@ func WriteReport(dir string, cfg grpo.Config, history []grpo.Metrics) error {
 	for _, key := range keys {
 		fmt.Fprintf(&b, "| %s | %.4g | %.4g |\n", key, avg(history[:k], key), avg(history[len(history)-k:], key))
 	}
-	_ = first
-	fmt.Fprintf(&b, "\nSettings: batch %d prompts × %d generations, %d new tokens at most, lr %g (%s), β %g, LoRA r=%d α=%g on %s.\n",
-		cfg.BatchSize, cfg.NumGenerations, cfg.Objective.MaxCompletionLength, cfg.Schedule.LearningRate, cfg.Schedule.Kind,
-		cfg.Objective.Beta, cfg.LoRARank, cfg.LoRAAlpha, strings.Join(cfg.LoRATargetModules, ","))
+	fmt.Fprintf(&b, "\nSettings: seed %d, batch %d prompts × %d generations, %d new tokens at most, temperature %g, lr %g (%s, %d warm-up steps, last %g), β %g, max grad norm %g, LoRA r=%d α=%g on %s.\n",
+		cfg.Seed, cfg.BatchSize, cfg.NumGenerations, cfg.Objective.MaxCompletionLength, cfg.Temperature, cfg.Schedule.LearningRate, cfg.Schedule.Kind,
+		cfg.Schedule.WarmupSteps, cfg.Schedule.LastLearningRate, cfg.Objective.Beta, cfg.Optimizer.MaxGradNorm, cfg.LoRARank, cfg.LoRAAlpha, strings.Join(cfg.LoRATargetModules, ","))
 	fmt.Fprintf(&b, "\nFiles: `%s` (per-step metrics), `%s/` (final adapter, PEFT format), `checkpoint-*/` (resumable checkpoints).\n", MetricsFile, AdapterDir)
 	return atomicfile.WriteBytes(filepath.Join(dir, ReportFile), []byte(b.String()))
 }

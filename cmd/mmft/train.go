@@ -198,9 +198,9 @@ fit (--gpu-memory, or the device's own) is refused.`)
 		_ = bar.Finish()
 	}
 	h := job.Trainer().History()
-	first, last := h[0], h[len(h)-1]
-	fmt.Fprintf(c.stdout, "trained %d steps in %v: mean reward %.3f → %.3f; adapter, metrics and report in %s\n",
-		len(h), time.Since(t0).Round(time.Second), float64(first["reward"]), float64(last["reward"]), cfg.OutputDir)
+	rs := mmft.SummarizeReward(h, "reward")
+	fmt.Fprintf(c.stdout, "trained %d steps in %v: mean reward (over %d steps) %.3f → %.3f, peak %.3f at step %d; adapter, metrics and report in %s\n",
+		len(h), time.Since(t0).Round(time.Second), rs.Window, rs.Start, rs.End, rs.Peak, rs.PeakStep, cfg.OutputDir)
 	return nil
 }
 
