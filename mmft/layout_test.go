@@ -47,6 +47,7 @@ func TestSplitJobOnOneDevice(t *testing.T) {
 	}
 	cfg := EmbeddedTrainConfig()
 	cfg.BatchSize, cfg.NumGenerations = 2, 4
+	cfg.Schedule.WarmupSteps = 2 // within the 3 steps (the split trainer is built here, not by Prepare)
 	job := func(dir string) *TrainJob {
 		c := cfg
 		c.OutputDir = dir
