@@ -183,12 +183,8 @@ func TestTrainBatchMatchesGeneration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkTrainLogProbs(t, got, comps)
 	for i, c := range comps {
-		for k, want := range c.PolicyLogProbs {
-			if d := math.Abs(float64(got[i][k] - want)); d > 1e-4 {
-				t.Errorf("completion %d token %d: trainer log-prob %g, generation %g", i, k, got[i][k], want)
-			}
-		}
 		for k := len(c.IDs); k < tb.T; k++ {
 			if got[i][k] != 0 || tb.Mask[i*tb.T+k] != 0 {
 				t.Errorf("completion %d padding %d: log-prob %g, mask %g", i, k, got[i][k], tb.Mask[i*tb.T+k])
@@ -293,13 +289,7 @@ func TestTrainBatchSampledVisionIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, c := range comps {
-		for k, want := range c.PolicyLogProbs {
-			if d := math.Abs(float64(got[i][k] - want)); d > 1e-4 {
-				t.Errorf("completion %d token %d: trainer log-prob %g, generation %g", i, k, got[i][k], want)
-			}
-		}
-	}
+	checkTrainLogProbs(t, got, comps)
 	t.Logf("%d image-pad ids sampled in %d completions", sampled, len(comps))
 
 	// A vision start and an image pad in a completion.
@@ -316,6 +306,19 @@ func TestTrainBatchSampledVisionIDs(t *testing.T) {
 		for a := range 3 {
 			if p, prev := tb.Text.PositionIDs[a][0][j], tb.Text.PositionIDs[a][0][j-1]; p != prev+1 {
 				t.Errorf("completion position %d axis %d: M-RoPE position %d after %d; want consecutive text positions", j, a, p, prev)
+			}
+		}
+	}
+}
+
+// checkTrainLogProbs checks that the trainer's log-probs got [completion][token]
+// equal the policy log-probs Generate reported for comps (1e-4).
+func checkTrainLogProbs(t *testing.T, got [][]float32, comps []Completion) {
+	t.Helper()
+	for i, c := range comps {
+		for k, want := range c.PolicyLogProbs {
+			if d := math.Abs(float64(got[i][k] - want)); d > 1e-4 {
+				t.Errorf("completion %d token %d: trainer log-prob %g, generation %g", i, k, got[i][k], want)
 			}
 		}
 	}

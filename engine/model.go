@@ -60,22 +60,21 @@ func (ms *models) call(prog *execution.Program, l *qwen2vl.LoRA, extra any, args
 // callBound runs prog over a binding made once (e.g. for every step of a
 // Generate call) and args.
 func (ms *models) callBound(prog *execution.Program, b *qwen2vl.Binding, extra any, args ...any) ([]*tensors.Tensor, error) {
-	ms.mu.Lock()
-	if _, ok := ms.bindings[b.Layout()]; !ok {
-		ms.bindings[b.Layout()] = b
-	}
-	ms.mu.Unlock()
-	all := make([]any, 0, b.NumInputs()+len(args))
-	for _, t := range b.Tensors() {
-		all = append(all, t)
-	}
-	all = append(all, args...)
-	return ms.run.Run(prog, modelVariant{layout: b.Layout(), extra: extra}, all...)
+	variant, all := ms.boundArgs(b, extra, args)
+	return ms.run.Run(prog, variant, all...)
 }
 
 // compileBound compiles prog over binding b for the shapes of args (see
 // execution.Runner.Compile) without running it.
 func (ms *models) compileBound(prog *execution.Program, b *qwen2vl.Binding, extra any, args ...any) error {
+	variant, all := ms.boundArgs(b, extra, args)
+	return ms.run.Compile(prog, variant, all...)
+}
+
+// boundArgs registers binding b (the programs' builders look it up by its
+// layout) and returns the variant and the arguments of a call over it: the
+// bound weights, then args.
+func (ms *models) boundArgs(b *qwen2vl.Binding, extra any, args []any) (modelVariant, []any) {
 	ms.mu.Lock()
 	if _, ok := ms.bindings[b.Layout()]; !ok {
 		ms.bindings[b.Layout()] = b
@@ -85,8 +84,7 @@ func (ms *models) compileBound(prog *execution.Program, b *qwen2vl.Binding, extr
 	for _, t := range b.Tensors() {
 		all = append(all, t)
 	}
-	all = append(all, args...)
-	return ms.run.Compile(prog, modelVariant{layout: b.Layout(), extra: extra}, all...)
+	return modelVariant{layout: b.Layout(), extra: extra}, append(all, args...)
 }
 
 // programs are the engine's compiled computations.
