@@ -131,7 +131,7 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 			if err != nil {
 				return err
 			}
-			runs = append(runs, map[string]any{"seconds": time.Since(t).Seconds(), "loss": met["loss"], "grad_norm": met["grad_norm"],
+			runs = append(runs, map[string]any{"seconds": time.Since(t).Seconds(), "window": benchkit.Span(t), "loss": met["loss"], "grad_norm": met["grad_norm"],
 				"recompute_kept_bytes": met["recompute_kept_bytes"]})
 		}
 	case "iteration":
@@ -141,13 +141,14 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 			if err != nil {
 				return err
 			}
-			runs = append(runs, map[string]any{"seconds": time.Since(t).Seconds(), "rollout_s": met["rollout_s"], "reward_s": met["reward_s"],
+			runs = append(runs, map[string]any{"seconds": time.Since(t).Seconds(), "window": benchkit.Span(t), "rollout_s": met["rollout_s"], "reward_s": met["reward_s"],
 				"update_s": met["update_s"], "new_tokens": met["new_tokens"], "tokens_per_s": met["tokens_per_s"], "completion_length": met["completion_length"]})
 		}
 	default:
 		return fmt.Errorf("--mode %q: step or iteration", mode)
 	}
 	out["runs"] = runs
+	benchkit.SettleProfiler()
 	st := eng.Runner().Stats()
 	out["programs_compiled"], out["compile_s"], out["programs_by_name"] = st.Programs, st.CompileTime.Seconds(), st.ByProgram
 	mem := map[string]map[string]int{}

@@ -41,6 +41,8 @@ type runResult struct {
 	// MsPerStep is the run's time per decode step (MsPerCall ÷ steps per
 	// call; prefill and admission included).
 	MsPerStep float64 `json:"ms_per_step"`
+	// Window is the call's wall-clock span, for a kernel profile (bench/kprof).
+	Window benchkit.Window `json:"window"`
 }
 
 // report is the benchmark's JSON output.
@@ -137,7 +139,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 		}
 		rep.Runs = append(rep.Runs, runResult{Seconds: el.Seconds(), NewTokens: tokens, TokensPerSecond: float64(tokens) / el.Seconds(),
 			FirstCompletionS: first.Seconds(), Calls: calls, MsPerCall: float64(el.Milliseconds()) / float64(max(calls, 1)),
-			MsPerStep: float64(el.Milliseconds()) / float64(max(calls*steps, 1))})
+			MsPerStep: float64(el.Milliseconds()) / float64(max(calls*steps, 1)), Window: benchkit.Span(t)})
 	}
 	for _, r := range rep.Runs[1:] {
 		rep.WarmTokensPerS = max(rep.WarmTokensPerS, r.TokensPerSecond)
@@ -170,6 +172,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	rep.GoHeapSysBytes = mem.Sys
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
+	benchkit.SettleProfiler()
 	return enc.Encode(rep)
 }
 

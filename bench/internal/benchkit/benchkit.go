@@ -174,3 +174,25 @@ func CompiledMemory(g *graph.Graph) (stats pjrt.ExecutableMemoryUsageStats, ok b
 	}
 	return le.OnDeviceMemoryUsageStats, true
 }
+
+// Window is a wall-clock span in Unix nanoseconds: a timed repetition's, so
+// that a kernel profile (bench/kprof) can select the kernels it ran.
+type Window struct {
+	StartUnixNs int64 `json:"start_unix_ns"`
+	EndUnixNs   int64 `json:"end_unix_ns"`
+}
+
+// Span returns the window from start to now.
+func Span(start time.Time) Window {
+	return Window{StartUnixNs: start.UnixNano(), EndUnixNs: time.Now().UnixNano()}
+}
+
+// SettleProfiler waits for a kernel profiler injected into this process
+// (CUDA_INJECTION64_PATH, e.g. bench/kprof) to flush its last records: it
+// writes once a second, and a Go program exits without running C exit
+// handlers. Without a profiler it returns at once.
+func SettleProfiler() {
+	if os.Getenv("CUDA_INJECTION64_PATH") != "" {
+		time.Sleep(2500 * time.Millisecond)
+	}
+}
