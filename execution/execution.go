@@ -15,6 +15,7 @@ package execution
 
 import (
 	"fmt"
+	"os"
 	"reflect"
 	"sync"
 	"time"
@@ -108,6 +109,9 @@ type Stats struct {
 	CompileTime time.Duration `json:"compile_ns"`
 	// Calls is the number of runs.
 	Calls int `json:"calls"`
+	// Aliased counts the donated arguments compiled to share their buffer
+	// with an output (XLA backend only; see alias.go), over all programs.
+	Aliased int `json:"aliased_arguments"`
 	// ByProgram counts compiled graphs per program name.
 	ByProgram map[string]int `json:"by_program"`
 }
@@ -126,6 +130,9 @@ type Runner struct {
 	execs  map[execKey]*shapeExec
 	stats  Stats
 	graphs map[string]*graph.Graph // the last graph each program ran, by name
+	// noAlias turns off the input–output aliasing of donated arguments
+	// (alias.go): MMFT_XLA_ALIAS=off, to measure what it brings.
+	noAlias bool
 }
 
 // execKey identifies one compiled graph: a program, its variant and a hash
@@ -147,7 +154,7 @@ type shapeExec struct {
 // New returns a runner on backend at place. A mesh placement is checked
 // when the first program runs (see Run).
 func New(backend backends.Backend, place Placement) *Runner {
-	return &Runner{backend: backend, place: place, execs: map[execKey]*shapeExec{},
+	return &Runner{backend: backend, place: place, execs: map[execKey]*shapeExec{}, noAlias: os.Getenv("MMFT_XLA_ALIAS") == "off",
 		meshes: map[meshKey]*meshExec{}, stats: Stats{ByProgram: map[string]int{}}, graphs: map[string]*graph.Graph{}}
 }
 
@@ -288,10 +295,23 @@ func (r *Runner) compile(prog *Program, variant any, args []any, compileOnly boo
 		}
 	}
 	key := execKey{prog, variant, sig}
+	donated := make([]bool, len(args))
+	for i, a := range args {
+		_, donated[i] = a.(Donated)
+	}
 	r.mu.Lock()
 	se, ok := r.execs[key]
 	if !ok {
-		exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node { return prog.build(variant, in) })
+		exec, err := graph.NewExec(r.backend, func(in []*graph.Node) []*graph.Node {
+			out := prog.build(variant, in)
+			if !r.noAlias {
+				n := aliasDonated(in, out, donated)
+				r.mu.Lock()
+				r.stats.Aliased += n
+				r.mu.Unlock()
+			}
+			return out
+		})
 		if err != nil {
 			r.mu.Unlock()
 			return nil, fmt.Errorf("execution: program %s: %w", prog.name, err)

@@ -150,7 +150,7 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 	out["runs"] = runs
 	benchkit.SettleProfiler()
 	st := eng.Runner().Stats()
-	out["programs_compiled"], out["compile_s"], out["programs_by_name"] = st.Programs, st.CompileTime.Seconds(), st.ByProgram
+	out["programs_compiled"], out["compile_s"], out["programs_by_name"], out["aliased_arguments"] = st.Programs, st.CompileTime.Seconds(), st.ByProgram, st.Aliased
 	mem := map[string]map[string]int{}
 	for name, g := range eng.Runner().Graphs() {
 		if ms, ok := benchkit.CompiledMemory(g); ok {

@@ -82,6 +82,13 @@ def main():
           f"(> 20 µs: {sum(1 for g in gaps if g > 20000)})")
     if per != 1:
         print(f"per unit (÷{per:g}): window {wall/per:.3f} ms, busy {busy/per:.3f} ms")
+    edges = [0, 5e3, 20e3, 100e3, 1e6, 1e12]
+    print("idle gaps by length: " + ", ".join(
+        f"{lo/1e3:g}–{hi/1e3:g} µs: {sum(1 for g in gaps if lo <= g < hi)} ({sum(g for g in gaps if lo <= g < hi)/1e6:.2f} ms)"
+        for lo, hi in zip(edges, edges[1:])))
+    big = sorted(((s - e0, i) for i, ((_, e0, *_), (s, *_)) in enumerate(zip(ks, ks[1:]))), reverse=True)[:8]
+    for g, i in big:
+        print(f"  gap {g/1e3:9.1f} µs after {names.get(ks[i][2], '?')[:60]} before {names.get(ks[i+1][2], '?')[:60]}")
     by = collections.defaultdict(lambda: [0, 0])
     bykind = collections.defaultdict(lambda: [0, 0])
     shapes = collections.defaultdict(set)

@@ -55,6 +55,7 @@ type report struct {
 	ProgramsCompiled  int                       `json:"programs_compiled"`
 	CompileSeconds    float64                   `json:"compile_s"`
 	ProgramsByName    map[string]int            `json:"programs_by_name"`
+	AliasedArguments  int                       `json:"aliased_arguments"`
 	WeightsBytes      int64                     `json:"weights_bytes"`
 	KVCacheBytes      int64                     `json:"kv_cache_bytes"`
 	StepBytesUpper    int64                     `json:"bytes_read_per_step_upper"`
@@ -145,7 +146,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 		rep.WarmTokensPerS = max(rep.WarmTokensPerS, r.TokensPerSecond)
 	}
 	st := eng.Runner().Stats()
-	rep.ProgramsCompiled, rep.CompileSeconds, rep.ProgramsByName = st.Programs, st.CompileTime.Seconds(), st.ByProgram
+	rep.ProgramsCompiled, rep.CompileSeconds, rep.ProgramsByName, rep.AliasedArguments = st.Programs, st.CompileTime.Seconds(), st.ByProgram, st.Aliased
 	for _, name := range m.ParamNames() {
 		rep.WeightsBytes += int64(m.Param(name).Shape().Memory())
 	}
