@@ -55,6 +55,16 @@ type Options struct {
 	// MinCPUParallelism (smaller values are refused). Zero means
 	// max(MinCPUParallelism, NumCPU).
 	CPUParallelism int
+	// CPUSequentialOps runs the operations of each CPU program one at a
+	// time (each still spreads its own work over the worker pool). GoMLX
+	// v0.26's pure-Go backend otherwise schedules ready operations on the
+	// pool as tasks, and a task that itself waits for a pool slot (a large
+	// matrix product splitting its batch) can wait forever once every slot
+	// holds such a task: `mmft train` with the shared-prompt step layout hung
+	// that way three times in five CPU runs. Sequential operations never
+	// wait for a slot from inside the pool, so they cannot hang; they cost
+	// some speed where a program has many small independent operations.
+	CPUSequentialOps bool
 }
 
 // OptionsFromEnv returns Options filled from $MMFT_DEVICE, $MMFT_PJRT_PLUGIN
@@ -90,6 +100,9 @@ type Backend struct {
 	PluginSource string
 	// CPUParallelism is the pure-Go backend's worker count (CPU only).
 	CPUParallelism int
+	// CPUSequentialOps reports that the pure-Go backend runs each program's
+	// operations one at a time (Options.CPUSequentialOps; CPU only).
+	CPUSequentialOps bool
 	// AutotuneCache is XLA's persistent autotune cache folder (GPU only;
 	// "" when off; see PrepareXLA).
 	AutotuneCache string
@@ -114,7 +127,7 @@ func New(o Options) (*Backend, error) {
 			return newGPU(o.PluginPath)
 		}
 	}
-	return newCPU(o.CPUParallelism)
+	return newCPU(o.CPUParallelism, o.CPUSequentialOps)
 }
 
 // parseDevice returns CPU, GPU or Auto for a device name (empty means CPU;
@@ -146,9 +159,9 @@ func parseParallelism(s string) (int, error) {
 }
 
 // NewCPU opens the pure-Go CPU backend with the default worker count.
-func NewCPU() (*Backend, error) { return newCPU(0) }
+func NewCPU() (*Backend, error) { return newCPU(0, false) }
 
-func newCPU(parallelism int) (*Backend, error) {
+func newCPU(parallelism int, sequentialOps bool) (*Backend, error) {
 	if parallelism == 0 {
 		parallelism = max(runtime.NumCPU(), MinCPUParallelism)
 	}
@@ -158,7 +171,11 @@ func newCPU(parallelism int) (*Backend, error) {
 	// simplego.New("parallelism=N") prints a line to the process's standard
 	// output, which would corrupt the JSON of commands and protocols that own
 	// stdout; the pool size is set on the new backend instead (see workers.go).
-	b, err := simplego.New("")
+	config := ""
+	if sequentialOps {
+		config = "ops_sequential" // prints nothing, unlike "parallelism=N"
+	}
+	b, err := simplego.New(config)
 	if err != nil {
 		return nil, fmt.Errorf("compute: opening GoMLX's pure-Go CPU backend: %w", err)
 	}
@@ -166,7 +183,7 @@ func newCPU(parallelism int) (*Backend, error) {
 		b.Finalize()
 		return nil, err
 	}
-	return &Backend{Backend: b, Device: CPU, CPUParallelism: parallelism}, nil
+	return &Backend{Backend: b, Device: CPU, CPUParallelism: parallelism, CPUSequentialOps: sequentialOps}, nil
 }
 
 // checkParallelism refuses a worker count the pure-Go backend cannot run safely.

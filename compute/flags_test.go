@@ -32,6 +32,21 @@ func TestCPUWorkersSet(t *testing.T) {
 	}
 }
 
+// TestCPUSequentialOps checks that Options.CPUSequentialOps reaches the
+// pure-Go backend (and that it is off by default).
+func TestCPUSequentialOps(t *testing.T) {
+	for _, seq := range []bool{false, true} {
+		b, err := New(Options{CPUSequentialOps: seq})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sequentialOps(b.Backend); got != seq || b.CPUSequentialOps != seq {
+			t.Errorf("CPUSequentialOps %v: backend runs operations sequentially: %v, Backend.CPUSequentialOps %v", seq, got, b.CPUSequentialOps)
+		}
+		b.Finalize()
+	}
+}
+
 func defaultWorkers() int {
 	b, err := NewCPU()
 	if err != nil {

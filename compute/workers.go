@@ -54,3 +54,15 @@ func workersField(sb *simplego.Backend) reflect.Value {
 	}
 	return w.FieldByName("maxParallelism")
 }
+
+// sequentialOps reports whether a pure-Go backend runs each program's
+// operations one at a time (simplego's "ops_sequential" option: its
+// opsExecutionType field is opsExecutionSequential, the third value).
+func sequentialOps(b backends.Backend) bool {
+	sb, ok := b.(*simplego.Backend)
+	if !ok {
+		return false
+	}
+	f := reflect.ValueOf(sb).Elem().FieldByName("opsExecutionType")
+	return f.IsValid() && f.Kind() == reflect.Int && f.Int() == 2
+}

@@ -10,14 +10,14 @@ import (
 )
 
 // mainJobRise is the least rise of the mean structural reward (range
-// −1 … 2) the main job must show. The issue's goal is +1.0 within 10 minutes
-// on 2 cores, not met: on 2026-12-02 the main job (seed 42, 96 steps, about
-// 3½ minutes on 2 cores) rose +0.88, seed 1 +1.32 and seed 2 only +0.23 (it
-// lost its tags in one update; bench/results/2026-12-02-cpu-main-job.md);
-// after each completion got its own keyed sampling stream (the same
-// settings, other draws) seed 42 rose +0.456. Runs are chaotic in which
-// local optimum they reach, so the bound checks clear learning, not the goal.
-const mainJobRise = 0.4
+// −1 … 2) the main job must show: the issue's +1.0. On 2026-12-02 the main
+// job (seed 42: 192 steps of at most 4 new tokens, two updates per batch,
+// about 2½ minutes on 2 cores with CPUStepLayout) rose +1.50, and seeds 1–4
+// +1.48, +1.47, +1.38, +1.47 (bench/results/2026-12-02-cpu-main-job.md).
+// A run is deterministic for a seed on this backend but chaotic across
+// seeds (each settles on a deterministic completion worth +0.5 or +1.0),
+// so the bound holds seed 42 to the goal with a margin of 0.5.
+const mainJobRise = 1.0
 
 // TestMainJobRaisesTheStructuralReward trains the main job (the embedded
 // default with its configuration and length, the structural reward) on the
@@ -25,12 +25,15 @@ const mainJobRise = 0.4
 // that of its first 5 by at least mainJobRise.
 func TestMainJobRaisesTheStructuralReward(t *testing.T) {
 	if testing.Short() {
-		t.Skip("trains the main job (about 5 minutes on 2 cores)")
+		t.Skip("trains the main job (about 2½ minutes on 2 cores)")
 	}
-	be, err := compute.NewCPU()
+	// As `mmft train` runs it on the CPU: operations one at a time, each
+	// group's prompt computed once.
+	be, err := compute.New(compute.Options{CPUSequentialOps: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer be.Backend.Finalize()
 	cfg := EmbeddedTrainConfig()
 	cfg.OutputDir = filepath.Join(t.TempDir(), "run")
 	cfg.SaveNumber = 0
@@ -46,7 +49,7 @@ func TestMainJobRaisesTheStructuralReward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := &TrainJob{Config: cfg, Model: m, Data: d, Rewards: set}
+	job := &TrainJob{Config: cfg, Model: m, Data: d, Rewards: set, StepLayout: CPUStepLayout}
 	if err := job.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

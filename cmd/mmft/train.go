@@ -57,7 +57,7 @@ fit (--gpu-memory, or the device's own) is refused.`)
 	resume := fs.String("resume", "", "continue a run: its output folder (latest checkpoint) or a checkpoint-N folder")
 	dtype := fs.String("dtype", "", "weights dtype: float32 or bfloat16 (default: bfloat16 on a GPU, float32 on the CPU)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
-	stepLayout := fs.String("step-layout", "auto", "the GRPO step's layout: full, shared (each group's prompt computed once: exact, faster), recompute (shared, layer by layer: least memory) or auto (on a GPU recompute, or shared when lora_dropout > 0; full on the CPU)")
+	stepLayout := fs.String("step-layout", "auto", "the GRPO step's layout: full, shared (each group's prompt computed once: exact, faster), recompute (shared, layer by layer: least memory) or auto (on a GPU recompute, or shared when lora_dropout > 0; shared on the CPU)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -99,9 +99,19 @@ fit (--gpu-memory, or the device's own) is refused.`)
 			return fmt.Errorf("--rewards: %w", err)
 		}
 	}
-	be, err := dev.Backend()
+	opts, err := dev.Options()
 	if err != nil {
 		return err
+	}
+	// Training on the CPU runs each program's operations one at a time:
+	// GoMLX's parallel scheduling can hang (compute.Options.CPUSequentialOps).
+	opts.CPUSequentialOps = true
+	be, err := compute.New(opts)
+	if err != nil {
+		return err
+	}
+	if autoLayout && be.Device == compute.CPU {
+		stepLay = mmft.CPUStepLayout
 	}
 	if autoLayout && be.Device != compute.CPU {
 		// Recomputation redraws no dropout mask, so it needs lora_dropout 0.
