@@ -94,6 +94,10 @@ func (l *local) backend() (*compute.Backend, error) {
 			return nil, err
 		}
 	}
+	// A session trains as `mmft train` does, so its CPU backend runs each
+	// program's operations one at a time too (GoMLX's parallel scheduling
+	// can hang on the shared-prompt graphs: compute.Options.CPUSequentialOps).
+	o.CPUSequentialOps = true
 	be, err := compute.New(o)
 	if err != nil {
 		return nil, err

@@ -30,15 +30,15 @@ for w in "${@:-decode step}"; do
     decode)
       XLA_FLAGS="--xla_gpu_per_fusion_autotune_cache_dir=/tmp/xla-autotune --xla_dump_to=/tmp/hlo --xla_dump_hlo_as_text" \
         prof decode bin/rollout --config $A/config.json --device gpu --reps 2
-      per=$(python3 -c "import json,sys; r=json.load(open('$OUT/decode.json')); x=r['runs'][-1]; print(x['decode_calls']*r['workload']['steps_per_call'])")
+      per=$(python3 -c "import json; t=open('$OUT/decode.json').read(); r=json.loads(t[t.index('{'):]); x=r['runs'][-1]; print(x['decode_calls']*r['workload']['steps_per_call'])")
       python3 bench/kprof/summarize.py /tmp/decode.csv "$OUT/decode.json" --per "$per" --top 60 > "$OUT/decode.txt" 2>&1
       (cd /tmp/hlo && ls -S *after_optimizations.txt | head -8 | tar -cf - -T - | xz -T4 > "$OUT/decode-hlo.tar.xz")
-      head -40 "$OUT/decode.txt" ;;
+      xz -T4 -c /tmp/decode.csv > "$OUT/decode.csv.xz"; head -40 "$OUT/decode.txt" ;;
     step)
       XLA_FLAGS=--xla_gpu_per_fusion_autotune_cache_dir=/tmp/xla-autotune \
         prof step bin/grpostep --assets $A --device gpu --mode step --reps 2 --recompute --micro 16
       python3 bench/kprof/summarize.py /tmp/step.csv "$OUT/step.json" --top 60 > "$OUT/step.txt" 2>&1
-      head -40 "$OUT/step.txt" ;;
+      xz -T4 -c /tmp/step.csv > "$OUT/step.csv.xz"; head -40 "$OUT/step.txt" ;;
     iteration)
       XLA_FLAGS=--xla_gpu_per_fusion_autotune_cache_dir=/tmp/xla-autotune \
         prof iteration bin/grpostep --assets $A --device gpu --mode iteration --n 4 --new 512 --rank 4 --micro 8 --reps 2
