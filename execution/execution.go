@@ -131,7 +131,8 @@ type Runner struct {
 	stats  Stats
 	graphs map[string]*graph.Graph // the last graph each program ran, by name
 	// noAlias turns off the input–output aliasing of donated arguments
-	// (alias.go): MMFT_XLA_ALIAS=off, to measure what it brings.
+	// (alias.go). It is on only with MMFT_XLA_ALIAS=on until it has been
+	// measured on a GPU (see bench/results/2026-12-02-h200-session4.md).
 	noAlias bool
 }
 
@@ -154,7 +155,7 @@ type shapeExec struct {
 // New returns a runner on backend at place. A mesh placement is checked
 // when the first program runs (see Run).
 func New(backend backends.Backend, place Placement) *Runner {
-	return &Runner{backend: backend, place: place, execs: map[execKey]*shapeExec{}, noAlias: os.Getenv("MMFT_XLA_ALIAS") == "off",
+	return &Runner{backend: backend, place: place, execs: map[execKey]*shapeExec{}, noAlias: os.Getenv("MMFT_XLA_ALIAS") != "on",
 		meshes: map[meshKey]*meshExec{}, stats: Stats{ByProgram: map[string]int{}}, graphs: map[string]*graph.Graph{}}
 }
 

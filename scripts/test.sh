@@ -28,6 +28,9 @@ go vet ./...
 echo "== cuda build (gorgonia.org/cu; only where cuda.h is installed, or with MMFT_CUDA_FETCH=1)"
 bash tests/cuda/run.sh
 
+echo "== kernel profiler (bench/kprof: builds, and its summary adds up a known trace)"
+bash tests/kprof/run.sh
+
 echo "== test dependencies (Debian's Jupyter for the kernel tests; dockerfilelint from npm)"
 bash tests/kernel/deps.sh
 bash tests/docker/lint.sh
