@@ -9,7 +9,9 @@
 # then carry .carry and run: bash tests/gpu/bench.sh [what...]
 #   (what: rollout peer step iteration, and the GRPO step's faster paths: step-shared step-recompute
 #    step-recompute-bf16 step-recompute32; each of those also samples the GPU's used memory every 100 ms
-#    and prints its peak, context included)
+#    and prints its peak, context included; alias: the rollout and the recompute step with and without
+#    MMFT_XLA_ALIAS=on, and the decode program's optimized HLO checked for its input_output_alias and
+#    for whole-cache copies — see bench/results/2026-12-02-h200-session4.md)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/mmft-bench}; mkdir -p "$OUT"
@@ -38,6 +40,17 @@ for what in "${@:-rollout peer step}"; do
       step-recompute) stepvariant $w --recompute --micro 16 ;;
       step-recompute-bf16) stepvariant $w --recompute --micro 16 --bf16-head ;;
       step-recompute32) stepvariant $w --recompute --micro 32 ;;
+      alias)
+        for a in off on; do
+          echo "-- MMFT_XLA_ALIAS=$a"
+          rm -rf "/tmp/hlo-$a"
+          MMFT_XLA_ALIAS=$a XLA_FLAGS="$XLA_FLAGS --xla_dump_to=/tmp/hlo-$a --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*decode.*" \
+            timeout 300 bin/rollout --config $A/config.json --device gpu --reps 2 > "$OUT/rollout-alias-$a.json" 2> "$OUT/rollout-alias-$a.err"
+          echo "rc=$?"; grep -E '"(warm_new_tokens_per_s|aliased_arguments)"' "$OUT/rollout-alias-$a.json"
+          f=$(ls /tmp/hlo-$a/*engine_decode*after_optimizations.txt 2>/dev/null | head -1)
+          [[ -n $f ]] && echo "decode HLO: $(grep -c '} copy(' "$f") copies; alias: $(grep -o 'input_output_alias={[^}]*}' "$f" | head -c 160)"
+          MMFT_XLA_ALIAS=$a stepvariant step-alias-$a --recompute --micro 16
+        done ;;
       iteration) timeout 420 bin/grpostep --assets $A --device gpu --mode iteration --n 4 --new 512 --rank 4 --micro 8 --reps 2 > "$OUT/iteration.json" 2> "$OUT/iteration.err"; echo "rc=$?"; tail -c 2500 "$OUT/iteration.json"; tail -5 "$OUT/iteration.err" ;;
     esac
   done
