@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v gcc >/dev/null || need_apt+=(gcc libc6-dev) # cgo: GoMLX's XLA backend loads PJRT plugins with dlopen
 command -v git >/dev/null || need_apt+=(git)
+command -v python3 >/dev/null || need_apt+=(python3) # tests/kprof/run.sh (the profiler's summary)
+command -v nm >/dev/null || need_apt+=(binutils)
 if ((${#need_apt[@]})); then
 	apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi

@@ -33,6 +33,15 @@ def kind(name):
 
 
 def main():
+    try:
+        summarize()
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        sys.exit(f"summarize: {e.__class__.__name__}: {e} (want a kprof trace CSV and a bench/rollout or bench/grpostep JSON with runs[].window)")
+    except KeyboardInterrupt:
+        sys.exit("summarize: interrupted")
+
+
+def summarize():
     ap = argparse.ArgumentParser()
     ap.add_argument("trace")
     ap.add_argument("bench")
@@ -40,6 +49,8 @@ def main():
     ap.add_argument("--per", type=float, default=1.0, help="divide counts and times by this (e.g. decode steps)")
     ap.add_argument("--top", type=int, default=40)
     a = ap.parse_args()
+    if not a.per > 0:
+        sys.exit(f"summarize: --per {a.per}: want a positive number (e.g. the run's decode steps)")
 
     with open(a.bench) as f:
         text = f.read()
@@ -61,7 +72,7 @@ def main():
             elif row[0] == "m" and len(row) >= 6:
                 copies.append((int(row[1]), int(row[2]), int(row[3]), int(row[4])))
     if offset is None:
-        sys.exit("trace has no clock line")
+        sys.exit(f"summarize: {a.trace}: no clock line (not a kprof trace)")
     ks = sorted(k for k in kernels if w0 <= k[0] + offset <= w1)
     cs = [c for c in copies if w0 <= c[0] + offset <= w1]
     if not ks:
