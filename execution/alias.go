@@ -59,12 +59,12 @@ func aliasDonated(in, out []*graph.Node, donated []bool) int {
 	for i, n := range in {
 		ps[i] = n.Shape()
 	}
-	os := make([]shapes.Shape, len(out))
+	outs := make([]shapes.Shape, len(out))
 	for j, n := range out {
-		os[j] = n.Shape()
+		outs[j] = n.Shape()
 	}
 	n := 0
-	for i, j := range pairDonated(ps, os, donated) {
+	for i, j := range pairDonated(ps, outs, donated) {
 		if j < 0 {
 			continue
 		}

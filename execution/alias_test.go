@@ -9,7 +9,6 @@ import (
 	xlashapes "github.com/gomlx/go-xla/pkg/types/shapes"
 	"github.com/gomlx/gomlx/backends/simplego"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
@@ -40,16 +39,8 @@ func TestAliasOnlyOnXLA(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := New(be, Placement{})
-	acc := NewProgram("acc", func(_ any, in []*Node) []*Node { return []*Node{Add(in[0], in[1])} })
-	state := tensors.FromShape(shapes.Make(dtypes.Float32, 2))
 	x := tensors.FromFlatDataAndDimensions([]float32{1, 2}, 2)
-	for range 2 {
-		outs, err := r.Run(acc, nil, Donate(state), x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		state = outs[0]
-	}
+	state := accumulate(t, r, accumulator(), x, 2)
 	if got := tensors.MustCopyFlatData[float32](state); got[0] != 2 || got[1] != 4 {
 		t.Errorf("accumulated %v, want [2 4]", got)
 	}

@@ -70,15 +70,8 @@ func TestRunnerKeysAndDonation(t *testing.T) {
 		t.Errorf("%d programs after a new shape, want 5", st.Programs)
 	}
 	// Donated state replaced each call.
-	acc := NewProgram("acc", func(_ any, in []*Node) []*Node { return []*Node{Add(in[0], in[1])} })
-	state := tensors.FromShape(shapes.Make(dtypes.Float32, 2))
-	for range 3 {
-		outs, err := r.Run(acc, nil, Donate(state), x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		state = outs[0]
-	}
+	acc := accumulator()
+	state := accumulate(t, r, acc, x, 3)
 	if got := tensors.MustCopyFlatData[float32](state); got[0] != 3 || got[1] != 6 {
 		t.Errorf("accumulated %v, want [3 6]", got)
 	}
@@ -150,4 +143,25 @@ func TestConcurrentCompile(t *testing.T) {
 			t.Errorf("compiling a bad graph: %v", err)
 		}
 	}
+}
+
+// accumulator is a program adding its second input to its first (the
+// state, donated by accumulate).
+func accumulator() *Program {
+	return NewProgram("acc", func(_ any, in []*Node) []*Node { return []*Node{Add(in[0], in[1])} })
+}
+
+// accumulate runs acc n times from a zero float32 [2] state, donating the
+// state each call, and returns the last state.
+func accumulate(t *testing.T, r *Runner, acc *Program, x *tensors.Tensor, n int) *tensors.Tensor {
+	t.Helper()
+	state := tensors.FromShape(shapes.Make(dtypes.Float32, 2))
+	for range n {
+		outs, err := r.Run(acc, nil, Donate(state), x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		state = outs[0]
+	}
+	return state
 }
