@@ -114,6 +114,18 @@ type Stats struct {
 	Aliased int `json:"aliased_arguments"`
 	// ByProgram counts compiled graphs per program name.
 	ByProgram map[string]int `json:"by_program"`
+	// Runs holds, per program name, its calls and the wall time they spent
+	// inside the backend's execution (argument donation, execution and the
+	// wait for its results; not compilation): what a call costs the host,
+	// beside what the device profile says it costs the device.
+	Runs map[string]RunTime `json:"runs_by_program"`
+}
+
+// RunTime is the number of calls of one program and their total wall time
+// inside the backend.
+type RunTime struct {
+	Calls int           `json:"calls"`
+	Time  time.Duration `json:"wall_ns"`
 }
 
 // Runner compiles and runs programs on one backend and placement. It is safe
@@ -156,7 +168,7 @@ type shapeExec struct {
 // when the first program runs (see Run).
 func New(backend backends.Backend, place Placement) *Runner {
 	return &Runner{backend: backend, place: place, execs: map[execKey]*shapeExec{}, noAlias: os.Getenv("MMFT_XLA_ALIAS") != "on",
-		meshes: map[meshKey]*meshExec{}, stats: Stats{ByProgram: map[string]int{}}, graphs: map[string]*graph.Graph{}}
+		meshes: map[meshKey]*meshExec{}, stats: Stats{ByProgram: map[string]int{}, Runs: map[string]RunTime{}}, graphs: map[string]*graph.Graph{}}
 }
 
 // Backend returns the runner's backend.
@@ -173,6 +185,10 @@ func (r *Runner) Stats() Stats {
 	s.ByProgram = make(map[string]int, len(r.stats.ByProgram))
 	for k, v := range r.stats.ByProgram {
 		s.ByProgram[k] = v
+	}
+	s.Runs = make(map[string]RunTime, len(r.stats.Runs))
+	for k, v := range r.stats.Runs {
+		s.Runs[k] = v
 	}
 	return s
 }
@@ -219,6 +235,7 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 	if err != nil {
 		return nil, err
 	}
+	t0 := time.Now()
 	call := make([]any, len(args))
 	for i, a := range args {
 		if d, ok := a.(Donated); ok {
@@ -233,11 +250,21 @@ func (r *Runner) Run(prog *Program, variant any, args ...any) (outs []*tensors.T
 	if err != nil {
 		return nil, fmt.Errorf("execution: running %s: %w", prog.name, err)
 	}
-	r.mu.Lock()
-	r.graphs[prog.name] = g
-	r.stats.Calls++
-	r.mu.Unlock()
+	r.ran(prog.name, g, time.Since(t0))
 	return outs, nil
+}
+
+// ran records one finished call of the program name: its graph and its wall
+// time inside the backend.
+func (r *Runner) ran(name string, g *graph.Graph, wall time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.graphs[name] = g
+	r.stats.Calls++
+	rt := r.stats.Runs[name]
+	rt.Calls++
+	rt.Time += wall
+	r.stats.Runs[name] = rt
 }
 
 // Compile compiles prog for variant and the shapes of args (as Run would

@@ -62,6 +62,10 @@ func TestRunnerKeysAndDonation(t *testing.T) {
 	if st := r.Stats(); st.Programs != 4 || st.Calls != 5 {
 		t.Errorf("stats %+v: want 4 programs compiled, 5 calls", st)
 	}
+	// Calls and their time are kept by program name (two programs named p).
+	if st := r.Stats(); st.Runs["p"].Calls != 3 || st.Runs["scaled"].Calls != 2 || st.Runs["p"].Time <= 0 {
+		t.Errorf("runs by program %+v: want p 3 calls, scaled 2, with their time", st.Runs)
+	}
 	// A new input shape compiles once more.
 	if _, err := r.Run(double, nil, tensors.FromFlatDataAndDimensions([]float32{1, 2, 3}, 3)); err != nil {
 		t.Fatal(err)

@@ -178,7 +178,9 @@ func (r *Runner) RunSharded(prog *Program, variant any, args ...any) (outs []*gd
 			}
 		}
 	}
+	tRun := time.Now()
 	res, g, err := me.exec.ExecWithGraphOnDevice(devs[0], flat...)
+	wall := time.Since(tRun)
 	if err != nil {
 		return nil, fmt.Errorf("execution: running %s on mesh %v: %w", prog.name, mesh, err)
 	}
@@ -196,13 +198,12 @@ func (r *Runner) RunSharded(prog *Program, variant any, args ...any) (outs []*gd
 			return nil, fmt.Errorf("execution: program %s: output %d: %w", prog.name, j, err)
 		}
 	}
-	r.mu.Lock()
-	r.graphs[prog.name] = g
-	r.stats.Calls++
+	r.ran(prog.name, g, wall)
 	if !t0.IsZero() {
+		r.mu.Lock()
 		r.stats.CompileTime += time.Since(t0)
+		r.mu.Unlock()
 	}
-	r.mu.Unlock()
 	return outs, nil
 }
 

@@ -126,23 +126,26 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 	case "step":
 		ps, comps, rw := synthetic(cfg, prompts, n, length, side, newTokens)
 		for range reps {
+			before := eng.Runner().Stats()
 			t := time.Now()
 			met, err := tr.TrainOn(ctx, ps, comps, rw)
 			if err != nil {
 				return err
 			}
 			runs = append(runs, map[string]any{"seconds": time.Since(t).Seconds(), "window": benchkit.Span(t), "loss": met["loss"], "grad_norm": met["grad_norm"],
-				"recompute_kept_bytes": met["recompute_kept_bytes"]})
+				"recompute_kept_bytes": met["recompute_kept_bytes"], "host": benchkit.HostTimeSince(before, eng.Runner().Stats())})
 		}
 	case "iteration":
 		for range reps {
+			before := eng.Runner().Stats()
 			t := time.Now()
 			met, err := tr.Step(ctx)
 			if err != nil {
 				return err
 			}
 			runs = append(runs, map[string]any{"seconds": time.Since(t).Seconds(), "window": benchkit.Span(t), "rollout_s": met["rollout_s"], "reward_s": met["reward_s"],
-				"update_s": met["update_s"], "new_tokens": met["new_tokens"], "tokens_per_s": met["tokens_per_s"], "completion_length": met["completion_length"]})
+				"update_s": met["update_s"], "new_tokens": met["new_tokens"], "tokens_per_s": met["tokens_per_s"], "completion_length": met["completion_length"],
+				"host": benchkit.HostTimeSince(before, eng.Runner().Stats())})
 		}
 	default:
 		return fmt.Errorf("--mode %q: step or iteration", mode)

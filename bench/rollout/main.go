@@ -43,6 +43,8 @@ type runResult struct {
 	MsPerStep float64 `json:"ms_per_step"`
 	// Window is the call's wall-clock span, for a kernel profile (bench/kprof).
 	Window benchkit.Window `json:"window"`
+	// Host is the run's program calls and their time inside the backend.
+	Host benchkit.HostTime `json:"host"`
 }
 
 // report is the benchmark's JSON output.
@@ -123,6 +125,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	for range reps {
 		var first time.Duration
 		calls := 0
+		before := eng.Runner().Stats()
 		t := time.Now()
 		comps, err := eng.Generate(context.Background(), reqs, func(p engine.Progress) {
 			calls++
@@ -140,7 +143,8 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 		}
 		rep.Runs = append(rep.Runs, runResult{Seconds: el.Seconds(), NewTokens: tokens, TokensPerSecond: float64(tokens) / el.Seconds(),
 			FirstCompletionS: first.Seconds(), Calls: calls, MsPerCall: float64(el.Milliseconds()) / float64(max(calls, 1)),
-			MsPerStep: float64(el.Milliseconds()) / float64(max(calls*steps, 1)), Window: benchkit.Span(t)})
+			MsPerStep: float64(el.Milliseconds()) / float64(max(calls*steps, 1)), Window: benchkit.Span(t),
+			Host: benchkit.HostTimeSince(before, eng.Runner().Stats())})
 	}
 	for _, r := range rep.Runs[1:] {
 		rep.WarmTokensPerS = max(rep.WarmTokensPerS, r.TokensPerSecond)

@@ -24,6 +24,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 
 	"github.com/mmft-go/mmft/compute"
+	"github.com/mmft-go/mmft/execution"
 	"github.com/mmft-go/mmft/qwen2vl"
 	"github.com/mmft-go/mmft/safetensors"
 )
@@ -195,4 +196,27 @@ func SettleProfiler() {
 	if os.Getenv("CUDA_INJECTION64_PATH") != "" {
 		time.Sleep(2500 * time.Millisecond)
 	}
+}
+
+// HostTime is what one benchmark run's program calls cost the host, per
+// program: calls and milliseconds inside the backend (execution.Stats.Runs).
+type HostTime map[string]struct {
+	Calls int     `json:"calls"`
+	Ms    float64 `json:"ms_in_backend"`
+}
+
+// HostTimeSince returns the calls made between the runner snapshots before
+// and after, per program.
+func HostTimeSince(before, after execution.Stats) HostTime {
+	h := HostTime{}
+	for name, a := range after.Runs {
+		b := before.Runs[name]
+		if a.Calls == b.Calls {
+			continue
+		}
+		e := h[name]
+		e.Calls, e.Ms = a.Calls-b.Calls, float64(a.Time-b.Time)/float64(time.Millisecond)
+		h[name] = e
+	}
+	return h
 }
