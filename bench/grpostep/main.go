@@ -122,10 +122,26 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 		"shared_prompt": v.SharedPrompt || v.Recompute, "recompute": v.Recompute, "bf16_head": v.HeadInDType}
 	var runs []map[string]any
 	ctx := context.Background()
+	var stopProfile func()
+	defer func() {
+		if stopProfile != nil {
+			stopProfile()
+		}
+	}()
+	profile := func(rep int) error {
+		stop, err := benchkit.WarmCPUProfile(rep)
+		if stop != nil {
+			stopProfile = stop
+		}
+		return err
+	}
 	switch mode {
 	case "step":
 		ps, comps, rw := synthetic(cfg, prompts, n, length, side, newTokens)
-		for range reps {
+		for rep := range reps {
+			if err := profile(rep); err != nil {
+				return err
+			}
 			before := eng.Runner().Stats()
 			t := time.Now()
 			met, err := tr.TrainOn(ctx, ps, comps, rw)
@@ -136,7 +152,10 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 				"recompute_kept_bytes": met["recompute_kept_bytes"], "host": benchkit.HostTimeSince(before, eng.Runner().Stats())})
 		}
 	case "iteration":
-		for range reps {
+		for rep := range reps {
+			if err := profile(rep); err != nil {
+				return err
+			}
 			before := eng.Runner().Stats()
 			t := time.Now()
 			met, err := tr.Step(ctx)

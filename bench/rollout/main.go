@@ -122,7 +122,18 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	if err != nil {
 		return err
 	}
-	for range reps {
+	var stopProfile func()
+	defer func() {
+		if stopProfile != nil {
+			stopProfile()
+		}
+	}()
+	for i := range reps {
+		if stop, err := benchkit.WarmCPUProfile(i); err != nil {
+			return err
+		} else if stop != nil {
+			stopProfile = stop
+		}
 		var first time.Duration
 		calls := 0
 		before := eng.Runner().Stats()

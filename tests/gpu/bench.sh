@@ -44,12 +44,12 @@ for what in "${@:-rollout peer step}"; do
         for a in off on; do
           echo "-- MMFT_XLA_ALIAS=$a"
           rm -rf "/tmp/hlo-$a"
-          MMFT_XLA_ALIAS=$a XLA_FLAGS="$XLA_FLAGS --xla_dump_to=/tmp/hlo-$a --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*decode.*" \
+          MMFT_BENCH_CPUPROFILE=$OUT/rollout-alias-$a.pprof MMFT_XLA_ALIAS=$a XLA_FLAGS="$XLA_FLAGS --xla_dump_to=/tmp/hlo-$a --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*decode.*" \
             timeout 300 bin/rollout --config $A/config.json --device gpu --reps 2 > "$OUT/rollout-alias-$a.json" 2> "$OUT/rollout-alias-$a.err"
           echo "rc=$?"; grep -E '"(warm_new_tokens_per_s|aliased_arguments)"' "$OUT/rollout-alias-$a.json"
           f=$(ls /tmp/hlo-$a/*engine_decode*after_optimizations.txt 2>/dev/null | head -1)
           [[ -n $f ]] && echo "decode HLO: $(grep -c '} copy(' "$f") copies; alias: $(grep -o 'input_output_alias={[^}]*}' "$f" | head -c 160)"
-          MMFT_XLA_ALIAS=$a stepvariant step-alias-$a --recompute --micro 16
+          MMFT_BENCH_CPUPROFILE=$OUT/step-alias-$a.pprof MMFT_XLA_ALIAS=$a stepvariant step-alias-$a --recompute --micro 16
         done ;;
       iteration) timeout 420 bin/grpostep --assets $A --device gpu --mode iteration --n 4 --new 512 --rank 4 --micro 8 --reps 2 > "$OUT/iteration.json" 2> "$OUT/iteration.err"; echo "rc=$?"; tail -c 2500 "$OUT/iteration.json"; tail -5 "$OUT/iteration.err" ;;
     esac

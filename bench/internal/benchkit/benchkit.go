@@ -12,6 +12,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -219,4 +220,25 @@ func HostTimeSince(before, after execution.Stats) HostTime {
 		h[name] = e
 	}
 	return h
+}
+
+// WarmCPUProfile starts a Go CPU profile into the file named by
+// MMFT_BENCH_CPUPROFILE when rep is 1 (the first warm run), so that what the
+// host does between device calls can be read with `go tool pprof`. It returns
+// the function that stops it (nil when not profiling), to call after the last
+// run.
+func WarmCPUProfile(rep int) (stop func(), err error) {
+	path := os.Getenv("MMFT_BENCH_CPUPROFILE")
+	if path == "" || rep != 1 {
+		return nil, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("MMFT_BENCH_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("MMFT_BENCH_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
