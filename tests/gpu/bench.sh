@@ -11,7 +11,8 @@
 #    step-recompute-bf16 step-recompute32; each of those also samples the GPU's used memory every 100 ms
 #    and prints its peak, context included; alias: the rollout and the recompute step with and without
 #    MMFT_XLA_ALIAS=on, and the decode program's optimized HLO checked for its input_output_alias and
-#    for whole-cache copies — see bench/results/2026-12-02-h200-session4.md)
+#    for whole-cache copies — see bench/results/2026-12-02-h200-session4.md; Go CPU profiles of their
+#    warm runs go to OUT/*.pprof, for `go tool pprof`)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/mmft-bench}; mkdir -p "$OUT"
