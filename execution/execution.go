@@ -143,8 +143,10 @@ type Runner struct {
 	stats  Stats
 	graphs map[string]*graph.Graph // the last graph each program ran, by name
 	// noAlias turns off the input–output aliasing of donated arguments
-	// (alias.go). It is on only with MMFT_XLA_ALIAS=on until it has been
-	// measured on a GPU (see bench/results/2026-12-02-h200-session4.md).
+	// (alias.go) when MMFT_XLA_ALIAS=off: a switch for comparing, kept
+	// since aliasing is new (on an H200 it removed the decode program's 56
+	// cache copies per call and took the rollout from 9,201 to 11,161 new
+	// tokens/s; bench/results/2026-12-02-h200-session5.md).
 	noAlias bool
 }
 
@@ -167,7 +169,7 @@ type shapeExec struct {
 // New returns a runner on backend at place. A mesh placement is checked
 // when the first program runs (see Run).
 func New(backend backends.Backend, place Placement) *Runner {
-	return &Runner{backend: backend, place: place, execs: map[execKey]*shapeExec{}, noAlias: os.Getenv("MMFT_XLA_ALIAS") != "on",
+	return &Runner{backend: backend, place: place, execs: map[execKey]*shapeExec{}, noAlias: os.Getenv("MMFT_XLA_ALIAS") == "off",
 		meshes: map[meshKey]*meshExec{}, stats: Stats{ByProgram: map[string]int{}, Runs: map[string]RunTime{}}, graphs: map[string]*graph.Graph{}}
 }
 
