@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph building reads best unqualified
 
@@ -132,27 +133,43 @@ func layerNorm(x, weight, bias *Node, eps float64) *Node {
 		ExpandLeftToRank(ConvertDType(bias, dtypes.Float32), x.Rank()))
 }
 
-// rotateHalfMatrix returns the constant [d, d] matrix R with x·R = rotate_half(x)
-// = concat(-x[d/2:], x[:d/2]); a matmul keeps the gradient path free of Slice.
-func rotateHalfMatrix(g *Graph, d int, dt dtypes.DType) *Node {
+// rotateHalf returns rotate_half(x) = concat(−x[…, d/2:], x[…, :d/2]) over
+// x's last axis, in x's dtype. Where the backend differentiates slices (it
+// has Pad, as XLA does) that is two slices, a negation and a concatenation:
+// exact, and fused by XLA into its neighbours. The pure-Go CPU backend has
+// no gradient for Slice, so there it is the product with the constant ±1
+// matrix (exact too, on a CPU: float32 products of ±1 and 0). On an H200
+// the product ran as a TF32 matrix product (rounding x to 10 bits of
+// mantissa) and cost the vision tower 246 µs per layer call.
+func rotateHalf(x *Node) *Node {
+	return rotateHalfBy(x, x.Graph().Backend().Capabilities().Operations[backends.OpTypePad])
+}
+
+// rotateHalfBy is rotateHalf by slices or by the ±1 product.
+func rotateHalfBy(x *Node, slices bool) *Node {
+	g := x.Graph()
+	last := x.Rank() - 1
+	d := x.Shape().Dimensions[last]
+	if slices {
+		return Concatenate([]*Node{Neg(SliceAxis(x, last, AxisRange(d/2, d))), SliceAxis(x, last, AxisRange(0, d/2))}, last)
+	}
 	r := make([]float32, d*d)
 	half := d / 2
 	for j := 0; j < half; j++ {
 		r[(j+half)*d+j] = -1 // out[j] = -x[j+half]
 		r[j*d+j+half] = 1    // out[j+half] = x[j]
 	}
-	return ConvertDType(Reshape(Const(g, r), d, d), dt)
+	m := ConvertDType(Reshape(Const(g, r), d, d), x.DType())
+	return DotGeneral(x, []int{last}, nil, m, []int{0}, nil)
 }
 
 // applyRotary computes x·cos + rotate_half(x)·sin in float32 for x [B, S,
 // heads, D] and cos, sin [B, S, D] (float32).
 func applyRotary(x, cos, sin *Node) *Node {
-	d := x.Shape().Dimensions[x.Rank()-1]
 	x = ConvertDType(x, dtypes.Float32)
 	cos = InsertAxes(cos, 2)
 	sin = InsertAxes(sin, 2)
-	rot := Einsum("bshi,ij->bshj", x, rotateHalfMatrix(x.Graph(), d, dtypes.Float32))
-	return Add(Mul(x, cos), Mul(rot, sin))
+	return Add(Mul(x, cos), Mul(rotateHalf(x), sin))
 }
 
 // attention computes softmax(q·kᵀ/√d + mask)·v for q [B, S, H, D], k, v [B,

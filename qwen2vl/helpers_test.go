@@ -87,3 +87,27 @@ func mediumConfig(layers, visionDepth int) Config {
 		ImageTokenID: 4000, VideoTokenID: 4001, VisionStartTokenID: 4002, VisionEndTokenID: 4003, EOSTokenID: 4004, BOSTokenID: 4005,
 	}
 }
+
+// TestRotateHalfForms: the slice form (XLA) and the ±1 product (pure-Go CPU
+// backend) of rotate_half agree exactly, and equal concat(−x₂, x₁).
+func TestRotateHalfForms(t *testing.T) {
+	be := cpuBackend(t)
+	x := make([]float32, 2*3*8)
+	for i := range x {
+		x[i] = float32(math.Sin(float64(i)*1.7)) * 3
+	}
+	out := MustExecOnceN(be, func(v *Node) []*Node {
+		return []*Node{rotateHalfBy(v, true), rotateHalfBy(v, false)}
+	}, tensors.FromFlatDataAndDimensions(x, 2, 3, 8))
+	bySlices, byProduct := tensors.MustCopyFlatData[float32](out[0]), tensors.MustCopyFlatData[float32](out[1])
+	for i := range x {
+		row, j := i/8*8, i%8
+		want := x[row+(j+4)%8]
+		if j < 4 {
+			want = -want
+		}
+		if bySlices[i] != want || byProduct[i] != want {
+			t.Fatalf("element %d: slices %g, product %g, want %g", i, bySlices[i], byProduct[i], want)
+		}
+	}
+}

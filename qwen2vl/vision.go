@@ -62,8 +62,7 @@ func (w *Weights) visionAttention(pre string, x, cos, sin, valid *Node) *Node {
 		t32 := ConvertDType(t, dtypes.Float32)
 		c := Reshape(cos, f, 1, p, d)
 		s := Reshape(sin, f, 1, p, d)
-		r := Einsum("fhpi,ij->fhpj", t32, rotateHalfMatrix(t.Graph(), d, dtypes.Float32))
-		return Add(Mul(t32, c), Mul(r, s))
+		return Add(Mul(t32, c), Mul(rotateHalf(t32), s))
 	}
 	q, k, v := rot(part(0)), rot(part(1)), part(2)
 	// The scores come out of the product in the model dtype (widened for the
