@@ -7,6 +7,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 
+	"github.com/mmft-go/mmft/execution"
 	"github.com/mmft-go/mmft/qwen2vl"
 )
 
@@ -28,8 +29,9 @@ func (g *generation) precompile() error {
 	cfg := e.m.Config
 	n := len(g.slots)
 	jobs := []func() error{func() error {
-		args := g.decodeArgs(nil, nil)
-		args[0], args[1] = shapes.Make(dtypes.Int32, n, decodeInts), shapes.Make(dtypes.Float32, n, decodeFloats)
+		args := g.decodeArgs()
+		args[0], args[1] = execution.DonatedShape(shapes.Make(dtypes.Int32, n, decodeInts)), shapes.Make(dtypes.Float32, n, decodeFloats)
+		args[2] = execution.DonatedShape(shapes.Make(dtypes.Float32, n, g.steps, 3))
 		return e.models.compileBound(e.progs.decode, g.bind, g.decodeSettings(), args...)
 	}}
 	base, err := e.m.Bind(nil)
@@ -67,7 +69,7 @@ func (g *generation) precompile() error {
 			}
 			if merged := f * p / win; once([3]int{-1, rows, merged}) {
 				jobs = append(jobs, func() error {
-					return e.run.Compile(e.progs.place, nil, zeros(dtypes.Float32, rows, hidden), zeros(dtypes.Float32, merged, hidden), zeros(dtypes.Int32, merged))
+					return e.run.Compile(e.progs.place, nil, execution.DonatedShape(zeros(dtypes.Float32, rows, hidden)), zeros(dtypes.Float32, merged, hidden), zeros(dtypes.Int32, merged))
 				})
 			}
 		}
@@ -95,16 +97,16 @@ func (g *generation) precompile() error {
 // with the device state's own tensors and zero prompt keys and values.
 func (g *generation) compileAdmit(b, l int) error {
 	tc := g.e.m.Config.Text
-	var args []any
+	var args []any // the state as admit donates it (Compile donates nothing)
 	if g.shared {
 		for _, c := range g.prefix {
-			args = append(args, c)
+			args = append(args, execution.Donate(c))
 		}
 	}
 	for _, c := range g.caches {
-		args = append(args, c)
+		args = append(args, execution.Donate(c))
 	}
-	args = append(args, g.presence)
+	args = append(args, execution.Donate(g.presence))
 	kv := shapes.Make(g.e.m.DType, b, tc.NumKVHeads, l, tc.HeadDim())
 	for range 2 * g.layers {
 		args = append(args, kv)

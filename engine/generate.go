@@ -156,6 +156,11 @@ type generation struct {
 	// steps is the number of decode steps per call (Options.StepsPerCall,
 	// or the automatic choice for the slot count).
 	steps int
+	// capacity is the cache positions per slot.
+	capacity int
+	// cols are the decode call's per-slot inputs and its results buffer,
+	// kept on the device between calls (see step).
+	cols deviceColumns
 
 	slots       []slot
 	pre         []*prefilled
@@ -235,12 +240,13 @@ func (e *Engine) newGeneration(reqs []Request) (*generation, error) {
 		unused.FinalizeAll()
 	}
 	g.slots = make([]slot, nSlots)
+	g.capacity = capacity
 	return g, nil
 }
 
 // release frees the generation's device state.
 func (g *generation) release() {
-	for _, t := range append(append(g.caches, g.prefix...), g.presence) {
+	for _, t := range append(append(g.caches, g.prefix...), g.presence, g.cols.ints, g.cols.floats, g.cols.results) {
 		if t != nil {
 			t.FinalizeAll()
 		}
@@ -546,17 +552,48 @@ func prefillRows(b qwen2vl.Batch) func(int) int {
 	return func(int) int { return len(b.InputIDs)*len(b.InputIDs[0]) + 1 }
 }
 
-// step runs g.steps decode steps over every slot in one call and returns
+// deviceColumns are the decode program's per-slot inputs (the ints and
+// floats columns) and its results buffer, on the device between calls, with
+// the host's copy of what the device holds.
+//
+// XLA re-records a CUDA graph whenever a buffer it uses moved, so a call
+// whose inputs are new buffers re-records most of its graphs (several ms per
+// 8-step call on an H200 host, with the device idle). So the program
+// advances the ints itself (next token, write slot, position and draw
+// number) into an output that takes the input's buffer (donated and
+// aliased), the floats stay put, and the results are written into the
+// previous call's results buffer. The host uploads new columns only when a
+// slot changes (a sequence admitted, or a free slot that would run past its
+// cache in the next call); a free slot otherwise keeps decoding unread
+// tokens in its own row, which costs nothing more: the batch's shape is
+// fixed.
+type deviceColumns struct {
+	ints, floats, results *tensors.Tensor
+	intsHost              []int32   // what ints holds (nil: nothing on the device)
+	floatsHost            []float32 // what floats holds
+	uploads               int       // calls that uploaded new ints
+}
+
+// step runs one decode call (steps decode steps) for every slot and returns
 // each slot's next tokens and their sampler and policy log-probs ([slot·steps
 // + step]); the caches and presence are replaced by the call's outputs
-// (their buffers donated). A call moves three tensors: the per-slot inputs
-// in two (ints and floats columns, see decodeStep) and the results in one.
+// (their buffers donated). The per-slot columns and the results buffer stay
+// on the device (deviceColumns): a call moves its results to the host, and
+// columns up only when a slot changed.
 func (g *generation) step() ([]int32, []float32, []float32, error) {
 	n := len(g.slots)
+	c := &g.cols
 	ints, floats := make([]int32, n*decodeInts), make([]float32, n*decodeFloats)
 	for s, sl := range g.slots {
-		sp := sample.Plain()
 		row := ints[s*decodeInts : (s+1)*decodeInts]
+		f := floats[s*decodeFloats : (s+1)*decodeFloats]
+		if !sl.active && c.intsHost != nil && int(c.intsHost[s*decodeInts+colWrite])+g.steps <= g.capacity {
+			// A free slot keeps running in its own cache row (unread).
+			copy(row, c.intsHost[s*decodeInts:(s+1)*decodeInts])
+			copy(f, c.floatsHost[s*decodeFloats:(s+1)*decodeFloats])
+			continue
+		}
+		sp := sample.Plain()
 		if g.shared {
 			// The group's start, for every slot of the group (finished ones too).
 			row[colStart] = g.groupStart[s/g.n]
@@ -572,18 +609,34 @@ func (g *generation) step() ([]int32, []float32, []float32, error) {
 			row[colKeyA], row[colKeyB] = sl.key[0], sl.key[1]
 		}
 		row[colTopK] = int32(sp.TopK)
-		f := floats[s*decodeFloats : (s+1)*decodeFloats]
 		f[colTemp], f[colTopP], f[colMinP], f[colPenalty] = sp.Temperature, sp.TopP, sp.MinP, sp.RepetitionPenalty
 	}
-	args := g.decodeArgs(tensors.FromFlatDataAndDimensions(ints, n, decodeInts), tensors.FromFlatDataAndDimensions(floats, n, decodeFloats))
-	outs, err := g.e.models.callBound(g.e.progs.decode, g.bind, g.decodeSettings(), args...)
+	if c.intsHost == nil || !slices.Equal(ints, c.intsHost) {
+		if c.ints != nil {
+			c.ints.FinalizeAll()
+		}
+		c.ints, c.intsHost = tensors.FromFlatDataAndDimensions(ints, n, decodeInts), ints
+		c.uploads++
+	}
+	if c.floatsHost == nil || !slices.Equal(floats, c.floatsHost) {
+		if c.floats != nil {
+			c.floats.FinalizeAll()
+		}
+		c.floats, c.floatsHost = tensors.FromFlatDataAndDimensions(floats, n, decodeFloats), floats
+	}
+	if c.results == nil {
+		c.results = tensors.FromShape(shapes.Make(dtypes.Float32, n, g.steps, 3))
+	}
+	outs, err := g.e.models.callBound(g.e.progs.decode, g.bind, g.decodeSettings(), g.decodeArgs()...)
+	// The donated inputs are gone, whatever happened.
+	c.ints, c.results = nil, nil
 	if err != nil {
+		c.intsHost = nil
 		return nil, nil, nil, fmt.Errorf("engine: decode step: %w", err)
 	}
-	g.presence = outs[1]
-	copy(g.caches, outs[2:])
-	res, err := tensors.CopyFlatData[float32](outs[0])
-	outs[0].FinalizeAll()
+	c.results, c.ints, g.presence = outs[0], outs[1], outs[2]
+	copy(g.caches, outs[3:])
+	res, err := tensors.CopyFlatData[float32](c.results)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -592,14 +645,31 @@ func (g *generation) step() ([]int32, []float32, []float32, error) {
 	for i := range m {
 		next[i], lpS[i], lpP[i] = int32(res[3*i]), res[3*i+1], res[3*i+2]
 	}
+	c.intsHost = advanceColumns(c.intsHost, next, g.steps)
 	return next, lpS, lpP, nil
 }
 
+// advanceColumns returns the ints columns after a decode call of steps steps
+// that drew next ([slot·steps + step]), as the program advances them: the
+// last token drawn is fed next, and the write slot, position and draw number
+// move steps on.
+func advanceColumns(ints, next []int32, steps int) []int32 {
+	out := slices.Clone(ints)
+	for s := range len(out) / decodeInts {
+		row := out[s*decodeInts : (s+1)*decodeInts]
+		row[colID] = next[s*steps+steps-1]
+		row[colWrite] += int32(steps)
+		row[colPos] += int32(steps)
+		row[colDrawn] += int32(steps)
+	}
+	return out
+}
+
 // decodeArgs are the decode program's inputs after the weights: the per-slot
-// columns, then the device state (presence, shared prefix, caches; the
-// presence and caches donated).
-func (g *generation) decodeArgs(ints, floats *tensors.Tensor) []any {
-	args := []any{ints, floats, execution.Donate(g.presence)}
+// columns (ints donated), the results buffer (donated), then the device
+// state (presence, shared prefix, caches; the presence and caches donated).
+func (g *generation) decodeArgs() []any {
+	args := []any{execution.Donate(g.cols.ints), g.cols.floats, execution.Donate(g.cols.results), execution.Donate(g.presence)}
 	for _, c := range g.prefix {
 		args = append(args, c)
 	}

@@ -90,3 +90,57 @@ func TestGenerateLiveAdapter(t *testing.T) {
 		}
 	}
 }
+
+// TestColumnsStayOnDevice: the per-slot columns go up only when a slot
+// changes. Rows all admitted at once and forced to one length upload once
+// over several decode calls; with more sequences than slots and different
+// lengths every admission round uploads, and a free slot either keeps
+// running unread or is reset before it would pass its cache. Either way the
+// tokens are the greedy fixture's.
+func TestColumnsStayOnDevice(t *testing.T) {
+	m, ref := loadTiny(t)
+	want, ws := ref.ints(t, "greedy_ids")
+	ps, err := Prompts(m.Config, ref.batch(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name       string
+		slots      int
+		lengths    []int // per request (cycled)
+		maxUploads int
+	}{
+		{"all at once", 0, []int{ws[1]}, 1},
+		{"refilled", 1, []int{ws[1], 2}, 2 * len(ps)},
+	} {
+		e, err := New(m.Model, Options{Slots: c.slots, StepsPerCall: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reqs []Request
+		for i, p := range ps {
+			reqs = append(reqs, Request{Prompt: p, N: 1, Sampling: Sampling{MaxNewTokens: c.lengths[i%len(c.lengths)], IgnoreEOS: true}})
+		}
+		g, err := e.newGeneration(reqs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := 0
+		got, err := g.run(context.Background(), func(Progress) { calls++ })
+		g.release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d uploads in %d calls", c.name, g.cols.uploads, calls)
+		if g.cols.uploads > c.maxUploads || g.cols.uploads < 1 || calls < 2 {
+			t.Errorf("%s: columns uploaded %d times in %d decode calls, want 1…%d", c.name, g.cols.uploads, calls, c.maxUploads)
+		}
+		for i := range ws[0] {
+			for j := range len(got[i].IDs) {
+				if int64(got[i].IDs[j]) != want[i*ws[1]+j] {
+					t.Fatalf("%s: greedy ids row %d = %v, want %v", c.name, i, got[i].IDs, want[i*ws[1]:(i+1)*ws[1]])
+				}
+			}
+		}
+	}
+}

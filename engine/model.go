@@ -241,16 +241,19 @@ const (
 
 // decodeStep runs settings.steps decode steps for every slot in one call:
 // inputs ints [S, decodeInts] and floats [S, decodeFloats] (the columns
-// above; the first step's), presence [S, V] bool, the shared prefix (with
-// SharedPrefix) and the caches (K, V per layer). Each step feeds the
-// previous step's tokens, one position, one cache slot and one draw number
-// further; each row draws from its own stream (sample.KeyedUniform), so its
-// tokens do not depend on the slot, batch or steps per call. Outputs: [S,
-// steps, 3] float32 holding each step's id (exact in float32), sampler
-// log-prob and policy (temperature 1) log-prob — one transfer to the host —
-// then presence and the caches.
+// above; the first step's), the previous call's results [S, steps, 3] (not
+// read: its buffer takes this call's results), presence [S, V] bool, the
+// shared prefix (with SharedPrefix) and the caches (K, V per layer). Each
+// step feeds the previous step's tokens, one position, one cache slot and
+// one draw number further; each row draws from its own stream
+// (sample.KeyedUniform), so its tokens do not depend on the slot, batch or
+// steps per call. Outputs: [S, steps, 3] float32 holding each step's id
+// (exact in float32), sampler log-prob and policy (temperature 1) log-prob —
+// one transfer to the host —, the ints advanced for the next call (the last
+// id fed next; write slot, position and draw number steps on: see
+// advanceColumns), then presence and the caches.
 func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
-	ints, floats, presence := in[0], in[1], in[2]
+	ints, floats, presence := in[0], in[1], in[3]
 	col := func(x *Node, j int) *Node {
 		return Reshape(SliceAxis(x, 1, AxisElem(j)), x.Shape().Dimensions[0])
 	}
@@ -272,7 +275,7 @@ func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
 		params.TopK = col(ints, colTopK)
 	}
 	var prefix []qwen2vl.KV
-	rest := in[3:]
+	rest := in[4:]
 	if s.shared {
 		prefix = make([]qwen2vl.KV, s.layers)
 		for i := range prefix {
@@ -306,7 +309,20 @@ func decodeStep(w *qwen2vl.Weights, s decodeSettings, in []*Node) []*Node {
 		ids = next
 		out = append(out, Stack([]*Node{ConvertDType(next, dtypes.Float32), lpSampler, lpPolicy}, -1)) // [S, 3]
 	}
-	return append([]*Node{Stack(out, 1), presence}, flattenKV(cache)...)
+	return append([]*Node{Stack(out, 1), advanceInts(ints, ids, s.steps), presence}, flattenKV(cache)...)
+}
+
+// advanceInts is ints [S, decodeInts] after a call of steps steps whose last
+// tokens are last [S]: colID takes them, colWrite, colPos and colDrawn move
+// steps on, the other columns stay (the host's mirror: advanceColumns).
+func advanceInts(ints, last *Node, steps int) *Node {
+	g := ints.Graph()
+	dims := ints.Shape().Dimensions
+	step := make([]int32, decodeInts)
+	step[colWrite], step[colPos], step[colDrawn] = int32(steps), int32(steps), int32(steps)
+	moved := Add(ints, Reshape(Const(g, step), 1, decodeInts))
+	isID := Equal(Iota(g, shapes.Make(dtypes.Int32, dims...), 1), Scalar(g, dtypes.Int32, colID))
+	return Where(isID, BroadcastToDims(Reshape(ConvertDType(last, dtypes.Int32), dims[0], 1), dims...), moved)
 }
 
 // flattenKV lists per-layer K and V nodes in order.

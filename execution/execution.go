@@ -86,12 +86,20 @@ type Sharding interface {
 
 // Donated marks a tensor whose device buffer the call may reuse for its
 // outputs (state replaced each call: a KV cache, optimizer moments). The
-// tensor must not be used after the call. Exactly one of T and S is set.
+// tensor must not be used after the call. Exactly one of T and S is set,
+// or neither for a DonatedShape.
 type Donated struct {
 	T *tensors.Tensor
 	// S is a sharded tensor (mesh placements only), from DonateSharded.
 	S *gdist.Tensor
+	// shape is a DonatedShape's shape.
+	shape *shapes.Shape
 }
+
+// DonatedShape stands, in a Compile, for a tensor of shape s that Run will
+// donate: a program is compiled for its arguments' shapes and for which of
+// them are donated (donated ones share their buffers with outputs).
+func DonatedShape(s shapes.Shape) Donated { return Donated{shape: &s} }
 
 // Donate wraps t for donation to the next Run.
 func Donate(t *tensors.Tensor) Donated { return Donated{T: t} }
@@ -270,8 +278,10 @@ func (r *Runner) ran(name string, g *graph.Graph, wall time.Duration) {
 }
 
 // Compile compiles prog for variant and the shapes of args (as Run would
-// take them, or shapes.Shape values for which zeros are made only when a
-// compile is needed; values are not read, and Donated ones are not donated)
+// take them, or shapes.Shape and DonatedShape values for which zeros are
+// made only when a compile is needed; values are not read, and Donated ones
+// are not donated, but an argument Run will donate must be Donated here too:
+// donation is compiled in)
 // without running it, unless it was compiled already. Compiles of different
 // programs, variants or shapes may run concurrently from several goroutines
 // (PJRT compiles are independent); a later Run with the same shapes finds
@@ -298,6 +308,7 @@ func (r *Runner) Compile(prog *Program, variant any, args ...any) (err error) {
 // for one compile; a failed compile is tried again by the next caller).
 func (r *Runner) compile(prog *Program, variant any, args []any, compileOnly bool) (*shapeExec, error) {
 	plain := make([]any, len(args))
+	donated := make([]bool, len(args))
 	sig := uint64(14695981039346656037) // FNV-1a over every input's dtype and dimensions
 	mix := func(v int) { sig = (sig ^ uint64(v)) * 1099511628211 }
 	for i, a := range args {
@@ -306,10 +317,19 @@ func (r *Runner) compile(prog *Program, variant any, args []any, compileOnly boo
 		case *tensors.Tensor:
 			plain[i], sh = v, v.Shape()
 		case Donated:
-			if v.T == nil {
+			switch {
+			case v.shape != nil:
+				if !compileOnly {
+					return nil, fmt.Errorf("execution: program %s: argument %d is a donated shape; Run needs tensors", prog.name, i)
+				}
+				sh = *v.shape // zeros are made only if it compiles
+			case v.T == nil:
 				return nil, fmt.Errorf("execution: program %s: argument %d is a donated sharded tensor, but the placement has no mesh", prog.name, i)
+			default:
+				plain[i], sh = v.T, v.T.Shape()
 			}
-			plain[i], sh = v.T, v.T.Shape()
+			donated[i] = true
+			mix(-1) // donation is part of the key: donated arguments are aliased
 		case shapes.Shape:
 			if !compileOnly {
 				return nil, fmt.Errorf("execution: program %s: argument %d is a shape; Run needs tensors", prog.name, i)
@@ -325,10 +345,6 @@ func (r *Runner) compile(prog *Program, variant any, args []any, compileOnly boo
 		}
 	}
 	key := execKey{prog, variant, sig}
-	donated := make([]bool, len(args))
-	for i, a := range args {
-		_, donated[i] = a.(Donated)
-	}
 	r.mu.Lock()
 	se, ok := r.execs[key]
 	if !ok {
@@ -353,8 +369,13 @@ func (r *Runner) compile(prog *Program, variant any, args []any, compileOnly boo
 	se.once.Do(func() {
 		t0 := time.Now()
 		for i, a := range args {
-			if sh, ok := a.(shapes.Shape); ok {
-				plain[i] = tensors.FromShape(sh)
+			switch v := a.(type) {
+			case shapes.Shape:
+				plain[i] = tensors.FromShape(v)
+			case Donated:
+				if v.shape != nil {
+					plain[i] = tensors.FromShape(*v.shape)
+				}
 			}
 		}
 		se.err = exceptionsToError(func() error { return se.exec.PreCompile(plain...) })

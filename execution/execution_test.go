@@ -112,7 +112,7 @@ func TestConcurrentCompile(t *testing.T) {
 			if i == 0 {
 				go func() { errs <- r.Compile(p, nil, Donate(input(n))) }()
 			} else { // by shape alone
-				go func() { errs <- r.Compile(p, nil, shapes.Make(dtypes.Float32, n)) }()
+				go func() { errs <- r.Compile(p, nil, DonatedShape(shapes.Make(dtypes.Float32, n))) }()
 			}
 		}
 	}
@@ -125,7 +125,7 @@ func TestConcurrentCompile(t *testing.T) {
 		t.Fatalf("after compiling %d shapes twice each: %+v", len(sizes), st)
 	}
 	for _, n := range sizes {
-		outs, err := r.Run(p, nil, input(n))
+		outs, err := r.Run(p, nil, Donate(input(n)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,6 +135,22 @@ func TestConcurrentCompile(t *testing.T) {
 	}
 	if st := r.Stats(); st.Programs != len(sizes) || st.Calls != len(sizes) {
 		t.Errorf("runs after Compile compiled again: %+v", st)
+	}
+	// Donation is compiled in: the same shape not donated is another program.
+	if _, err := r.Run(p, nil, input(2)); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Stats(); st.Programs != len(sizes)+1 {
+		t.Errorf("a run without donation used the donated program: %+v", st)
+	}
+	if err := r.Compile(p, nil, shapes.Make(dtypes.Float32, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Run(p, nil, DonatedShape(shapes.Make(dtypes.Float32, 2))); err == nil || !strings.Contains(err.Error(), "donated shape") {
+		t.Errorf("Run with a donated shape: %v", err)
+	}
+	if st := r.Stats(); st.Programs != len(sizes)+1 {
+		t.Errorf("compiling a compiled shape again: %+v", st)
 	}
 	if _, err := r.Run(p, nil, shapes.Make(dtypes.Float32, 2)); err == nil || !strings.Contains(err.Error(), "shape") {
 		t.Errorf("Run with a shape argument: %v", err)
