@@ -1,7 +1,11 @@
 package engine
 
 import (
+	"math"
+	"slices"
 	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/mmft-go/mmft/internal/shared"
 	"github.com/mmft-go/mmft/processor"
@@ -93,5 +97,60 @@ func TestManyImageSizes(t *testing.T) {
 	t.Logf("%d distinct image sizes: %d programs compiled (%d of the vision tower; %v compiling)", n, st.Programs, vision, st.CompileTime)
 	if n != 100 || vision > 8 || st.Programs > 20 {
 		t.Errorf("%d image sizes compiled %d programs, %d of the vision tower; want ≤ 20 and ≤ 8", n, st.Programs, vision)
+	}
+}
+
+// TestFeatureRowsMatchPerBatch: the features of a micro-batch taken from
+// the whole batch's (PromptFeatures, then FeatureRows) equal the vision
+// tower run on the micro-batch's images alone, on the rows its image tokens
+// read.
+func TestFeatureRowsMatchPerBatch(t *testing.T) {
+	m, _ := loadTiny(t)
+	pd := m.Config.Vision.PatchDim()
+	var ps []Prompt
+	for i, g := range []qwen2vl.Grid{{T: 1, H: 4, W: 4}, {T: 1, H: 6, W: 2}, {T: 1, H: 4, W: 4}, {T: 1, H: 2, W: 8}, {T: 1, H: 8, W: 4}} {
+		px := make([]float32, g.H*g.W*pd)
+		for j := range px {
+			px[j] = float32((j*5+i*11)%13)/13 - 0.5
+		}
+		p := Prompt{IDs: []int32{1, 2}, Images: []Image{{Pixels: px, Grid: g}}}
+		if i == 1 { // a prompt with two images
+			p.Images = append(p.Images, Image{Pixels: slices.Repeat(px[:2*pd], 8), Grid: qwen2vl.Grid{T: 1, H: 4, W: 4}})
+		}
+		ps = append(ps, p)
+	}
+	all, from, err := m.PromptFeatures(ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mb := range [][2]int{{0, 2}, {2, 4}, {4, 5}, {1, 4}} {
+		var px []float32
+		var grids []qwen2vl.Grid
+		for _, p := range ps[mb[0]:mb[1]] {
+			for _, im := range p.Images {
+				px, grids = append(px, im.Pixels...), append(grids, im.Grid)
+			}
+		}
+		want, tokens, err := m.DeviceImageFeatures(px, grids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := m.FeatureRows(all, from[mb[0]], from[mb[1]]-from[mb[0]])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tokens != from[mb[1]]-from[mb[0]] || !slices.Equal(got.Shape().Dimensions, want.Shape().Dimensions) {
+			t.Fatalf("prompts %v: %d rows of shape %v, want %d of %v", mb, from[mb[1]]-from[mb[0]], got.Shape(), tokens, want.Shape())
+		}
+		hidden := m.Config.Text.HiddenSize
+		g, w := tensors.MustCopyFlatData[float32](got)[:tokens*hidden], tensors.MustCopyFlatData[float32](want)[:tokens*hidden]
+		for i := range g {
+			if math.Abs(float64(g[i]-w[i])) > 1e-5*(1+math.Abs(float64(w[i]))) {
+				t.Fatalf("prompts %v: feature %d = %g, want %g", mb, i, g[i], w[i])
+			}
+		}
+	}
+	if _, err := m.FeatureRows(all, from[4], all.Shape().Dimensions[0]-from[4]+1); err == nil {
+		t.Error("rows past the features: no error")
 	}
 }

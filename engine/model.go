@@ -89,7 +89,7 @@ func (ms *models) boundArgs(b *qwen2vl.Binding, extra any, args []any) (modelVar
 
 // programs are the engine's compiled computations.
 type programs struct {
-	vision, place, logits, tokenLogProbs, prefill, admit, admitGroup, decode, zeros *execution.Program
+	vision, place, rows, logits, tokenLogProbs, prefill, admit, admitGroup, decode, zeros *execution.Program
 }
 
 // definePrograms defines the engine's programs over ms.
@@ -107,6 +107,11 @@ func definePrograms(ms *models, canUpdateSlice bool) programs {
 	// features with each row added at its destination (a cheap program).
 	p.place = execution.NewProgram("engine.place", func(_ any, in []*Node) []*Node {
 		return []*Node{ScatterSum(in[0], InsertAxes(in[2], -1), in[1], false, false)}
+	})
+	// rows: features [R, hidden], index [N] → features [N, hidden] (rows
+	// picked by index: a cheap program).
+	p.rows = execution.NewProgram("engine.rows", func(_ any, in []*Node) []*Node {
+		return []*Node{Gather(in[0], InsertAxes(in[1], -1))}
 	})
 	// logits: text inputs → float32 logits [B, L, V].
 	p.logits = ms.program("engine.logits", func(w *qwen2vl.Weights, _ any, in []*Node) []*Node {
@@ -377,6 +382,52 @@ func (e *Engine) deviceImageFeatures(pixels []float32, grids []qwen2vl.Grid, row
 		feats = outs[0]
 	}
 	return feats, plan.Tokens, nil
+}
+
+// PromptFeatures runs the images of prompts (each prompt's in order)
+// through the vision tower once, as DeviceImageFeatures does, and returns
+// the features on the device with each prompt's first feature row (from[i];
+// from[len(prompts)] is the number of rows used). A trainer whose batch is
+// cut into micro-batches of consecutive prompts computes the features of
+// the whole batch this way, in full vision calls, and takes each
+// micro-batch's rows with FeatureRows.
+func (e *Engine) PromptFeatures(prompts []Prompt) (feats *tensors.Tensor, from []int, err error) {
+	win := e.m.Config.Vision.SpatialMergeSize * e.m.Config.Vision.SpatialMergeSize
+	var pixels []float32
+	var grids []qwen2vl.Grid
+	from = make([]int, len(prompts)+1)
+	for i, p := range prompts {
+		from[i+1] = from[i]
+		for _, im := range p.Images {
+			pixels = append(pixels, im.Pixels...)
+			grids = append(grids, im.Grid)
+			from[i+1] += im.Grid.T * im.Grid.H * im.Grid.W / win
+		}
+	}
+	if len(grids) == 0 {
+		return nil, from, nil
+	}
+	feats, _, err = e.DeviceImageFeatures(pixels, grids)
+	return feats, from, err
+}
+
+// FeatureRows returns rows from … from+n−1 of features (from
+// PromptFeatures) as a features tensor of their own, laid out as
+// DeviceImageFeatures lays out n rows (padding rows after them).
+func (e *Engine) FeatureRows(feats *tensors.Tensor, from, n int) (*tensors.Tensor, error) {
+	total := feats.Shape().Dimensions[0]
+	if from < 0 || n < 0 || from+n > total {
+		return nil, fmt.Errorf("engine: feature rows %d…%d of %d", from, from+n-1, total)
+	}
+	idx := make([]int32, rowBucket(n+1))
+	for i := range idx {
+		idx[i] = int32(from + min(i, max(n-1, 0)))
+	}
+	outs, err := e.run.Run(e.progs.rows, nil, feats, tensors.FromFlatDataAndDimensions(idx, len(idx)))
+	if err != nil {
+		return nil, fmt.Errorf("engine: selecting image feature rows: %w", err)
+	}
+	return outs[0], nil
 }
 
 // The vision tower's shape buckets: patches per frame (a multiple of the

@@ -37,6 +37,12 @@ type TrainBatch struct {
 // programs are compiled, and runs each distinct image through the vision
 // tower once (eng.DeviceImageFeatures; the features stay on the device).
 func BuildTrainBatch(eng *engine.Engine, prompts []engine.Prompt, group int, comps []engine.Completion) (*TrainBatch, error) {
+	return buildTrainBatch(eng, prompts, group, comps, nil)
+}
+
+// buildTrainBatch is BuildTrainBatch with the prompts' image features
+// already on the device (features; nil: computed here).
+func buildTrainBatch(eng *engine.Engine, prompts []engine.Prompt, group int, comps []engine.Completion, features *tensors.Tensor) (*TrainBatch, error) {
 	n := len(prompts) * group
 	if len(comps) != n {
 		return nil, fmt.Errorf("grpo: %d completions for %d prompts × %d", len(comps), len(prompts), group)
@@ -62,7 +68,8 @@ func BuildTrainBatch(eng *engine.Engine, prompts []engine.Prompt, group int, com
 		}
 		tb.Lengths[r] = len(cp.IDs)
 	}
-	if len(eb.Grids) > 0 {
+	tb.Features = features
+	if len(eb.Grids) > 0 && features == nil {
 		if tb.Features, _, err = eng.DeviceImageFeatures(eb.Pixels, eb.Grids); err != nil {
 			return nil, fmt.Errorf("grpo: image features: %w", err)
 		}

@@ -540,6 +540,16 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 	for _, c := range r.comps {
 		totalTokens += len(c.IDs)
 	}
+	// Every image through the vision tower once for the whole batch, in full
+	// vision calls (micro-batches of a few images would pad theirs); each
+	// micro-batch takes its prompts' rows.
+	feats, from, err := t.s.Engine.PromptFeatures(r.eng)
+	if err != nil {
+		return nil, fmt.Errorf("grpo: image features: %w", err)
+	}
+	if feats != nil {
+		defer feats.FinalizeAll()
+	}
 	var mbs []micro
 	for k := range ga {
 		ps := r.eng[k*per : (k+1)*per]
@@ -549,7 +559,13 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 		for i := range local {
 			local[i].Request -= k * per
 		}
-		tb, err := BuildTrainBatch(t.s.Engine, ps, g, local)
+		var mf *tensors.Tensor
+		if feats != nil && from[(k+1)*per] > from[k*per] {
+			if mf, err = t.s.Engine.FeatureRows(feats, from[k*per], from[(k+1)*per]-from[k*per]); err != nil {
+				return nil, fmt.Errorf("grpo: %w", err)
+			}
+		}
+		tb, err := buildTrainBatch(t.s.Engine, ps, g, local, mf)
 		if err != nil {
 			return nil, err
 		}

@@ -216,22 +216,31 @@ func visionRopeTables(cfg VisionConfig, h, w int) (cos, sin []float32) {
 	inv := invFreq(cfg.RopeTheta, d/2) // d/4 frequencies
 	q := len(inv)
 	m := cfg.SpatialMergeSize
+	// An angle depends on the patch's row or column and the frequency only:
+	// compute each cosine and sine once per row and per column.
+	table := func(n int) (c, s []float32) {
+		c, s = make([]float32, n*q), make([]float32, n*q)
+		for i := range n {
+			for k := range q {
+				a := float64(float32(i) * inv[k])
+				c[i*q+k], s[i*q+k] = float32(math.Cos(a)), float32(math.Sin(a))
+			}
+		}
+		return c, s
+	}
+	rowCos, rowSin := table(h)
+	colCos, colSin := table(w)
 	cos = make([]float32, 0, h*w*d)
 	sin = make([]float32, 0, h*w*d)
-	angles := make([]float32, d)
 	for hb := 0; hb < h/m; hb++ {
 		for wb := 0; wb < w/m; wb++ {
 			for i := range m {
 				for j := range m {
 					row, col := hb*m+i, wb*m+j
-					for k := range q {
-						angles[k] = float32(row) * inv[k]
-						angles[q+k] = float32(col) * inv[k]
-					}
-					copy(angles[2*q:], angles[:2*q])
-					for _, a := range angles {
-						cos = append(cos, float32(math.Cos(float64(a))))
-						sin = append(sin, float32(math.Sin(float64(a))))
+					// [row angles, column angles] twice (rotate_half's halves).
+					for range 2 {
+						cos = append(append(cos, rowCos[row*q:(row+1)*q]...), colCos[col*q:(col+1)*q]...)
+						sin = append(append(sin, rowSin[row*q:(row+1)*q]...), colSin[col*q:(col+1)*q]...)
 					}
 				}
 			}
