@@ -104,6 +104,7 @@ func Batch(b *processor.Batch) (qwen2vl.Batch, error) {
 // and rows rows (≥ len(ps); extra rows are all padding), padding with id 0.
 func batchOf(ps []Prompt, l, rows int) qwen2vl.Batch {
 	var b qwen2vl.Batch
+	b.PixelValues = make([]float32, 0, pixelCount(ps)) // one copy of the pixels, no regrowth
 	for i := range rows {
 		ids, mask := make([]int32, l), make([]int32, l)
 		if i < len(ps) {
@@ -167,4 +168,15 @@ func Prompts(cfg qwen2vl.Config, b qwen2vl.Batch) ([]Prompt, error) {
 		return nil, fmt.Errorf("engine: %d images given, the rows' image tokens use %d", len(b.Grids), img)
 	}
 	return out, nil
+}
+
+// pixelCount is the number of pixel values of the prompts' images.
+func pixelCount(ps []Prompt) int {
+	n := 0
+	for _, p := range ps {
+		for _, im := range p.Images {
+			n += len(im.Pixels)
+		}
+	}
+	return n
 }

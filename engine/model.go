@@ -393,7 +393,7 @@ func (e *Engine) deviceImageFeatures(pixels []float32, grids []qwen2vl.Grid, row
 // micro-batch's rows with FeatureRows.
 func (e *Engine) PromptFeatures(prompts []Prompt) (feats *tensors.Tensor, from []int, err error) {
 	win := e.m.Config.Vision.SpatialMergeSize * e.m.Config.Vision.SpatialMergeSize
-	var pixels []float32
+	pixels := make([]float32, 0, pixelCount(prompts))
 	var grids []qwen2vl.Grid
 	from = make([]int, len(prompts)+1)
 	for i, p := range prompts {

@@ -53,6 +53,14 @@ func NewTrainBatch(cfg qwen2vl.Config, prompts []Prompt, comps []Completion, pad
 	win := cfg.Vision.SpatialMergeSize * cfg.Vision.SpatialMergeSize
 	offset := map[int]int{} // prompt → its first feature row
 	rows := 0
+	npx, seen := 0, map[int]bool{}
+	for _, c := range comps {
+		if !seen[c.Request] {
+			seen[c.Request] = true
+			npx += pixelCount(prompts[c.Request : c.Request+1])
+		}
+	}
+	b.Pixels = make([]float32, 0, npx) // one copy of the pixels, no regrowth
 	ids, mask := make([][]int32, len(comps)), make([][]int32, len(comps))
 	var rowGrids []qwen2vl.Grid // each row's images, for the M-RoPE positions
 	for i, c := range comps {
