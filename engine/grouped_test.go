@@ -94,7 +94,7 @@ func TestGroupedLogProbsMatchFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	feats, _, err := e.DeviceImageFeatures(tb.Pixels, tb.Grids)
+	feats, err := tb.ImageFeatures(e)
 	if err != nil {
 		t.Fatal(err)
 	}

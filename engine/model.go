@@ -358,8 +358,17 @@ func (e *Engine) DeviceImageFeatures(pixels []float32, grids []qwen2vl.Grid) (*t
 // deviceImageFeatures is DeviceImageFeatures with the features buffer's
 // rows for n merged patches (plus the trash row) given by rows.
 func (e *Engine) deviceImageFeatures(pixels []float32, grids []qwen2vl.Grid, rows func(n int) int) (*tensors.Tensor, int, error) {
+	images, err := qwen2vl.SplitPixels(e.m.Config.Vision, pixels, grids)
+	if err != nil {
+		return nil, 0, fmt.Errorf("engine: %w", err)
+	}
+	return e.imageFeatures(images, grids, rows)
+}
+
+// imageFeatures is deviceImageFeatures over each image's patches.
+func (e *Engine) imageFeatures(images [][]float32, grids []qwen2vl.Grid, rows func(n int) int) (*tensors.Tensor, int, error) {
 	cfg := e.m.Config
-	plan, err := qwen2vl.PlanVision(cfg.Vision, pixels, grids, e.patchBucket, frameBucket, rows)
+	plan, err := qwen2vl.PlanImages(cfg.Vision, images, grids, e.patchBucket, frameBucket, rows)
 	if err != nil {
 		return nil, 0, fmt.Errorf("engine: %w", err)
 	}
@@ -393,13 +402,13 @@ func (e *Engine) deviceImageFeatures(pixels []float32, grids []qwen2vl.Grid, row
 // micro-batch's rows with FeatureRows.
 func (e *Engine) PromptFeatures(prompts []Prompt) (feats *tensors.Tensor, from []int, err error) {
 	win := e.m.Config.Vision.SpatialMergeSize * e.m.Config.Vision.SpatialMergeSize
-	pixels := make([]float32, 0, pixelCount(prompts))
+	var images [][]float32 // the prompts' own pixels, not copied
 	var grids []qwen2vl.Grid
 	from = make([]int, len(prompts)+1)
 	for i, p := range prompts {
 		from[i+1] = from[i]
 		for _, im := range p.Images {
-			pixels = append(pixels, im.Pixels...)
+			images = append(images, im.Pixels)
 			grids = append(grids, im.Grid)
 			from[i+1] += im.Grid.T * im.Grid.H * im.Grid.W / win
 		}
@@ -407,7 +416,7 @@ func (e *Engine) PromptFeatures(prompts []Prompt) (feats *tensors.Tensor, from [
 	if len(grids) == 0 {
 		return nil, from, nil
 	}
-	feats, _, err = e.DeviceImageFeatures(pixels, grids)
+	feats, _, err = e.imageFeatures(images, grids, rowBucket)
 	return feats, from, err
 }
 

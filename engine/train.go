@@ -12,9 +12,9 @@ import (
 // completion, laid out for qwen2vl.Weights.TokenLogProbs: prompts
 // left-padded to a common length Lp, completions right-padded to T, so the
 // completion of every row occupies the last T positions and Targets are its
-// ids. Image tokens point into the features of Pixels/Grids, which hold each
+// ids. Image tokens point into the features of Images/Grids, which hold each
 // distinct prompt's images once (run them once through
-// Engine.DeviceImageFeatures and pass the result to Text.Tensors).
+// ImageFeatures and pass the result to Text.Tensors).
 type TrainBatch struct {
 	Text *qwen2vl.TextBatch
 	// T is the completion length; Targets [B·T] are the completion ids (0 on
@@ -22,9 +22,21 @@ type TrainBatch struct {
 	T       int
 	Targets []int32
 	Mask    []float32
-	// Pixels and Grids are the distinct prompts' images in order of first use.
-	Pixels []float32
+	// Images (each image's patches: the prompts' own slices, not copies) and
+	// Grids are the distinct prompts' images in order of first use.
+	Images [][]float32
 	Grids  []qwen2vl.Grid
+}
+
+// ImageFeatures runs the batch's images through the vision tower once (as
+// DeviceImageFeatures does) and returns the features for Text.Tensors (nil
+// for a batch without images).
+func (b *TrainBatch) ImageFeatures(e *Engine) (*tensors.Tensor, error) {
+	if len(b.Grids) == 0 {
+		return nil, nil
+	}
+	feats, _, err := e.imageFeatures(b.Images, b.Grids, rowBucket)
+	return feats, err
 }
 
 // NewTrainBatch lays out completions (from Generate) with their prompts
@@ -53,14 +65,6 @@ func NewTrainBatch(cfg qwen2vl.Config, prompts []Prompt, comps []Completion, pad
 	win := cfg.Vision.SpatialMergeSize * cfg.Vision.SpatialMergeSize
 	offset := map[int]int{} // prompt → its first feature row
 	rows := 0
-	npx, seen := 0, map[int]bool{}
-	for _, c := range comps {
-		if !seen[c.Request] {
-			seen[c.Request] = true
-			npx += pixelCount(prompts[c.Request : c.Request+1])
-		}
-	}
-	b.Pixels = make([]float32, 0, npx) // one copy of the pixels, no regrowth
 	ids, mask := make([][]int32, len(comps)), make([][]int32, len(comps))
 	var rowGrids []qwen2vl.Grid // each row's images, for the M-RoPE positions
 	for i, c := range comps {
@@ -68,7 +72,7 @@ func NewTrainBatch(cfg qwen2vl.Config, prompts []Prompt, comps []Completion, pad
 		if _, ok := offset[c.Request]; !ok {
 			offset[c.Request] = rows
 			for _, im := range p.Images {
-				b.Pixels = append(b.Pixels, im.Pixels...)
+				b.Images = append(b.Images, im.Pixels)
 				b.Grids = append(b.Grids, im.Grid)
 				rows += im.Grid.T * im.Grid.H * im.Grid.W / win
 			}
@@ -126,12 +130,11 @@ func NewTrainBatch(cfg qwen2vl.Config, prompts []Prompt, comps []Completion, pad
 // completion tokens under the model with adapter l (nil = the reference),
 // computing each distinct image's features once; padding entries are 0.
 func (e *Engine) SequenceLogProbs(b *TrainBatch, l *qwen2vl.LoRA, vocabChunk int) ([][]float32, error) {
-	var feats *tensors.Tensor
-	if len(b.Grids) > 0 {
-		var err error
-		if feats, _, err = e.DeviceImageFeatures(b.Pixels, b.Grids); err != nil {
-			return nil, err
-		}
+	feats, err := b.ImageFeatures(e)
+	if err != nil {
+		return nil, err
+	}
+	if feats != nil {
 		defer feats.FinalizeAll()
 	}
 	if vocabChunk <= 0 {

@@ -69,8 +69,8 @@ func buildTrainBatch(eng *engine.Engine, prompts []engine.Prompt, group int, com
 		tb.Lengths[r] = len(cp.IDs)
 	}
 	tb.Features = features
-	if len(eb.Grids) > 0 && features == nil {
-		if tb.Features, _, err = eng.DeviceImageFeatures(eb.Pixels, eb.Grids); err != nil {
+	if features == nil {
+		if tb.Features, err = eb.ImageFeatures(eng); err != nil {
 			return nil, fmt.Errorf("grpo: image features: %w", err)
 		}
 	}

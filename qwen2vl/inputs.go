@@ -161,36 +161,71 @@ type VisionPlan struct {
 }
 
 // PlanVision checks images (pixels: the processor's patches of every image
-// in order; grids: their image_grid_thw) and groups their frames by padded
+// in order; grids: their image_grid_thw) and plans them as PlanImages does.
+func PlanVision(cfg VisionConfig, pixels []float32, grids []Grid, patches, frames, rows func(n int) int) (*VisionPlan, error) {
+	images, err := SplitPixels(cfg, pixels, grids)
+	if err != nil {
+		return nil, err
+	}
+	return PlanImages(cfg, images, grids, patches, frames, rows)
+}
+
+// SplitPixels checks pixel_values against image_grid_thw and returns each
+// image's patches (slices of pixels, not copies).
+func SplitPixels(cfg VisionConfig, pixels []float32, grids []Grid) ([][]float32, error) {
+	pd := cfg.PatchDim()
+	total := 0
+	for _, g := range grids {
+		total += max(g.T*g.H*g.W, 0)
+	}
+	if len(pixels) != total*pd {
+		return nil, fmt.Errorf("qwen2vl: pixel_values has %d values; image_grid_thw needs %d patches × %d = %d", len(pixels), total, pd, total*pd)
+	}
+	images := make([][]float32, len(grids))
+	off := 0
+	for i, g := range grids {
+		n := max(g.T*g.H*g.W, 0) * pd
+		images[i] = pixels[off : off+n : off+n]
+		off += n
+	}
+	return images, nil
+}
+
+// PlanImages checks images (each image's patches, as the processor makes
+// them; grids: their image_grid_thw) and groups their frames by padded
 // patch count: patches(n) gives the padded patch count (≥ n, a multiple of
 // merge²); frames(n) the frames per call for the n frames of one patch
 // bucket (≥ n: one call, padded; fewer: calls of that many frames, the last
 // one padded, so that few distinct call shapes exist); rows(n) the padded row count of the
 // features buffer. Padded patches are masked out of attention, so each
 // frame's features equal those of an unpadded run.
-func PlanVision(cfg VisionConfig, pixels []float32, grids []Grid, patches, frames, rows func(n int) int) (*VisionPlan, error) {
+func PlanImages(cfg VisionConfig, images [][]float32, grids []Grid, patches, frames, rows func(n int) int) (*VisionPlan, error) {
 	pd, win, d := cfg.PatchDim(), cfg.SpatialMergeSize*cfg.SpatialMergeSize, cfg.HeadDim()
+	if len(images) != len(grids) {
+		return nil, fmt.Errorf("qwen2vl: %d images for %d grids", len(images), len(grids))
+	}
 	total := 0
 	for i, g := range grids {
 		if g.T <= 0 || g.H <= 0 || g.W <= 0 || g.H%cfg.SpatialMergeSize != 0 || g.W%cfg.SpatialMergeSize != 0 {
 			return nil, fmt.Errorf("qwen2vl: image %d has grid %v: each of t, h, w must be positive and h, w multiples of %d", i, g, cfg.SpatialMergeSize)
 		}
+		if n := g.T * g.H * g.W * pd; len(images[i]) != n {
+			return nil, fmt.Errorf("qwen2vl: image %d has %d pixel values; its grid %v needs %d", i, len(images[i]), g, n)
+		}
 		total += g.T * g.H * g.W
-	}
-	if len(pixels) != total*pd {
-		return nil, fmt.Errorf("qwen2vl: pixel_values has %d values; image_grid_thw needs %d patches × %d = %d", len(pixels), total, pd, total*pd)
 	}
 	plan := &VisionPlan{Tokens: total / win}
 	plan.Rows = max(rows(plan.Tokens+1), plan.Tokens+1)
 	plan.Trash = plan.Rows - 1
 	type frame struct {
-		g        Grid
-		row, out int // first patch row, first output row
+		g   Grid
+		px  []float32 // its patches
+		out int       // its first output row
 	}
 	byBucket := map[int][]frame{}
 	var order []int
 	row := 0
-	for _, g := range grids {
+	for i, g := range grids {
 		p := g.H * g.W
 		pb := patches(p)
 		if pb < p || pb%win != 0 {
@@ -199,8 +234,8 @@ func PlanVision(cfg VisionConfig, pixels []float32, grids []Grid, patches, frame
 		if _, ok := byBucket[pb]; !ok {
 			order = append(order, pb)
 		}
-		for range g.T {
-			byBucket[pb] = append(byBucket[pb], frame{g: g, row: row, out: row / win})
+		for k := range g.T {
+			byBucket[pb] = append(byBucket[pb], frame{g: g, px: images[i][k*p*pd : (k+1)*p*pd], out: row / win})
 			row += p
 		}
 	}
@@ -217,7 +252,7 @@ func PlanVision(cfg VisionConfig, pixels []float32, grids []Grid, patches, frame
 			}
 			for f, fr := range fs {
 				p := fr.g.H * fr.g.W
-				copy(c.Pixels[f*pb*pd:], pixels[fr.row*pd:(fr.row+p)*pd])
+				copy(c.Pixels[f*pb*pd:], fr.px)
 				cos, sin := visionRopeTables(cfg, fr.g.H, fr.g.W)
 				copy(c.Cos[f*pb*d:], cos)
 				copy(c.Sin[f*pb*d:], sin)
