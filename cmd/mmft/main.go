@@ -92,8 +92,10 @@ func onSignal(cancel context.CancelFunc, stderr io.Writer) func() int {
 	go func() {
 		s := (<-sigs).(syscall.Signal)
 		got.Store(int32(s))
-		cancel()
+		// Said before cancelling: the command may return and the process
+		// exit as soon as its context is done.
 		fmt.Fprintf(stderr, "mmft: %v: stopping\n", s)
+		cancel()
 		select {
 		case <-sigs:
 		case <-time.After(stopGrace):
