@@ -111,10 +111,12 @@ func (g *generation) compileAdmit(b, l int) error {
 	for range 2 * g.layers {
 		args = append(args, kv)
 	}
-	args = append(args, shapes.Make(dtypes.Int32), shapes.Make(dtypes.Int32), shapes.Make(dtypes.Bool, tc.VocabSize))
 	if g.shared {
+		args = append(args, shapes.Make(dtypes.Int32), shapes.Make(dtypes.Int32), shapes.Make(dtypes.Bool, tc.VocabSize))
 		return g.e.run.Compile(g.e.progs.admitGroup, admitGroupSpec{layers: g.layers, n: g.n}, args...)
 	}
+	n := len(g.slots)
+	args = append(args, shapes.Make(dtypes.Bool, b, tc.VocabSize), shapes.Make(dtypes.Int32, n), shapes.Make(dtypes.Bool, n))
 	return g.e.run.Compile(g.e.progs.admit, len(g.caches), args...)
 }
 

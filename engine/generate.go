@@ -89,10 +89,11 @@ type slot struct {
 // group is a batch of prompts prefilled together; its KV stays on the device
 // until every completion of its prompts took a slot.
 type group struct {
-	kv      []*tensors.Tensor // per layer K, V [rows, KVH, L, D]
-	l       int
-	pending int
-	took    time.Duration
+	kv       []*tensors.Tensor // per layer K, V [rows, KVH, L, D]
+	presence *tensors.Tensor   // [rows, V] bool: each prompt's ids (made at the first admission)
+	l        int
+	pending  int
+	took     time.Duration
 }
 
 // prefilled is where a request's prompt KV lives.
@@ -274,6 +275,7 @@ func (g *generation) run(ctx context.Context, progress func(Progress)) ([]Comple
 		}
 		// Continuous batching: every free slot (every free group of slots
 		// with SharedPrefix) takes the next waiting sequence (prompt).
+		var adm []admission
 		for s := 0; s < len(g.slots) && len(queue) > 0; s++ {
 			if g.shared {
 				if s%g.n != 0 || slices.ContainsFunc(g.slots[s:s+g.n], func(sl slot) bool { return sl.active }) {
@@ -288,10 +290,11 @@ func (g *generation) run(ctx context.Context, progress func(Progress)) ([]Comple
 			if g.slots[s].active {
 				continue
 			}
-			if err := g.admit(s, queue[0].req, queue[0].index); err != nil {
-				return nil, err
-			}
+			adm = append(adm, admission{slot: s, req: queue[0].req, index: queue[0].index})
 			queue = queue[1:]
+		}
+		if err := g.admit(adm); err != nil {
+			return nil, err
 		}
 		next, lpS, lpP, err := g.step()
 		if err != nil {
@@ -351,35 +354,88 @@ func (p *prefilled) used(n int) {
 		for _, t := range p.g.kv {
 			t.FinalizeAll()
 		}
+		if p.g.presence != nil {
+			p.g.presence.FinalizeAll()
+		}
 	}
 }
 
-// admit puts completion index of request r into slot s: the prompt's KV is
-// copied into the slot's cache row.
-func (g *generation) admit(s, r, index int) error {
-	p, err := g.prefillOf(r)
-	if err != nil {
-		return err
+// admission is a waiting completion (index of request req) taking slot.
+type admission struct{ slot, req, index int }
+
+// admit puts waiting completions into their slots: each one's prompt KV is
+// copied into its slot's cache row. One device call admits every completion
+// whose prompt is in the same prefill group (usually all of them), instead
+// of one call per slot.
+func (g *generation) admit(adm []admission) error {
+	for len(adm) > 0 {
+		p0, err := g.prefillOf(adm[0].req)
+		if err != nil {
+			return err
+		}
+		// The run of admissions whose prompts share p0's prefill group.
+		k := 1
+		for ; k < len(adm); k++ {
+			p, err := g.prefillOf(adm[k].req)
+			if err != nil {
+				return err
+			}
+			if p.g != p0.g {
+				break
+			}
+		}
+		if err := g.admitFrom(p0.g, adm[:k]); err != nil {
+			return err
+		}
+		adm = adm[k:]
+	}
+	return nil
+}
+
+// admitFrom admits completions whose prompts are all in prefill group gr.
+func (g *generation) admitFrom(gr *group, adm []admission) error {
+	n := len(g.slots)
+	src, on := make([]int32, n), make([]bool, n)
+	for _, a := range adm {
+		src[a.slot], on[a.slot] = int32(g.pre[a.req].row), true
+	}
+	if gr.presence == nil {
+		gr.presence = g.groupPresence(gr)
 	}
 	args := make([]any, 0, 4*g.layers+4)
 	for _, c := range g.caches {
 		args = append(args, execution.Donate(c))
 	}
 	args = append(args, execution.Donate(g.presence))
-	for _, t := range p.g.kv {
+	for _, t := range gr.kv {
 		args = append(args, t)
 	}
-	args = append(args, tensors.FromScalar(int32(p.row)), tensors.FromScalar(int32(s)),
-		tensors.FromFlatDataAndDimensions(p.presence, len(p.presence)))
+	args = append(args, gr.presence, tensors.FromFlatDataAndDimensions(src, n), tensors.FromFlatDataAndDimensions(on, n))
 	outs, err := g.e.run.Run(g.e.progs.admit, len(g.caches), args...)
 	if err != nil {
-		return fmt.Errorf("engine: admitting request %d completion %d: %w", r, index, err)
+		return fmt.Errorf("engine: admitting %d completions (request %d completion %d first): %w", len(adm), adm[0].req, adm[0].index, err)
 	}
 	copy(g.caches, outs[:len(g.caches)])
 	g.presence = outs[len(g.caches)]
-	g.slots[s] = g.newSlot(r, index, p, p.g.l, p.g.l-p.real)
-	p.used(1)
+	for _, a := range adm {
+		p := g.pre[a.req]
+		g.slots[a.slot] = g.newSlot(a.req, a.index, p, p.g.l, p.g.l-p.real)
+		p.used(1)
+	}
 	return nil
+}
+
+// groupPresence is prefill group gr's presence rows [rows, V]: row i marks
+// the ids of the prompt prefilled in row i.
+func (g *generation) groupPresence(gr *group) *tensors.Tensor {
+	rows, v := gr.kv[0].Shape().Dimensions[0], g.e.m.Config.Text.VocabSize
+	flat := make([]bool, rows*v)
+	for _, p := range g.pre {
+		if p != nil && p.g == gr {
+			copy(flat[p.row*v:], p.presence)
+		}
+	}
+	return tensors.FromFlatDataAndDimensions(flat, rows, v)
 }
 
 // admitGroup puts every completion of request r into the slots of group

@@ -92,7 +92,7 @@ func TestGenerateLiveAdapter(t *testing.T) {
 }
 
 // TestColumnsStayOnDevice: the per-slot columns go up only when a slot
-// changes. Rows all admitted at once and forced to one length upload once
+// changes, and one call admits every completion that takes a slot at once. Rows all admitted at once and forced to one length upload once
 // over several decode calls; with more sequences than slots and different
 // lengths every admission round uploads, and a free slot either keeps
 // running unread or is reset before it would pass its cache. Either way the
@@ -109,9 +109,10 @@ func TestColumnsStayOnDevice(t *testing.T) {
 		slots      int
 		lengths    []int // per request (cycled)
 		maxUploads int
+		admits     int // admission calls
 	}{
-		{"all at once", 0, []int{ws[1]}, 1},
-		{"refilled", 1, []int{ws[1], 2}, 2 * len(ps)},
+		{"all at once", 0, []int{ws[1]}, 1, 1},
+		{"refilled", 1, []int{ws[1], 2}, 2 * len(ps), len(ps)},
 	} {
 		e, err := New(m.Model, Options{Slots: c.slots, StepsPerCall: 2})
 		if err != nil {
@@ -132,6 +133,9 @@ func TestColumnsStayOnDevice(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("%s: %d uploads in %d calls", c.name, g.cols.uploads, calls)
+		if got := e.Runner().Stats().Runs["engine.admit"].Calls; got != c.admits {
+			t.Errorf("%s: %d admission calls, want %d (one per round of free slots)", c.name, got, c.admits)
+		}
 		if g.cols.uploads > c.maxUploads || g.cols.uploads < 1 || calls < 2 {
 			t.Errorf("%s: columns uploaded %d times in %d decode calls, want 1…%d", c.name, g.cols.uploads, calls, c.maxUploads)
 		}

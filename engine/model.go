@@ -132,24 +132,26 @@ func definePrograms(ms *models, canUpdateSlice bool) programs {
 		return flattenKV(kv)
 	})
 	// admit: caches (2·layers, donated) [S, KVH, C, D], presence [S, V]
-	// (donated), prompt K/V (2·layers) [P, KVH, L, D], src, dst int32
-	// scalars, prompt presence [V] → caches with row dst = prompt row src
-	// followed by zeros, presence with row dst replaced.
+	// (donated), a prefill group's prompt K/V (2·layers) [P, KVH, L, D] and
+	// presence rows [P, V], src [S] int32, on [S] bool → caches whose rows s
+	// with on[s] are prompt row src[s] followed by zeros, presence likewise
+	// (the other rows unchanged). One call admits any number of slots.
 	p.admit = execution.NewProgram("engine.admit", func(variant any, in []*Node) []*Node {
 		n := variant.(int) // 2·layers
 		caches, presence, prompts := in[:n], in[n], in[n+1:2*n+1]
-		src, dst, row := in[2*n+1], in[2*n+2], in[2*n+3]
+		rows, src, on := in[2*n+1], in[2*n+2], in[2*n+3]
+		idx := InsertAxes(src, -1)
 		out := make([]*Node, 0, n+1)
 		for i, c := range caches {
 			cd := c.Shape().Dimensions
-			pr := Gather(prompts[i], Reshape(src, 1, 1)) // [1, KVH, L, D]
-			l := pr.Shape().Dimensions[2]
-			if l < cd[2] {
-				pr = Concatenate([]*Node{pr, Zeros(c.Graph(), shapes.Make(c.DType(), 1, cd[1], cd[2]-l, cd[3]))}, 2)
+			pr := Gather(prompts[i], idx) // [S, KVH, L, D]
+			if l := pr.Shape().Dimensions[2]; l < cd[2] {
+				pr = Concatenate([]*Node{pr, Zeros(c.Graph(), shapes.Make(c.DType(), cd[0], cd[1], cd[2]-l, cd[3]))}, 2)
 			}
-			out = append(out, putRow(c, pr, dst, canUpdateSlice))
+			out = append(out, Where(BroadcastToDims(Reshape(on, cd[0], 1, 1, 1), cd...), pr, c))
 		}
-		return append(out, putRow(presence, InsertAxes(row, 0), dst, canUpdateSlice))
+		pd := presence.Shape().Dimensions
+		return append(out, Where(BroadcastToDims(InsertAxes(on, -1), pd...), Gather(rows, idx), presence))
 	})
 	// admitGroup: prefix (2·layers, donated) [G, KVH, P, D], own caches
 	// (2·layers, donated) [S, KVH, C, D], presence (donated) [S, V], prompt

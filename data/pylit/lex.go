@@ -111,9 +111,12 @@ func (p *parser) stringBody(sb *strings.Builder, raw, isBytes bool) error {
 				}
 				sb.WriteByte('\\')
 				n := p.pos + 1
-				_, size := utf8.DecodeRuneInString(p.src[n:])
+				r, size := utf8.DecodeRuneInString(p.src[n:])
 				if isBytes && p.src[n] >= 0x80 {
 					return p.errorf(n, "bytes literals may only contain ASCII characters")
+				}
+				if r == utf8.RuneError && size == 1 {
+					return p.errorf(n, "invalid UTF-8 in a string literal")
 				}
 				sb.WriteString(p.src[n : n+size])
 				p.pos = n + size
