@@ -7,7 +7,8 @@
 #   cp ../shared/assets/qwen2-vl-2b-instruct/{*.json,merges.txt} .carry/assets/
 #   cp ../shared/peer/hf_grpo_baseline.py .carry/
 # then carry .carry and run: bash tests/gpu/bench.sh [what...]
-#   (what: rollout peer step iteration, and the GRPO step's faster paths: step-shared step-recompute
+#   (what: rollout rollout-shared (--shared-prefix) rollout16 (shared, 16 steps per call) rollout64
+#    (64 prompts × 8 × 512) peer step iteration, and the GRPO step's faster paths: step-shared step-recompute
 #    step-recompute-bf16 step-recompute32; each of those also samples the GPU's used memory every 100 ms
 #    and prints its peak, context included; alias: the rollout and the recompute step with and without
 #    MMFT_XLA_ALIAS=on, and the decode program's optimized HLO checked for its input_output_alias and
@@ -34,6 +35,8 @@ for what in "${@:-rollout peer step}"; do
     echo "== $w $(date -u +%H:%M:%S)"
     case $w in
       rollout) timeout 420 bin/rollout --config $A/config.json --device gpu --reps 2 > "$OUT/rollout.json" 2> "$OUT/rollout.err"; echo "rc=$?"; tail -c 1500 "$OUT/rollout.json" ;;
+      rollout-shared) timeout 420 bin/rollout --config $A/config.json --device gpu --reps 2 --shared-prefix > "$OUT/rollout-shared.json" 2> "$OUT/rollout-shared.err"; echo "rc=$?"; tail -c 1500 "$OUT/rollout-shared.json" ;;
+      rollout16) timeout 420 bin/rollout --config $A/config.json --device gpu --reps 2 --shared-prefix --steps-per-call 16 > "$OUT/rollout16.json" 2> "$OUT/rollout16.err"; echo "rc=$?"; tail -c 1500 "$OUT/rollout16.json" ;;
       rollout64) timeout 420 bin/rollout --config $A/config.json --device gpu --reps 2 --prompts 64 --new 512 > "$OUT/rollout64.json" 2> "$OUT/rollout64.err"; echo "rc=$?"; tail -c 1500 "$OUT/rollout64.json" ;;
       peer) timeout 400 python3 .carry/hf_grpo_baseline.py > "$OUT/peer.jsonl" 2> "$OUT/peer.err"; echo "rc=$?"; cat "$OUT/peer.jsonl" ;;
       step) timeout 420 bin/grpostep --assets $A --device gpu --mode step --reps 3 > "$OUT/grpostep.json" 2> "$OUT/grpostep.err"; echo "rc=$?"; tail -c 2500 "$OUT/grpostep.json"; tail -5 "$OUT/grpostep.err" ;;
