@@ -58,7 +58,11 @@ func (g *generation) precompile() error {
 		if len(b.Grids) > 0 {
 			rows = prefillRows(b)(tb.ImageTokens + 1)
 		}
-		for _, vs := range e.visionShapes(b.Grids) {
+		vision := e.visionShapes(b.Grids)
+		if g.feats != nil {
+			vision = nil // the features are given: no vision tower here
+		}
+		for _, vs := range vision {
 			f, p := vs[0], vs[1]
 			if once(vs) {
 				pd, d := cfg.Vision.PatchDim(), cfg.Vision.HeadDim()

@@ -117,6 +117,17 @@ type zeroSpec struct {
 // error. progress (may be nil) is called after each decode call. Each
 // completion samples from its own stream (see Sampling.Seed).
 func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Progress)) (out []Completion, err error) {
+	return e.GenerateWithFeatures(ctx, reqs, nil, progress)
+}
+
+// GenerateWithFeatures is Generate with the requests' image features
+// already on the device (from PromptFeatures over the requests' prompts, in
+// order; nil: computed here), so that a caller that also trains on the
+// prompts runs each image through the vision tower once.
+func (e *Engine) GenerateWithFeatures(ctx context.Context, reqs []Request, feats *ImageFeatures, progress func(Progress)) (out []Completion, err error) {
+	if feats != nil && (feats.T == nil || len(feats.From) != len(reqs)+1) {
+		return nil, fmt.Errorf("engine: image features for %d prompts given with %d requests", max(len(feats.From)-1, 0), len(reqs))
+	}
 	e.gen.Lock()
 	defer e.gen.Unlock()
 	defer func() {
@@ -128,6 +139,7 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Pro
 	if err != nil {
 		return nil, err
 	}
+	g.feats = feats
 	defer g.release()
 	if err := g.precompile(); err != nil {
 		return nil, err
@@ -139,6 +151,7 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request, progress func(Pro
 type generation struct {
 	e      *Engine
 	reqs   []Request
+	feats  *ImageFeatures // the requests' image features (nil: computed at prefill)
 	lora   *qwen2vl.LoRA
 	bind   *qwen2vl.Binding
 	t0     time.Time
@@ -339,7 +352,7 @@ func (g *generation) run(ctx context.Context, progress func(Progress)) ([]Comple
 func (g *generation) prefillOf(r int) (*prefilled, error) {
 	for g.pre[r] == nil {
 		end := min(g.nextPrefill+g.e.opts.PrefillBatch, len(g.reqs))
-		if err := g.e.prefillGroup(g.reqs, g.nextPrefill, end, g.lora, g.pre); err != nil {
+		if err := g.e.prefillGroup(g.reqs, g.nextPrefill, end, g.lora, g.feats, g.pre); err != nil {
 			return nil, err
 		}
 		g.nextPrefill = end
@@ -545,11 +558,19 @@ func (e *Engine) finish(s Sampling, ids []int32) FinishReason {
 // prefillGroup prefills the prompts of requests [from, to) (all but each
 // prompt's last token, which the first decode step feeds) in one call, each
 // image through the vision tower once.
-func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre []*prefilled) error {
+func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, given *ImageFeatures, pre []*prefilled) error {
 	t0 := time.Now()
 	cfg := e.m.Config
-	prefixes, b := prefillBatch(reqs[from:to], true)
-	tb, args, feats, _, err := e.textInputs(b, prefillRows(b))
+	prefixes, b := prefillBatch(reqs[from:to], given == nil)
+	var tb *qwen2vl.TextBatch
+	var args []any
+	var feats *tensors.Tensor
+	var err error
+	if given == nil {
+		tb, args, feats, _, err = e.textInputs(b, prefillRows(b))
+	} else {
+		tb, args, feats, err = e.givenTextInputs(b, given, from, to)
+	}
 	if err != nil {
 		return fmt.Errorf("engine: prefilling requests %d–%d: %w", from, to-1, err)
 	}
@@ -575,6 +596,27 @@ func (e *Engine) prefillGroup(reqs []Request, from, to int, l *qwen2vl.LoRA, pre
 		g.pending += r.N
 	}
 	return nil
+}
+
+// givenTextInputs are the prefill inputs of batch b (requests from … to−1)
+// with their image features taken from given.
+func (e *Engine) givenTextInputs(b qwen2vl.Batch, given *ImageFeatures, from, to int) (*qwen2vl.TextBatch, []any, *tensors.Tensor, error) {
+	tb, err := qwen2vl.PrepareText(e.m.Config, b.InputIDs, b.AttentionMask, b.Grids)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("engine: %w", err)
+	}
+	var feats *tensors.Tensor
+	n := given.From[to] - given.From[from]
+	if n > 0 {
+		if feats, err = e.featureRows(given.T, given.From[from], n, prefillRows(b)(n+1)); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	args, err := e.textArgs(tb, feats, n)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return tb, args, feats, nil
 }
 
 // prefillBatch returns the prefixes of reqs' prompts (all but each last

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -146,5 +148,53 @@ func TestColumnsStayOnDevice(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestGenerateWithFeatures: rollouts from image features computed
+// beforehand (PromptFeatures, as the trainer shares them with its updates)
+// are those Generate computes itself, and features for another number of
+// prompts are refused.
+func TestGenerateWithFeatures(t *testing.T) {
+	m, ref := loadTiny(t)
+	ps, err := Prompts(m.Config, ref.batch(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqs []Request
+	for i, p := range ps {
+		reqs = append(reqs, Request{Prompt: p, N: 2, Sampling: Sampling{Temperature: 1, MaxNewTokens: 5, IgnoreEOS: true, Seed: uint64(7 + i)}})
+	}
+	want, err := m.Generate(context.Background(), reqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft, from, err := m.PromptFeatures(ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ft == nil {
+		t.Fatal("the fixture's prompts have no image features")
+	}
+	vision := m.Runner().Stats().Runs["engine.vision"].Calls
+	got, err := m.GenerateWithFeatures(context.Background(), reqs, &ImageFeatures{T: ft, From: from}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := m.Runner().Stats().Runs["engine.vision"].Calls; again != vision {
+		t.Errorf("the vision tower ran %d more times with the features given", again-vision)
+	}
+	for i := range want {
+		if !slices.Equal(got[i].IDs, want[i].IDs) {
+			t.Errorf("completion %d: %v with given features, %v without", i, got[i].IDs, want[i].IDs)
+		}
+		for j := range want[i].PolicyLogProbs {
+			if d := math.Abs(float64(got[i].PolicyLogProbs[j] - want[i].PolicyLogProbs[j])); d > 1e-4 {
+				t.Errorf("completion %d token %d: log-prob %g with given features, %g without", i, j, got[i].PolicyLogProbs[j], want[i].PolicyLogProbs[j])
+			}
+		}
+	}
+	if _, err := m.GenerateWithFeatures(context.Background(), reqs[:1], &ImageFeatures{T: ft, From: from}, nil); err == nil || !strings.Contains(err.Error(), "image features") {
+		t.Errorf("features of %d prompts for 1 request: %v", len(ps), err)
 	}
 }

@@ -395,6 +395,14 @@ func (e *Engine) imageFeatures(images [][]float32, grids []qwen2vl.Grid, rows fu
 	return feats, plan.Tokens, nil
 }
 
+// ImageFeatures are prompts' image features on the device, as
+// PromptFeatures returns them: rows From[i] … From[i+1]−1 of T are prompt
+// i's.
+type ImageFeatures struct {
+	T    *tensors.Tensor
+	From []int
+}
+
 // PromptFeatures runs the images of prompts (each prompt's in order)
 // through the vision tower once, as DeviceImageFeatures does, and returns
 // the features on the device with each prompt's first feature row (from[i];
@@ -426,11 +434,16 @@ func (e *Engine) PromptFeatures(prompts []Prompt) (feats *tensors.Tensor, from [
 // PromptFeatures) as a features tensor of their own, laid out as
 // DeviceImageFeatures lays out n rows (padding rows after them).
 func (e *Engine) FeatureRows(feats *tensors.Tensor, from, n int) (*tensors.Tensor, error) {
+	return e.featureRows(feats, from, n, rowBucket(n+1))
+}
+
+// featureRows is FeatureRows into a tensor of rows rows (≥ n).
+func (e *Engine) featureRows(feats *tensors.Tensor, from, n, rows int) (*tensors.Tensor, error) {
 	total := feats.Shape().Dimensions[0]
-	if from < 0 || n < 0 || from+n > total {
-		return nil, fmt.Errorf("engine: feature rows %d…%d of %d", from, from+n-1, total)
+	if from < 0 || n < 0 || from+n > total || rows < n {
+		return nil, fmt.Errorf("engine: feature rows %d…%d of %d (into %d)", from, from+n-1, total, rows)
 	}
-	idx := make([]int32, rowBucket(n+1))
+	idx := make([]int32, rows)
 	for i := range idx {
 		idx[i] = int32(from + min(i, max(n-1, 0)))
 	}
@@ -499,14 +512,24 @@ func (e *Engine) textInputs(in qwen2vl.Batch, rows func(n int) int) (*qwen2vl.Te
 	} else if len(in.PixelValues) > 0 {
 		return nil, nil, nil, 0, fmt.Errorf("engine: pixel_values without image grids")
 	}
+	args, err := e.textArgs(tb, feats, n)
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	return tb, args, feats, n, nil
+}
+
+// textArgs are the text graph's inputs of tb with image features feats (n
+// rows used; nil when tb has no images).
+func (e *Engine) textArgs(tb *qwen2vl.TextBatch, feats *tensors.Tensor, n int) ([]any, error) {
 	if n != tb.ImageTokens {
-		return nil, nil, nil, 0, fmt.Errorf("engine: the images give %d features but input_ids hold %d image tokens (id %d)", n, tb.ImageTokens, e.m.Config.ImageTokenID)
+		return nil, fmt.Errorf("engine: the images give %d features but input_ids hold %d image tokens (id %d)", n, tb.ImageTokens, e.m.Config.ImageTokenID)
 	}
 	var args []any
 	for _, t := range tb.Tensors(feats) {
 		args = append(args, t)
 	}
-	return tb, args, feats, n, nil
+	return args, nil
 }
 
 // Forward runs the full model on a batch (adapter l, nil = base) and returns

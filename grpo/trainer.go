@@ -313,6 +313,9 @@ type rollout struct {
 	eng     []engine.Prompt
 	comps   []engine.Completion
 	bad     int // samples skipped for bad images
+	// feats are the prompts' image features, computed once for the
+	// rollouts and the updates (nil: none yet, or no images).
+	feats *engine.ImageFeatures
 }
 
 // maxBadInARow bounds how many unusable samples in a row a batch tolerates.
@@ -381,7 +384,17 @@ func (t *Trainer) Step(ctx context.Context) (Metrics, error) {
 		return nil, err
 	}
 	tGen := time.Now()
-	r.comps, err = t.s.Engine.Generate(ctx, reqs, t.s.Progress)
+	// Every image through the vision tower once for the step: the rollouts
+	// and the updates share the features (the tower has no adapter).
+	ft, from, err := t.s.Engine.PromptFeatures(r.eng)
+	if err != nil {
+		return nil, fmt.Errorf("grpo: image features: %w", err)
+	}
+	if ft != nil {
+		r.feats = &engine.ImageFeatures{T: ft, From: from}
+		defer ft.FinalizeAll()
+	}
+	r.comps, err = t.s.Engine.GenerateWithFeatures(ctx, reqs, r.feats, t.s.Progress)
 	if err != nil {
 		return nil, fmt.Errorf("grpo: rollouts: %w", err)
 	}
@@ -543,12 +556,15 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 	// Every image through the vision tower once for the whole batch, in full
 	// vision calls (micro-batches of a few images would pad theirs); each
 	// micro-batch takes its prompts' rows.
-	feats, from, err := t.s.Engine.PromptFeatures(r.eng)
-	if err != nil {
-		return nil, fmt.Errorf("grpo: image features: %w", err)
-	}
-	if feats != nil {
-		defer feats.FinalizeAll()
+	if r.feats == nil {
+		ft, from, err := t.s.Engine.PromptFeatures(r.eng)
+		if err != nil {
+			return nil, fmt.Errorf("grpo: image features: %w", err)
+		}
+		if ft != nil {
+			r.feats = &engine.ImageFeatures{T: ft, From: from}
+			defer ft.FinalizeAll()
+		}
 	}
 	var mbs []micro
 	for k := range ga {
@@ -560,8 +576,9 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 			local[i].Request -= k * per
 		}
 		var mf *tensors.Tensor
-		if feats != nil && from[(k+1)*per] > from[k*per] {
-			if mf, err = t.s.Engine.FeatureRows(feats, from[k*per], from[(k+1)*per]-from[k*per]); err != nil {
+		if f := r.feats; f != nil && f.From[(k+1)*per] > f.From[k*per] {
+			var err error
+			if mf, err = t.s.Engine.FeatureRows(f.T, f.From[k*per], f.From[(k+1)*per]-f.From[k*per]); err != nil {
 				return nil, fmt.Errorf("grpo: %w", err)
 			}
 		}
