@@ -7,7 +7,8 @@
 # then carry .carry and run on the GPU machine: bash tests/gpu/profile.sh [decode] [step] [iteration]
 # Each part writes OUT/<part>.json (the benchmark), OUT/<part>.txt (the summary of its
 # last, warm repetition) and, for decode, OUT/decode-hlo.tar.xz (the optimized HLO of the
-# decode program, to map kernel names to operations).
+# decode program, to map kernel names to operations); step also writes OUT/step-hlo.tar.xz (the
+# optimized HLO of the grpo programs).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/mmft-profile}; mkdir -p "$OUT"
@@ -35,9 +36,10 @@ for w in "${@:-decode step}"; do
       (cd /tmp/hlo && ls -S *after_optimizations.txt | head -8 | tar -cf - -T - | xz -T4 > "$OUT/decode-hlo.tar.xz")
       xz -T4 -c /tmp/decode.csv > "$OUT/decode.csv.xz"; head -40 "$OUT/decode.txt" ;;
     step)
-      XLA_FLAGS=--xla_gpu_per_fusion_autotune_cache_dir=/tmp/xla-autotune \
+      XLA_FLAGS="--xla_gpu_per_fusion_autotune_cache_dir=/tmp/xla-autotune --xla_dump_to=/tmp/hlo-step --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*grpo.*" \
         prof step bin/grpostep --assets $A --device gpu --mode step --reps 2 --recompute --micro 16
       python3 bench/kprof/summarize.py /tmp/step.csv "$OUT/step.json" --top 60 > "$OUT/step.txt" 2>&1
+      (cd /tmp/hlo-step && ls *after_optimizations.txt | tar -cf - -T - | xz -T4 > "$OUT/step-hlo.tar.xz")
       xz -T4 -c /tmp/step.csv > "$OUT/step.csv.xz"; head -40 "$OUT/step.txt" ;;
     iteration)
       XLA_FLAGS=--xla_gpu_per_fusion_autotune_cache_dir=/tmp/xla-autotune \
