@@ -169,15 +169,15 @@ func TestGenerateWithFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ft, from, err := m.PromptFeatures(ps)
+	feats, err := m.PromptFeatures(ps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ft == nil {
+	if feats == nil {
 		t.Fatal("the fixture's prompts have no image features")
 	}
 	vision := m.Runner().Stats().Runs["engine.vision"].Calls
-	got, err := m.GenerateWithFeatures(context.Background(), reqs, &ImageFeatures{T: ft, From: from}, nil)
+	got, err := m.GenerateWithFeatures(context.Background(), reqs, feats, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestGenerateWithFeatures(t *testing.T) {
 			}
 		}
 	}
-	if _, err := m.GenerateWithFeatures(context.Background(), reqs[:1], &ImageFeatures{T: ft, From: from}, nil); err == nil || !strings.Contains(err.Error(), "image features") {
+	if _, err := m.GenerateWithFeatures(context.Background(), reqs[:1], feats, nil); err == nil || !strings.Contains(err.Error(), "image features") {
 		t.Errorf("features of %d prompts for 1 request: %v", len(ps), err)
 	}
 }

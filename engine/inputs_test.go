@@ -119,10 +119,11 @@ func TestFeatureRowsMatchPerBatch(t *testing.T) {
 		}
 		ps = append(ps, p)
 	}
-	all, from, err := m.PromptFeatures(ps)
+	feats, err := m.PromptFeatures(ps)
 	if err != nil {
 		t.Fatal(err)
 	}
+	all, from := feats.T, feats.From
 	for _, mb := range [][2]int{{0, 2}, {2, 4}, {4, 5}, {1, 4}} {
 		var px []float32
 		var grids []qwen2vl.Grid

@@ -405,16 +405,16 @@ type ImageFeatures struct {
 
 // PromptFeatures runs the images of prompts (each prompt's in order)
 // through the vision tower once, as DeviceImageFeatures does, and returns
-// the features on the device with each prompt's first feature row (from[i];
-// from[len(prompts)] is the number of rows used). A trainer whose batch is
-// cut into micro-batches of consecutive prompts computes the features of
-// the whole batch this way, in full vision calls, and takes each
-// micro-batch's rows with FeatureRows.
-func (e *Engine) PromptFeatures(prompts []Prompt) (feats *tensors.Tensor, from []int, err error) {
+// the features on the device with each prompt's first row (nil when no
+// prompt has an image). A trainer whose batch is cut into micro-batches of
+// consecutive prompts computes the features of the whole batch this way, in
+// full vision calls, and takes each micro-batch's rows with FeatureRows; a
+// rollout takes them with GenerateWithFeatures.
+func (e *Engine) PromptFeatures(prompts []Prompt) (*ImageFeatures, error) {
 	win := e.m.Config.Vision.SpatialMergeSize * e.m.Config.Vision.SpatialMergeSize
 	var images [][]float32 // the prompts' own pixels, not copied
 	var grids []qwen2vl.Grid
-	from = make([]int, len(prompts)+1)
+	from := make([]int, len(prompts)+1)
 	for i, p := range prompts {
 		from[i+1] = from[i]
 		for _, im := range p.Images {
@@ -424,10 +424,13 @@ func (e *Engine) PromptFeatures(prompts []Prompt) (feats *tensors.Tensor, from [
 		}
 	}
 	if len(grids) == 0 {
-		return nil, from, nil
+		return nil, nil
 	}
-	feats, _, err = e.imageFeatures(images, grids, rowBucket)
-	return feats, from, err
+	feats, _, err := e.imageFeatures(images, grids, rowBucket)
+	if err != nil {
+		return nil, err
+	}
+	return &ImageFeatures{T: feats, From: from}, nil
 }
 
 // FeatureRows returns rows from … from+n−1 of features (from

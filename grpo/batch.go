@@ -35,7 +35,8 @@ type TrainBatch struct {
 // ordered by prompt, then index, as engine.Generate returns them) for
 // training, with lengths padded to shape buckets (multiples of 8) so that few
 // programs are compiled, and runs each distinct image through the vision
-// tower once (eng.DeviceImageFeatures; the features stay on the device).
+// tower once (engine.TrainBatch.ImageFeatures; the features stay on the
+// device).
 func BuildTrainBatch(eng *engine.Engine, prompts []engine.Prompt, group int, comps []engine.Completion) (*TrainBatch, error) {
 	return buildTrainBatch(eng, prompts, group, comps, nil)
 }

@@ -318,6 +318,24 @@ type rollout struct {
 	feats *engine.ImageFeatures
 }
 
+// imageFeatures runs the batch's images through the vision tower once
+// (engine.PromptFeatures) unless r holds their features already, and returns
+// the function that frees what it computed.
+func (r *rollout) imageFeatures(e *engine.Engine) (release func(), err error) {
+	if r.feats != nil {
+		return func() {}, nil
+	}
+	f, err := e.PromptFeatures(r.eng)
+	if err != nil {
+		return nil, fmt.Errorf("grpo: image features: %w", err)
+	}
+	if f == nil {
+		return func() {}, nil
+	}
+	r.feats = f
+	return func() { r.feats = nil; f.T.FinalizeAll() }, nil
+}
+
 // maxBadInARow bounds how many unusable samples in a row a batch tolerates.
 const maxBadInARow = 64
 
@@ -386,14 +404,11 @@ func (t *Trainer) Step(ctx context.Context) (Metrics, error) {
 	tGen := time.Now()
 	// Every image through the vision tower once for the step: the rollouts
 	// and the updates share the features (the tower has no adapter).
-	ft, from, err := t.s.Engine.PromptFeatures(r.eng)
+	release, err := r.imageFeatures(t.s.Engine)
 	if err != nil {
-		return nil, fmt.Errorf("grpo: image features: %w", err)
+		return nil, err
 	}
-	if ft != nil {
-		r.feats = &engine.ImageFeatures{T: ft, From: from}
-		defer ft.FinalizeAll()
-	}
+	defer release()
 	r.comps, err = t.s.Engine.GenerateWithFeatures(ctx, reqs, r.feats, t.s.Progress)
 	if err != nil {
 		return nil, fmt.Errorf("grpo: rollouts: %w", err)
@@ -556,16 +571,11 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 	// Every image through the vision tower once for the whole batch, in full
 	// vision calls (micro-batches of a few images would pad theirs); each
 	// micro-batch takes its prompts' rows.
-	if r.feats == nil {
-		ft, from, err := t.s.Engine.PromptFeatures(r.eng)
-		if err != nil {
-			return nil, fmt.Errorf("grpo: image features: %w", err)
-		}
-		if ft != nil {
-			r.feats = &engine.ImageFeatures{T: ft, From: from}
-			defer ft.FinalizeAll()
-		}
+	release, err := r.imageFeatures(t.s.Engine)
+	if err != nil {
+		return nil, err
 	}
+	defer release()
 	var mbs []micro
 	for k := range ga {
 		ps := r.eng[k*per : (k+1)*per]
