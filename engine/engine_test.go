@@ -108,6 +108,7 @@ func TestGenerateSeedsStopsAndRefusals(t *testing.T) {
 		{e, Request{Prompt: Prompt{IDs: []int32{1, 9999}}, N: 1, Sampling: Sampling{MaxNewTokens: 8}}, "outside the vocabulary"},
 		{e, Request{Prompt: Prompt{IDs: []int32{1, int32(cfg.ImageTokenID)}}, N: 1, Sampling: Sampling{MaxNewTokens: 8}}, "ends inside an image"},
 		{e, Request{Prompt: p, N: 1, Sampling: Sampling{MaxNewTokens: 5000}}, "max_position_embeddings"},
+		{e, Request{Prompt: p, N: 1, Sampling: Sampling{MaxNewTokens: 1 << 40}}, "max_position_embeddings"}, // refused before any cache is sized
 	} {
 		_, err := c.e.Generate(context.Background(), []Request{c.r}, nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -515,6 +515,11 @@ func (e *Engine) checkRequest(r Request) error {
 	if len(ids) == 0 {
 		return fmt.Errorf("the prompt has no tokens")
 	}
+	// Checked before the cache is sized from it (the exact bound, with the
+	// prompt's positions, is checked at prefill).
+	if top := cfg.Text.MaxPositions; top > 0 && r.Sampling.MaxNewTokens > top {
+		return fmt.Errorf("max_new_tokens %d is beyond max_position_embeddings %d: lower it", r.Sampling.MaxNewTokens, top)
+	}
 	for j, id := range ids {
 		if id < 0 || int(id) >= cfg.Text.VocabSize {
 			return fmt.Errorf("prompt id %d at %d is outside the vocabulary [0, %d)", id, j, cfg.Text.VocabSize)
