@@ -76,3 +76,5 @@ tool (
 	github.com/janpfeifer/gonb
 	golang.org/x/tools/cmd/goimports
 )
+
+replace github.com/gomlx/go-xla => ./third_party/go-xla

@@ -1,0 +1,35 @@
+package compute
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/gomlx/go-xla/pkg/pjrt"
+)
+
+// EnvXLASync chooses how XLA programs are dispatched on the GPU: unset, "0"
+// or "off" (the default) returns from each program call once its work is
+// enqueued, so the host prepares the next call while the device runs this
+// one; "1" or "on" waits for the device after every call, which makes each
+// program's host time (execution.Stats.Runs) its device time, for
+// profiling. The asynchronous dispatch comes from mmft's patched copy of
+// go-xla (third_party/go-xla, see its PATCHES.md): upstream v0.1.4 always
+// waits.
+const EnvXLASync = "MMFT_XLA_SYNC"
+
+// ConfigureDispatch applies EnvXLASync to the PJRT executions of this
+// process and reports whether they wait for the device. A value other than
+// the documented ones is an error naming the variable.
+func ConfigureDispatch() (sync bool, err error) {
+	switch v := strings.ToLower(strings.TrimSpace(os.Getenv(EnvXLASync))); v {
+	case "", "0", "off", "false", "no":
+		sync = false
+	case "1", "on", "true", "yes":
+		sync = true
+	default:
+		return false, fmt.Errorf("compute: $%s=%q: want 1/on (wait for the device after each program call) or 0/off (the default: asynchronous dispatch)", EnvXLASync, v)
+	}
+	pjrt.SetAwaitExecution(sync)
+	return sync, nil
+}
