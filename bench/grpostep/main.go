@@ -31,6 +31,8 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/gomlx/go-xla/pkg/pjrt"
+
 	"github.com/mmft-go/mmft/bench/internal/benchkit"
 	"github.com/mmft-go/mmft/data/synth"
 	"github.com/mmft-go/mmft/engine"
@@ -173,6 +175,7 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 	benchkit.SettleProfiler()
 	st := eng.Runner().Stats()
 	out["programs_compiled"], out["compile_s"], out["programs_by_name"], out["aliased_arguments"] = st.Programs, st.CompileTime.Seconds(), st.ByProgram, st.Aliased
+	out["xla_sync"] = pjrt.AwaitExecution() // false: the runs' per-program host times are enqueue times
 	mem := map[string]map[string]int{}
 	for name, g := range eng.Runner().Graphs() {
 		if ms, ok := benchkit.CompiledMemory(g); ok {

@@ -25,6 +25,8 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/gomlx/go-xla/pkg/pjrt"
+
 	"github.com/mmft-go/mmft/bench/internal/benchkit"
 	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/qwen2vl"
@@ -49,15 +51,18 @@ type runResult struct {
 
 // report is the benchmark's JSON output.
 type report struct {
-	Device            string                    `json:"device"`
-	Date              string                    `json:"date"`
-	Workload          map[string]any            `json:"workload"`
-	Runs              []runResult               `json:"runs"`
-	WarmTokensPerS    float64                   `json:"warm_new_tokens_per_s"`
-	ProgramsCompiled  int                       `json:"programs_compiled"`
-	CompileSeconds    float64                   `json:"compile_s"`
-	ProgramsByName    map[string]int            `json:"programs_by_name"`
-	AliasedArguments  int                       `json:"aliased_arguments"`
+	Device           string         `json:"device"`
+	Date             string         `json:"date"`
+	Workload         map[string]any `json:"workload"`
+	Runs             []runResult    `json:"runs"`
+	WarmTokensPerS   float64        `json:"warm_new_tokens_per_s"`
+	ProgramsCompiled int            `json:"programs_compiled"`
+	CompileSeconds   float64        `json:"compile_s"`
+	ProgramsByName   map[string]int `json:"programs_by_name"`
+	AliasedArguments int            `json:"aliased_arguments"`
+	// XLASync is whether program calls waited for the device (MMFT_XLA_SYNC);
+	// when false, the runs' per-program host times are enqueue times.
+	XLASync           bool                      `json:"xla_sync"`
 	WeightsBytes      int64                     `json:"weights_bytes"`
 	KVCacheBytes      int64                     `json:"kv_cache_bytes"`
 	StepBytesUpper    int64                     `json:"bytes_read_per_step_upper"`
@@ -162,6 +167,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	}
 	st := eng.Runner().Stats()
 	rep.ProgramsCompiled, rep.CompileSeconds, rep.ProgramsByName, rep.AliasedArguments = st.Programs, st.CompileTime.Seconds(), st.ByProgram, st.Aliased
+	rep.XLASync = pjrt.AwaitExecution()
 	for _, name := range m.ParamNames() {
 		rep.WeightsBytes += int64(m.Param(name).Shape().Memory())
 	}
