@@ -176,6 +176,10 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 	st := eng.Runner().Stats()
 	out["programs_compiled"], out["compile_s"], out["programs_by_name"], out["aliased_arguments"] = st.Programs, st.CompileTime.Seconds(), st.ByProgram, st.Aliased
 	out["xla_sync"] = pjrt.AwaitExecution() // false: the runs' per-program host times are enqueue times
+	if ms, ok := benchkit.DeviceMemory(eng.Runner().Backend()); ok {
+		// peak_bytes_in_use compares with PyTorch's max_memory_allocated.
+		out["device_memory"] = map[string]int64{"bytes_in_use": ms.BytesInUse, "peak_bytes_in_use": ms.PeakBytesInUse, "peak_pool_bytes": ms.PeakPoolBytes}
+	}
 	mem := map[string]map[string]int{}
 	for name, g := range eng.Runner().Graphs() {
 		if ms, ok := benchkit.CompiledMemory(g); ok {

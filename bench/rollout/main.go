@@ -49,6 +49,13 @@ type runResult struct {
 	Host benchkit.HostTime `json:"host"`
 }
 
+// deviceMemory is benchkit.DeviceMemory's figures in the report.
+type deviceMemory struct {
+	BytesInUse     int64 `json:"bytes_in_use"`
+	PeakBytesInUse int64 `json:"peak_bytes_in_use"`
+	PeakPoolBytes  int64 `json:"peak_pool_bytes"`
+}
+
 // report is the benchmark's JSON output.
 type report struct {
 	Device           string         `json:"device"`
@@ -62,7 +69,11 @@ type report struct {
 	AliasedArguments int            `json:"aliased_arguments"`
 	// XLASync is whether program calls waited for the device (MMFT_XLA_SYNC);
 	// when false, the runs' per-program host times are enqueue times.
-	XLASync           bool                      `json:"xla_sync"`
+	XLASync bool `json:"xla_sync"`
+	// DeviceMemory is the allocator's state after the runs (PJRT memory
+	// statistics; peak_bytes_in_use compares with PyTorch's
+	// max_memory_allocated).
+	DeviceMemory      *deviceMemory             `json:"device_memory,omitempty"`
 	WeightsBytes      int64                     `json:"weights_bytes"`
 	KVCacheBytes      int64                     `json:"kv_cache_bytes"`
 	StepBytesUpper    int64                     `json:"bytes_read_per_step_upper"`
@@ -168,6 +179,9 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	st := eng.Runner().Stats()
 	rep.ProgramsCompiled, rep.CompileSeconds, rep.ProgramsByName, rep.AliasedArguments = st.Programs, st.CompileTime.Seconds(), st.ByProgram, st.Aliased
 	rep.XLASync = pjrt.AwaitExecution()
+	if ms, ok := benchkit.DeviceMemory(backend); ok {
+		rep.DeviceMemory = &deviceMemory{BytesInUse: ms.BytesInUse, PeakBytesInUse: ms.PeakBytesInUse, PeakPoolBytes: ms.PeakPoolBytes}
+	}
 	for _, name := range m.ParamNames() {
 		rep.WeightsBytes += int64(m.Param(name).Shape().Memory())
 	}

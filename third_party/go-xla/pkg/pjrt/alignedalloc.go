@@ -48,7 +48,7 @@ func AlignedAlloc(size, alignment uintptr) unsafe.Pointer {
 
 // AlignedFree frees an allocation created with AlignedAlloc.
 func AlignedFree(ptr unsafe.Pointer) {
-	originalPtrPtr := (*uintptr)(unsafe.Pointer(uintptr(ptr) - unsafe.Sizeof(uintptr(0))))
-	originalPtr := unsafe.Pointer(*originalPtrPtr)
+	// mmft patch: read the stored address as a pointer (go vet's unsafeptr check).
+	originalPtr := *(*unsafe.Pointer)(unsafe.Add(ptr, -int(unsafe.Sizeof(uintptr(0)))))
 	C.free(originalPtr)
 }

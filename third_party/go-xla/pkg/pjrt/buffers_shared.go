@@ -169,7 +169,7 @@ func (b *Buffer) UnsafePointer() (unsafe.Pointer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return unsafe.Pointer(uintptr(args.buffer_pointer)), nil
+	return *(*unsafe.Pointer)(unsafe.Pointer(&args.buffer_pointer)), nil // mmft patch: go vet's unsafeptr check
 }
 
 // Data returns the flat slice pointing to the underlying storage data for the buffer.
