@@ -260,16 +260,10 @@ func (w *Weights) FinalNorm(h *Node) *Node {
 // returns the layer's output residual stream and its attended keys and
 // values (as Decoder reports them).
 func (w *Weights) DecoderLayer(i int, h *Node, in DecoderInput) (*Node, KV) {
-	cfg := w.Config.Text
-	p := fmt.Sprintf("model.layers.%d.", i)
+	p := layerPrefix(i)
 	// Self-attention block.
-	x := rmsNorm(h, w.param(p+"input_layernorm.weight"), cfg.RMSNormEps)
-	q := splitHeads(w.Proj(p+"self_attn.q_proj", x), cfg.NumHeads)
-	k := splitHeads(w.Proj(p+"self_attn.k_proj", x), cfg.NumKVHeads)
-	v := splitHeads(w.Proj(p+"self_attn.v_proj", x), cfg.NumKVHeads)
-	q = applyRotary(q, in.Cos, in.Sin)
-	// The cache holds the model dtype, heads before positions.
-	kv := KV{K: headsMajor(ConvertDType(applyRotary(k, in.Cos, in.Sin), w.DType)), V: headsMajor(ConvertDType(v, w.DType))}
+	q, k, v := w.qkvProj(p, h)
+	q, kv := w.rotaryQKV(q, k, v, in.Cos, in.Sin)
 	var attn *Node
 	switch {
 	case in.Attention != nil:
@@ -280,12 +274,48 @@ func (w *Weights) DecoderLayer(i int, h *Node, in DecoderInput) (*Node, KV) {
 	default:
 		attn = attention(q, kv.K, kv.V, in.Mask, w.DType)
 	}
-	h = Add(h, w.Proj(p+"self_attn.o_proj", attn))
-	// SwiGLU MLP block.
-	x = rmsNorm(h, w.param(p+"post_attention_layernorm.weight"), cfg.RMSNormEps)
+	// Output projection and the SwiGLU MLP block, each with its residual add.
+	return w.mlpBlock(p, w.attentionOutput(p, h, attn)), kv
+}
+
+// layerPrefix is the name prefix of decoder layer i's weights.
+func layerPrefix(i int) string { return fmt.Sprintf("model.layers.%d.", i) }
+
+// qkvProj is the start of the self-attention block of the layer with weight
+// prefix p, row by row: the input RMSNorm of the residual stream h [...,
+// hidden] (float32) and its q, k and v projections [..., heads·D] (float32).
+func (w *Weights) qkvProj(p string, h *Node) (q, k, v *Node) {
+	x := rmsNorm(h, w.param(p+"input_layernorm.weight"), w.Config.Text.RMSNormEps)
+	return w.Proj(p+"self_attn.q_proj", x), w.Proj(p+"self_attn.k_proj", x), w.Proj(p+"self_attn.v_proj", x)
+}
+
+// rotaryQKV splits projections q, k, v [B, S, heads·D] (qkvProj's) into
+// heads and applies the rotary embedding of tables cos, sin [B, S, D]: it
+// returns the queries [B, S, H, D] (float32) and the keys and values in the
+// cache layout (model dtype, heads before positions).
+func (w *Weights) rotaryQKV(q, k, v, cos, sin *Node) (*Node, KV) {
+	cfg := w.Config.Text
+	q = applyRotary(splitHeads(q, cfg.NumHeads), cos, sin)
+	k = applyRotary(splitHeads(k, cfg.NumKVHeads), cos, sin)
+	v = splitHeads(v, cfg.NumKVHeads)
+	return q, KV{K: headsMajor(ConvertDType(k, w.DType)), V: headsMajor(ConvertDType(v, w.DType))}
+}
+
+// attentionOutput ends the self-attention block: the output projection of
+// the attention output attn [..., H·D] added to the residual stream h [...,
+// hidden] (float32), row by row.
+func (w *Weights) attentionOutput(p string, h, attn *Node) *Node {
+	return Add(h, w.Proj(p+"self_attn.o_proj", attn))
+}
+
+// mlpBlock is the SwiGLU MLP block with its residual add on the residual
+// stream h [..., hidden] (float32), row by row: h + down(silu(gate(x))·up(x))
+// for x the post-attention RMSNorm of h.
+func (w *Weights) mlpBlock(p string, h *Node) *Node {
+	x := rmsNorm(h, w.param(p+"post_attention_layernorm.weight"), w.Config.Text.RMSNormEps)
 	gate := w.Proj(p+"mlp.gate_proj", x)
 	up := w.Proj(p+"mlp.up_proj", x)
-	return Add(h, w.Proj(p+"mlp.down_proj", Mul(Mul(gate, Sigmoid(gate)), up))), kv
+	return Add(h, w.Proj(p+"mlp.down_proj", Mul(Mul(gate, Sigmoid(gate)), up)))
 }
 
 // LMHeadWeight is the output projection [vocab, hidden]: embed_tokens when tied.

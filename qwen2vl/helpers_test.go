@@ -111,3 +111,71 @@ func TestRotateHalfForms(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinSplitRowsForms: the slice/concatenation form (XLA) and the 0/1
+// product form (pure-Go CPU backend) of joinRows and splitRows agree exactly
+// with each other and with the rows stacked and cut by hand; the product
+// form's gradient passes each row's cotangent back to the row it came from.
+func TestJoinSplitRowsForms(t *testing.T) {
+	be := cpuBackend(t)
+	const m, n, d = 3, 2, 5
+	a, b := make([]float32, m*d), make([]float32, n*d)
+	for i := range a {
+		a[i] = float32(math.Sin(float64(i)*1.3)) * 7
+	}
+	for i := range b {
+		b[i] = float32(math.Cos(float64(i)*0.7)) * 5
+	}
+	want := append(append([]float32(nil), a...), b...)
+	out := MustExecOnceN(be, func(x, y *Node) []*Node {
+		var res []*Node
+		for _, slices := range []bool{true, false} {
+			j := joinRowsBy(x, y, slices)
+			p, q := splitRowsBy(j, m, slices)
+			res = append(res, j, p, q)
+		}
+		// The product form differentiated: the gradients of Σ c ⊙ join(x, y)
+		// with c[r, ·] = r, and of Σ p + 2·Σ q for p, q = split(join(x, y)).
+		j := joinRowsBy(x, y, false)
+		c := Iota(x.Graph(), j.Shape(), 0)
+		grads := Gradient(ReduceAllSum(Mul(j, c)), x, y)
+		p, q := splitRowsBy(j, m, false)
+		back := Gradient(Add(ReduceAllSum(Mul(p, OnesLike(p))), ReduceAllSum(MulScalar(q, 2))), x, y)
+		return append(res, grads[0], grads[1], back[0], back[1])
+	}, tensors.FromFlatDataAndDimensions(a, m, d), tensors.FromFlatDataAndDimensions(b, n, d))
+	for form, name := range []string{"slices", "products"} {
+		j := tensors.MustCopyFlatData[float32](out[3*form])
+		p := tensors.MustCopyFlatData[float32](out[3*form+1])
+		q := tensors.MustCopyFlatData[float32](out[3*form+2])
+		if len(j) != len(want) || len(p) != len(a) || len(q) != len(b) {
+			t.Fatalf("%s: sizes %d, %d, %d, want %d, %d, %d", name, len(j), len(p), len(q), len(want), len(a), len(b))
+		}
+		for i := range want {
+			if j[i] != want[i] {
+				t.Fatalf("%s join: element %d is %g, want %g", name, i, j[i], want[i])
+			}
+		}
+		for i := range a {
+			if p[i] != a[i] {
+				t.Fatalf("%s split: first part element %d is %g, want %g", name, i, p[i], a[i])
+			}
+		}
+		for i := range b {
+			if q[i] != b[i] {
+				t.Fatalf("%s split: second part element %d is %g, want %g", name, i, q[i], b[i])
+			}
+		}
+	}
+	ga, gb := tensors.MustCopyFlatData[float32](out[6]), tensors.MustCopyFlatData[float32](out[7])
+	ba, bb := tensors.MustCopyFlatData[float32](out[8]), tensors.MustCopyFlatData[float32](out[9])
+	for i := range a {
+		if ga[i] != float32(i/d) || ba[i] != 1 {
+			t.Fatalf("gradient at first part element %d: join %g (want %d), split %g (want 1)", i, ga[i], i/d, ba[i])
+		}
+	}
+	for i := range b {
+		if gb[i] != float32(m+i/d) || bb[i] != 2 {
+			t.Fatalf("gradient at second part element %d: join %g (want %d), split %g (want 2)", i, gb[i], m+i/d, bb[i])
+		}
+	}
+}
