@@ -69,6 +69,11 @@ type TrainJob struct {
 	// prompt computed once, exact and faster) or StepRecompute (shared
 	// prompt, layer by layer with recomputation: least memory).
 	StepLayout StepLayout
+	// HeadInDType computes the GRPO step's LM-head logits as products in
+	// the model dtype (bf16 on a GPU, as PyTorch's bf16 lm_head does)
+	// instead of float32 products of the rounded inputs
+	// (grpo.Setup.HeadInDType).
+	HeadInDType bool
 
 	trainer *grpo.Trainer
 }
@@ -142,6 +147,7 @@ func (j *TrainJob) Prepare(ctx context.Context) error {
 	}
 	s.SharedPrompt = layout == StepShared
 	s.Recompute = layout == StepRecompute
+	s.HeadInDType = j.HeadInDType
 	if err := placeJob(&s, j.Model, j.Config, j.Layout, j.MaxStaleness); err != nil {
 		return err
 	}

@@ -12,10 +12,10 @@ import (
 )
 
 // TestGroupedLayerForms runs one grouped decoder layer (two groups of three
-// rows, the second prompt left-padded, tails right-padded) with its flat
-// token matrix joined and split by slices (the XLA form, whose forward the
-// pure-Go backend runs) and by 0/1 products (the CPU form): both give the
-// same residual streams, which differ from the layer's input.
+// rows, the second prompt left-padded, tails right-padded) on one flat token
+// matrix joined and split by concatenation and slices (the XLA form, whose
+// forward the pure-Go backend runs) and per part (the CPU form): both give
+// the same residual streams, which differ from the layer's input.
 func TestGroupedLayerForms(t *testing.T) {
 	const gr, n, pl, tl = 2, 3, 4, 3
 	b := gr * n
@@ -67,7 +67,7 @@ func TestGroupedLayerForms(t *testing.T) {
 		}
 		in := GroupedInputs{Prompt: TextInputs{Positions: pPos, Valid: pValid}, Tail: TextInputs{Positions: tPos, Valid: tValid}}
 		s := GroupedStream{Prompt: hp, Tail: ht}
-		bySlices, byProducts := w.groupedLayerBy(0, in, s, true), w.groupedLayerBy(0, in, s, false)
+		bySlices, byProducts := w.groupedLayerBy(0, in, s, true), w.groupedLayerBy(0, in, s, false) // flat, per part
 		return []*Node{bySlices.Prompt, bySlices.Tail, byProducts.Prompt, byProducts.Tail}
 	}, tensors.FromFlatDataAndDimensions(pp, 3, gr, pl), tensors.FromFlatDataAndDimensions(pv, gr, pl),
 		tensors.FromFlatDataAndDimensions(tp, 3, b, tl), tensors.FromFlatDataAndDimensions(tv, b, tl),
@@ -77,7 +77,7 @@ func TestGroupedLayerForms(t *testing.T) {
 	for part, name := range []string{"prompt", "tail"} {
 		s, p := tensors.MustCopyFlatData[float32](out[part]), tensors.MustCopyFlatData[float32](out[2+part])
 		if len(s) != len(inputs[part]) || len(p) != len(s) {
-			t.Fatalf("%s: %d values by slices, %d by products, want %d", name, len(s), len(p), len(inputs[part]))
+			t.Fatalf("%s: %d values flat, %d per part, want %d", name, len(s), len(p), len(inputs[part]))
 		}
 		worst := 0.0
 		for i := range s {
@@ -93,6 +93,6 @@ func TestGroupedLayerForms(t *testing.T) {
 		if moved < 1e-2 {
 			t.Errorf("%s: the layer changed its residual stream by only %g", name, moved)
 		}
-		t.Logf("%s: slices vs products differ by %g", name, worst)
+		t.Logf("%s: flat vs per part differ by %g", name, worst)
 	}
 }

@@ -24,6 +24,7 @@ func TestTrainLayoutFlags(t *testing.T) {
 		{[]string{"--max-staleness", "-1"}, "--max-staleness -1: give 0"},
 		{[]string{"--max-staleness", "2"}, "--max-staleness 2 needs the split layout"},
 		{[]string{"--step-layout", "bogus"}, "--step-layout \"bogus\": want full, shared, recompute or auto"},
+		{[]string{"--logits", "f16"}, "--logits \"f16\": want float32 or bf16"},
 	} {
 		args := append([]string{"train", "--steps", "1", "--quiet", "--output-dir", out}, c.flags...)
 		code, _, errOut := runCLI(t, "", args...)

@@ -58,11 +58,21 @@ fit (--gpu-memory, or the device's own) is refused.`)
 	dtype := fs.String("dtype", "", "weights dtype: float32 or bfloat16 (default: bfloat16 on a GPU, float32 on the CPU)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	stepLayout := fs.String("step-layout", "auto", "the GRPO step's layout: full, shared (each group's prompt computed once: exact, faster), recompute (shared, layer by layer: least memory) or auto (on a GPU recompute, or shared when lora_dropout > 0; shared on the CPU)")
+	logits := fs.String("logits", "float32", "precision of the GRPO step's LM-head logits: float32 (float32 products of the bf16-rounded inputs) or bf16 (products in the model dtype, as PyTorch's bf16 lm_head computes them: about 2^-9 relative rounding, less memory; 0.931 instead of 0.982 s per step of 64 sequences × 683 tokens on an H200)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(c.stderr, "mmft train: unexpected argument %q (every setting is a flag; see --help)\n", fs.Arg(0))
+		return errUsage
+	}
+	var headInDType bool
+	switch strings.ToLower(strings.TrimSpace(*logits)) {
+	case "float32", "f32", "fp32":
+	case "bf16", "bfloat16":
+		headInDType = true
+	default:
+		fmt.Fprintf(c.stderr, "mmft train: --logits %q: want float32 or bf16\n", *logits)
 		return errUsage
 	}
 	autoLayout := strings.EqualFold(strings.TrimSpace(*stepLayout), "auto")
@@ -160,7 +170,7 @@ fit (--gpu-memory, or the device's own) is refused.`)
 		return err
 	}
 	job := &mmft.TrainJob{Config: cfg, Model: model, Data: d, Rewards: set, Steps: *steps, Resume: *resume,
-		Layout: &layout, MaxStaleness: lay.MaxStaleness, StepLayout: stepLay}
+		Layout: &layout, MaxStaleness: lay.MaxStaleness, StepLayout: stepLay, HeadInDType: headInDType}
 	if judgeWeight != 0 {
 		job.BatchRewards = append(job.BatchRewards, mmft.JudgeReward(model, judgeWeight))
 	}
