@@ -213,6 +213,9 @@ func newGPU(explicit string) (*Backend, error) {
 	if _, err := ConfigureDispatch(); err != nil {
 		return nil, err
 	}
+	if _, err := ConfigureDots(); err != nil {
+		return nil, err
+	}
 	b, err := xla.New(found.Path)
 	if err != nil {
 		return nil, fmt.Errorf("loading the PJRT CUDA plugin %s (found via %s): %w\n"+

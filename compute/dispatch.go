@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gomlx/go-xla/pkg/pjrt"
+	"github.com/gomlx/go-xla/pkg/stablehlo"
 )
 
 // EnvXLASync chooses how XLA programs are dispatched on the GPU: unset, "0"
@@ -32,4 +33,27 @@ func ConfigureDispatch() (sync bool, err error) {
 	}
 	pjrt.SetAwaitExecution(sync)
 	return sync, nil
+}
+
+// EnvExactBF16Dots turns on, when "1" or "on", the BF16_BF16_F32 algorithm
+// for float32 dot products whose two operands are widened bf16 values (the
+// attention scores' and the LM head's products in the bf16 precision policy,
+// see qwen2vl): exact products and float32 accumulation at bf16 speed, from
+// mmft's patched go-xla (third_party/go-xla, PATCHES.md). Experimental: off by
+// default until measured on the GPU.
+const EnvExactBF16Dots = "MMFT_XLA_EXACT_BF16_DOTS"
+
+// ConfigureDots applies EnvExactBF16Dots to the programs this process
+// compiles and reports whether it is on. A value other than the documented
+// ones is an error naming the variable.
+func ConfigureDots() (on bool, err error) {
+	switch v := strings.ToLower(strings.TrimSpace(os.Getenv(EnvExactBF16Dots))); v {
+	case "", "0", "off", "false", "no":
+	case "1", "on", "true", "yes":
+		on = true
+	default:
+		return false, fmt.Errorf("compute: $%s=%q: want 1/on (bf16 products with float32 accumulation for float32 products of widened bf16 values) or 0/off (the default)", EnvExactBF16Dots, v)
+	}
+	stablehlo.SetExactBF16Dots(on)
+	return on, nil
 }

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/gomlx/go-xla/pkg/pjrt"
+	"github.com/gomlx/go-xla/pkg/stablehlo"
 
 	"github.com/mmft-go/mmft/bench/internal/benchkit"
 	"github.com/mmft-go/mmft/data/synth"
@@ -176,6 +177,7 @@ func run(assets, device, mode string, prompts, n, newTokens, length, side, rank,
 	st := eng.Runner().Stats()
 	out["programs_compiled"], out["compile_s"], out["programs_by_name"], out["aliased_arguments"] = st.Programs, st.CompileTime.Seconds(), st.ByProgram, st.Aliased
 	out["xla_sync"] = pjrt.AwaitExecution() // false: the runs' per-program host times are enqueue times
+	out["exact_bf16_dots"] = stablehlo.ExactBF16Dots()
 	if ms, ok := benchkit.DeviceMemory(eng.Runner().Backend()); ok {
 		// peak_bytes_in_use compares with PyTorch's max_memory_allocated.
 		out["device_memory"] = map[string]int64{"bytes_in_use": ms.BytesInUse, "peak_bytes_in_use": ms.PeakBytesInUse, "peak_pool_bytes": ms.PeakPoolBytes}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/gomlx/go-xla/pkg/pjrt"
+	"github.com/gomlx/go-xla/pkg/stablehlo"
 
 	"github.com/mmft-go/mmft/bench/internal/benchkit"
 	"github.com/mmft-go/mmft/engine"
@@ -70,6 +71,8 @@ type report struct {
 	// XLASync is whether program calls waited for the device (MMFT_XLA_SYNC);
 	// when false, the runs' per-program host times are enqueue times.
 	XLASync bool `json:"xla_sync"`
+	// ExactBF16Dots is MMFT_XLA_EXACT_BF16_DOTS's setting.
+	ExactBF16Dots bool `json:"exact_bf16_dots"`
 	// DeviceMemory is the allocator's state after the runs (PJRT memory
 	// statistics; peak_bytes_in_use compares with PyTorch's
 	// max_memory_allocated).
@@ -179,6 +182,7 @@ func run(cfgPath, device string, prompts, n, newTokens, length, side, vary, slot
 	st := eng.Runner().Stats()
 	rep.ProgramsCompiled, rep.CompileSeconds, rep.ProgramsByName, rep.AliasedArguments = st.Programs, st.CompileTime.Seconds(), st.ByProgram, st.Aliased
 	rep.XLASync = pjrt.AwaitExecution()
+	rep.ExactBF16Dots = stablehlo.ExactBF16Dots()
 	if ms, ok := benchkit.DeviceMemory(backend); ok {
 		rep.DeviceMemory = &deviceMemory{BytesInUse: ms.BytesInUse, PeakBytesInUse: ms.PeakBytesInUse, PeakPoolBytes: ms.PeakPoolBytes}
 	}

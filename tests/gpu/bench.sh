@@ -9,7 +9,7 @@
 # then carry .carry and run: bash tests/gpu/bench.sh [what...]
 #   (what: rollout rollout-shared (--shared-prefix) rollout16 (shared, 16 steps per call) rollout64
 #    (64 prompts × 8 × 512) peer step iteration, and the GRPO step's faster paths: step-shared step-recompute
-#    step-recompute-bf16 step-recompute32; each of those also samples the GPU's used memory every 100 ms
+#    step-recompute-bf16 step-recompute32 step-exact (MMFT_XLA_EXACT_BF16_DOTS=1), rollout-exact; each of those also samples the GPU's used memory every 100 ms
 #    and prints its peak, context included; alias: the rollout and the recompute step with and without
 #    MMFT_XLA_ALIAS=on, and the decode program's optimized HLO checked for its input_output_alias and
 #    for whole-cache copies — see bench/results/2026-12-02-h200-session4.md; Go CPU profiles of their
@@ -44,6 +44,8 @@ for what in "${@:-rollout peer step}"; do
       step-recompute) stepvariant $w --recompute --micro 16 ;;
       step-recompute-bf16) stepvariant $w --recompute --micro 16 --bf16-head ;;
       step-recompute32) stepvariant $w --recompute --micro 32 ;;
+      step-exact) MMFT_XLA_EXACT_BF16_DOTS=1 stepvariant $w --recompute --micro 16 ;;
+      rollout-exact) MMFT_XLA_EXACT_BF16_DOTS=1 timeout 420 bin/rollout --config $A/config.json --device gpu --reps 2 > "$OUT/rollout-exact.json" 2> "$OUT/rollout-exact.err"; echo "rc=$?"; tail -c 1500 "$OUT/rollout-exact.json" ;;
       alias)
         for a in off on; do
           echo "-- MMFT_XLA_ALIAS=$a"

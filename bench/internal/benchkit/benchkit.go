@@ -139,6 +139,9 @@ func NewBackend(device string, preallocate bool) (backends.Backend, error) {
 	if _, err := compute.ConfigureDispatch(); err != nil {
 		return nil, err
 	}
+	if _, err := compute.ConfigureDots(); err != nil {
+		return nil, err
+	}
 	if os.Getenv("GOPJRT_CUDA_CHECKS") == "" && found.Source == compute.SourcePython {
 		os.Setenv("GOPJRT_CUDA_CHECKS", "0")
 	}

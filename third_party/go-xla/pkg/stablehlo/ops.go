@@ -323,6 +323,9 @@ func (b *DotGeneralBuilder) Done() (*Value, error) {
 	if err != nil {
 		return nil, err
 	}
+	if b.algorithm == nil && b.outputDType == dtypes.Float32 {
+		b.algorithm = exactBF16Algorithm(fn, b.lhs, b.rhs) // mmft patch (exactbf16.go)
+	}
 	stmt := b.fn.addOp(op, outputShape, b.lhs, b.rhs)
 	stmt.Attributes = map[string]any{
 		"dot_dimension_numbers": literalStrF(
