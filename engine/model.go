@@ -377,15 +377,27 @@ func (e *Engine) imageFeatures(images [][]float32, grids []qwen2vl.Grid, rows fu
 	feats := tensors.FromShape(shapes.Make(dtypes.Float32, plan.Rows, cfg.Text.HiddenSize))
 	pd, d := cfg.Vision.PatchDim(), cfg.Vision.HeadDim()
 	for _, c := range plan.Calls {
-		rows, err := e.models.call(e.progs.vision, nil, nil,
-			tensors.FromFlatDataAndDimensions(c.Pixels, c.Frames, c.Patches, pd),
-			tensors.FromFlatDataAndDimensions(c.Cos, c.Frames, c.Patches, d),
-			tensors.FromFlatDataAndDimensions(c.Sin, c.Frames, c.Patches, d),
-			tensors.FromFlatDataAndDimensions(c.Valid, c.Frames, c.Patches))
+		// The plan's slices go to the device without a host tensor's copy.
+		var in [5]*tensors.Tensor
+		for k, x := range []struct {
+			flat any
+			dims []int
+		}{{c.Pixels, []int{c.Frames, c.Patches, pd}}, {c.Cos, []int{c.Frames, c.Patches, d}}, {c.Sin, []int{c.Frames, c.Patches, d}},
+			{c.Valid, []int{c.Frames, c.Patches}}, {c.Dest, []int{len(c.Dest)}}} {
+			if in[k], err = e.run.Upload(x.flat, x.dims...); err != nil {
+				return nil, 0, fmt.Errorf("engine: vision tower inputs: %w", err)
+			}
+		}
+		rows, err := e.models.call(e.progs.vision, nil, nil, in[0], in[1], in[2], in[3])
+		for _, x := range in[:4] {
+			x.FinalizeAll()
+		}
 		if err != nil {
+			in[4].FinalizeAll()
 			return nil, 0, fmt.Errorf("engine: vision tower: %w", err)
 		}
-		outs, err := e.run.Run(e.progs.place, nil, execution.Donate(feats), rows[0], tensors.FromFlatDataAndDimensions(c.Dest, len(c.Dest)))
+		outs, err := e.run.Run(e.progs.place, nil, execution.Donate(feats), rows[0], in[4])
+		in[4].FinalizeAll()
 		rows[0].FinalizeAll()
 		if err != nil {
 			return nil, 0, fmt.Errorf("engine: placing image features: %w", err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 	gdist "github.com/gomlx/gomlx/pkg/core/distributed"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -408,11 +409,43 @@ func exceptionsToError(f func() error) (err error) {
 	return f()
 }
 
-// Upload places float32 host values of the given shape on the runner's device.
-func (r *Runner) Upload(flat []float32, dims ...int) (*tensors.Tensor, error) {
-	t := tensors.FromFlatDataAndDimensions(flat, dims...)
-	if err := t.MaterializeOnDevice(r.backend, false, r.place.Device); err != nil {
-		return nil, fmt.Errorf("execution: uploading %v float32: %w", dims, err)
+// Upload returns flat (a slice of a GoMLX dtype's Go type, e.g. []float32)
+// shaped dims as a tensor on the runner's device, copied from the slice
+// straight into device memory: no host tensor holds a second copy, as
+// tensors.FromFlatDataAndDimensions makes one (for a vision call's 24 MB of
+// pixels, an allocation and a copy). With a mesh placement it keeps a host
+// copy too and materializes it on the placement's Device (Run shards it from
+// there). The slice may be reused once Upload returns.
+func (r *Runner) Upload(flat any, dims ...int) (*tensors.Tensor, error) {
+	v := reflect.ValueOf(flat)
+	if v.Kind() != reflect.Slice {
+		return nil, fmt.Errorf("execution: Upload of a %T: want a slice", flat)
+	}
+	dt := dtypes.FromGoType(v.Type().Elem())
+	if dt == dtypes.InvalidDType {
+		return nil, fmt.Errorf("execution: Upload of a %T: no GoMLX dtype holds %s", flat, v.Type().Elem())
+	}
+	shape := shapes.Make(dt, dims...)
+	if shape.Size() != v.Len() {
+		return nil, fmt.Errorf("execution: Upload of %d values as %s (%d values)", v.Len(), shape, shape.Size())
+	}
+	if r.place.Mesh != nil {
+		t := tensors.FromShape(shape)
+		if err := t.MutableFlatData(func(dst any) { reflect.Copy(reflect.ValueOf(dst), v) }); err != nil {
+			return nil, fmt.Errorf("execution: Upload of %s: %w", shape, err)
+		}
+		if err := t.MaterializeOnDevice(r.backend, false, r.place.Device); err != nil {
+			return nil, fmt.Errorf("execution: Upload of %s: %w", shape, err)
+		}
+		return t, nil
+	}
+	buf, err := r.backend.BufferFromFlatData(r.place.Device, flat, shape)
+	if err != nil {
+		return nil, fmt.Errorf("execution: Upload of %s: %w", shape, err)
+	}
+	t, err := tensors.FromBuffer(r.backend, buf)
+	if err != nil {
+		return nil, fmt.Errorf("execution: Upload of %s: %w", shape, err)
 	}
 	return t, nil
 }

@@ -185,3 +185,52 @@ func accumulate(t *testing.T, r *Runner, acc *Program, x *tensors.Tensor, n int)
 	}
 	return state
 }
+
+// TestUpload places slices of three dtypes on the device, runs a program on
+// them and reads back what went in; the source slice may change afterwards.
+// Wrong sizes and non-slices are errors naming the shape or the type.
+func TestUpload(t *testing.T) {
+	be, err := simplego.New("parallelism=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(be, Placement{})
+	px := []float32{1, 2, 3, 4, 5, 6}
+	ids := []int32{7, 8}
+	ok := []bool{true, false, true}
+	tp, err := r.Upload(px, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ti, err := r.Upload(ids, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := r.Upload(ok, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px[0], ids[0], ok[1] = -1, -1, true // the uploads hold their own copies
+	mix := NewProgram("mix", func(_ any, in []*Node) []*Node {
+		return []*Node{ReduceSum(in[0], 1), MulScalar(in[1], 2), LogicalNot(in[2])}
+	})
+	outs, err := r.Run(mix, nil, tp, ti, tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tensors.MustCopyFlatData[float32](outs[0]); got[0] != 6 || got[1] != 15 {
+		t.Errorf("float32 rows summed: %v, want [6 15]", got)
+	}
+	if got := tensors.MustCopyFlatData[int32](outs[1]); got[0] != 14 || got[1] != 16 {
+		t.Errorf("int32 doubled: %v, want [14 16]", got)
+	}
+	if got := tensors.MustCopyFlatData[bool](outs[2]); got[0] || !got[1] || got[2] {
+		t.Errorf("bool negated: %v, want [false true false]", got)
+	}
+	if _, err := r.Upload(px, 4, 2); err == nil || !strings.Contains(err.Error(), "6 values") {
+		t.Errorf("6 values as [4, 2]: %v, want an error", err)
+	}
+	if _, err := r.Upload(3.5, 1); err == nil || !strings.Contains(err.Error(), "float64") {
+		t.Errorf("a scalar: %v, want an error naming its type", err)
+	}
+}
