@@ -58,15 +58,12 @@ type headVariant struct {
 	head string // the LM head's parameter name
 }
 
-// layerPrefix is the name prefix of decoder layer i's parameters.
-func layerPrefix(i int) string { return fmt.Sprintf("model.layers.%d.", i) }
-
 // layerWeights maps nodes to layer 0's names per spec and returns the
 // Weights view, the adapter nodes in spec order (A, B per module) and the
 // remaining nodes.
 func layerWeights(cfg qwen2vl.Config, w0 *qwen2vl.Weights, s layerSpec, in []*Node) (*qwen2vl.Weights, []*Node, []*Node) {
 	w := &qwen2vl.Weights{Config: cfg, DType: w0.DType, Params: map[string]*Node{}, LoRA: map[string]qwen2vl.LoRANodes{}}
-	p := layerPrefix(0)
+	p := qwen2vl.LayerPrefix(0)
 	for k, name := range s.params {
 		w.Params[p+name] = in[k]
 	}
@@ -144,7 +141,7 @@ func chunkOr(c int) int {
 // module's A and B, and the accumulator indices (Binding order) of those
 // modules' A and B.
 func (t *Trainer) layerInputs(i int) (string, []any, []int) {
-	p := layerPrefix(i)
+	p := qwen2vl.LayerPrefix(i)
 	var s layerSpec
 	for _, name := range t.model.ParamNames() {
 		if suffix, ok := strings.CutPrefix(name, p); ok {

@@ -260,7 +260,7 @@ func (w *Weights) FinalNorm(h *Node) *Node {
 // returns the layer's output residual stream and its attended keys and
 // values (as Decoder reports them).
 func (w *Weights) DecoderLayer(i int, h *Node, in DecoderInput) (*Node, KV) {
-	p := layerPrefix(i)
+	p := LayerPrefix(i)
 	// Self-attention block.
 	q, k, v := w.qkvProj(p, h)
 	q, kv := w.rotaryQKV(q, k, v, in.Cos, in.Sin)
@@ -278,8 +278,8 @@ func (w *Weights) DecoderLayer(i int, h *Node, in DecoderInput) (*Node, KV) {
 	return w.mlpBlock(p, w.attentionOutput(p, h, attn)), kv
 }
 
-// layerPrefix is the name prefix of decoder layer i's weights.
-func layerPrefix(i int) string { return fmt.Sprintf("model.layers.%d.", i) }
+// LayerPrefix is the name prefix of decoder layer i's weights ("model.layers.i.").
+func LayerPrefix(i int) string { return fmt.Sprintf("model.layers.%d.", i) }
 
 // qkvProj is the start of the self-attention block of the layer with weight
 // prefix p, row by row: the input RMSNorm of the residual stream h [...,

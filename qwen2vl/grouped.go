@@ -165,7 +165,7 @@ func (w *Weights) groupedLayerBy(i int, in GroupedInputs, s GroupedStream, flat 
 		}})
 		return GroupedStream{Prompt: hp, Tail: ht}
 	}
-	p := layerPrefix(i)
+	p := LayerPrefix(i)
 	rows := gr * pl // the prompt's rows in the flat matrix
 	// parts splits a flat [Gr·P + B·T, X] into [Gr, P, X] and [B, T, X].
 	parts := func(x *Node) (*Node, *Node) {

@@ -63,7 +63,7 @@ func TestGroupedLayerForms(t *testing.T) {
 		w := &Weights{Config: cfg, DType: dtypes.Float32, Params: map[string]*Node{}}
 		for k, name := range slices.Sorted(maps.Keys(shapes)) {
 			dims := shapes[name]
-			w.Params[layerPrefix(0)+name] = Reshape(Const(g, wave(k, dims...)), dims...)
+			w.Params[LayerPrefix(0)+name] = Reshape(Const(g, wave(k, dims...)), dims...)
 		}
 		in := GroupedInputs{Prompt: TextInputs{Positions: pPos, Valid: pValid}, Tail: TextInputs{Positions: tPos, Valid: tValid}}
 		s := GroupedStream{Prompt: hp, Tail: ht}
