@@ -23,16 +23,26 @@ const EnvXLASync = "MMFT_XLA_SYNC"
 // process and reports whether they wait for the device. A value other than
 // the documented ones is an error naming the variable.
 func ConfigureDispatch() (sync bool, err error) {
-	switch v := strings.ToLower(strings.TrimSpace(os.Getenv(EnvXLASync))); v {
-	case "", "0", "off", "false", "no":
-		sync = false
-	case "1", "on", "true", "yes":
-		sync = true
-	default:
-		return false, fmt.Errorf("compute: $%s=%q: want 1/on (wait for the device after each program call) or 0/off (the default: asynchronous dispatch)", EnvXLASync, v)
+	sync, err = envSwitch(EnvXLASync, "1/on (wait for the device after each program call) or 0/off (the default: asynchronous dispatch)")
+	if err != nil {
+		return false, err
 	}
 	pjrt.SetAwaitExecution(sync)
 	return sync, nil
+}
+
+// envSwitch reads an on/off environment variable: unset, "0", "off",
+// "false" or "no" is off; "1", "on", "true" or "yes" is on; anything else
+// is an error naming the variable and what it wants.
+func envSwitch(name, want string) (bool, error) {
+	switch v := strings.ToLower(strings.TrimSpace(os.Getenv(name))); v {
+	case "", "0", "off", "false", "no":
+		return false, nil
+	case "1", "on", "true", "yes":
+		return true, nil
+	default:
+		return false, fmt.Errorf("compute: $%s=%q: want %s", name, v, want)
+	}
 }
 
 // EnvExactBF16Dots turns on, when "1" or "on", the BF16_BF16_F32 algorithm
@@ -47,12 +57,9 @@ const EnvExactBF16Dots = "MMFT_XLA_EXACT_BF16_DOTS"
 // compiles and reports whether it is on. A value other than the documented
 // ones is an error naming the variable.
 func ConfigureDots() (on bool, err error) {
-	switch v := strings.ToLower(strings.TrimSpace(os.Getenv(EnvExactBF16Dots))); v {
-	case "", "0", "off", "false", "no":
-	case "1", "on", "true", "yes":
-		on = true
-	default:
-		return false, fmt.Errorf("compute: $%s=%q: want 1/on (bf16 products with float32 accumulation for float32 products of widened bf16 values) or 0/off (the default)", EnvExactBF16Dots, v)
+	on, err = envSwitch(EnvExactBF16Dots, "1/on (bf16 products with float32 accumulation for float32 products of widened bf16 values) or 0/off (the default)")
+	if err != nil {
+		return false, err
 	}
 	stablehlo.SetExactBF16Dots(on)
 	return on, nil
