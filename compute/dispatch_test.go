@@ -97,3 +97,16 @@ func TestExactBF16Dots(t *testing.T) {
 		t.Errorf("a malformed %s gave %v, want an error naming it", EnvExactBF16Dots, err)
 	}
 }
+
+// TestDeviceMemoryElsewhere: the allocator statistics exist on XLA backends
+// only; the pure-Go backend gets ok=false, not a panic.
+func TestDeviceMemoryElsewhere(t *testing.T) {
+	be, err := New(Options{Device: CPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Backend.Finalize()
+	if st, ok := DeviceMemory(be.Backend, 0); ok {
+		t.Errorf("pure-Go backend: got statistics %+v, want none", st)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
+	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/data"
 	"github.com/mmft-go/mmft/distributed"
 	"github.com/mmft-go/mmft/engine"
@@ -504,6 +505,14 @@ func (t *Trainer) Step(ctx context.Context) (Metrics, error) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	m["host_heap_gib"] = Float(float64(ms.HeapAlloc) / (1 << 30))
+	if dm, ok := compute.DeviceMemory(t.run.Backend(), t.run.Placement().Device); ok {
+		// The training device's allocator (XLA): held now, and the most held
+		// since the process started (PyTorch's max_memory_allocated).
+		m["device_in_use_gib"] = Float(float64(dm.BytesInUse) / (1 << 30))
+		if dm.PeakBytesInUse >= 0 {
+			m["device_peak_gib"] = Float(float64(dm.PeakBytesInUse) / (1 << 30))
+		}
+	}
 	t.history = append(t.history, m)
 	return m, nil
 }

@@ -250,27 +250,7 @@ func WarmCPUProfile(rep int) (stop func(), err error) {
 }
 
 // DeviceMemory returns the first device's allocator statistics on an XLA
-// backend (PJRT_Device_MemoryStats through the patched go-xla; the client is
-// read behind GoMLX's unexported field); ok is false on other backends, when
-// the layout differs or when the plugin refuses. PeakBytesInUse is the
-// figure comparable to PyTorch's max_memory_allocated: bytes held by live
-// buffers and running programs, without the CUDA context or the allocator's
-// unused pool.
-func DeviceMemory(b backends.Backend) (stats pjrt.DeviceMemoryStats, ok bool) {
-	defer func() {
-		if recover() != nil {
-			ok = false
-		}
-	}()
-	xb, isXLA := b.(*xla.Backend)
-	if !isXLA || xb == nil {
-		return stats, false
-	}
-	v := reflect.ValueOf(xb).Elem().FieldByName("client")
-	client, _ := reflect.NewAt(v.Type(), unsafe.Pointer(v.UnsafeAddr())).Elem().Interface().(*pjrt.Client)
-	if client == nil || len(client.AddressableDevices()) == 0 {
-		return stats, false
-	}
-	stats, err := client.AddressableDevices()[0].MemoryStats()
-	return stats, err == nil
+// backend (compute.DeviceMemory); ok is false elsewhere.
+func DeviceMemory(b backends.Backend) (pjrt.DeviceMemoryStats, bool) {
+	return compute.DeviceMemory(b, 0)
 }
