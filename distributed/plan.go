@@ -34,6 +34,16 @@ type PlanConfig struct {
 	RolloutLen int
 	// VocabChunk is the log-prob graphs' vocabulary chunk (0: 8192).
 	VocabChunk int
+	// StepLayout is the GRPO step's layout, which decides the activation
+	// estimate: "" or "full" (one program holds the activations of the
+	// whole micro-batch), "shared" (the same, each group's prompt computed
+	// once) or "recompute" (shared prompt, layer by layer: only the residual
+	// streams between layers are kept, plus one layer's or the LM head's
+	// working set).
+	StepLayout string
+	// PromptLen is the prompt's part of SeqLen and GroupSize the completions
+	// per prompt (num_generations), for the shared and recompute layouts.
+	PromptLen, GroupSize int
 	// Capacity is each GPU's memory in bytes (0: unknown, not checked).
 	Capacity int64
 }
@@ -170,7 +180,38 @@ func NewPlan(c PlanConfig) (Plan, error) {
 	seqsPerGPU := (c.TrainSequences + n - 1) / n
 	tokens := int64(seqsPerGPU) * int64(c.SeqLen)
 	perTokenLayer := int64(4) * (12*int64(tc.HiddenSize) + 4*int64(tc.IntermediateSize) + 2*int64(tc.NumHeads)*int64(c.SeqLen))
-	activations := tokens*perTokenLayer*int64(tc.NumLayers) + 3*tokens*int64(min(chunk, tc.VocabSize))*4
+	activationParts := []Part{{Name: fmt.Sprintf("activations (%d seq × %d tokens)", seqsPerGPU, c.SeqLen),
+		Bytes: tokens*perTokenLayer*int64(tc.NumLayers) + 3*tokens*int64(min(chunk, tc.VocabSize))*4, Phase: Training, Estimate: true}}
+	switch c.StepLayout {
+	case "", "full":
+	case "shared", "recompute":
+		if c.PromptLen < 1 || c.PromptLen >= c.SeqLen || c.GroupSize < 1 {
+			return Plan{}, fmt.Errorf("distributed: plan: the %s step layout needs a prompt length in 1…%d and a group size ≥ 1 (got %d and %d)",
+				c.StepLayout, c.SeqLen-1, c.PromptLen, c.GroupSize)
+		}
+		// Each group's prompt runs once; completions attend to it.
+		groups := int64((seqsPerGPU + c.GroupSize - 1) / c.GroupSize)
+		tail := int64(seqsPerGPU) * int64(c.SeqLen-c.PromptLen)
+		tokens = groups*int64(c.PromptLen) + tail
+		// The LM head's program keeps every vocabulary chunk's float32
+		// logits of the completion positions for its backward pass (on an
+		// H200, 3.39 GB of temporaries for 4,096 positions of Qwen2-VL's
+		// 151,936 entries: 1.36 × those logits).
+		head := tail*int64(tc.VocabSize)*4*5/4 + 3*tail*int64(min(chunk, tc.VocabSize))*4
+		if c.StepLayout == "shared" {
+			activationParts = []Part{{Name: fmt.Sprintf("activations (%d seq × %d tokens, shared prompts)", seqsPerGPU, c.SeqLen),
+				Bytes: tokens*perTokenLayer*int64(tc.NumLayers) + head, Phase: Training, Estimate: true}}
+			break
+		}
+		activationParts = []Part{
+			{Name: fmt.Sprintf("residual streams between layers (%d × %d tokens)", tc.NumLayers, tokens),
+				Bytes: int64(tc.NumLayers) * tokens * int64(tc.HiddenSize) * 4, Phase: Training, Estimate: true},
+			{Name: "one layer recomputed, or the LM head (larger)",
+				Bytes: max(tokens*perTokenLayer, head), Phase: Training, Estimate: true},
+		}
+	default:
+		return Plan{}, fmt.Errorf("distributed: plan: step layout %q: want full, shared or recompute", c.StepLayout)
+	}
 	kv := 2 * int64(tc.NumLayers) * int64(tc.NumKVHeads) * int64(tc.HeadDim()) * int64(wdt.Size()) *
 		int64(c.RolloutSequences) * int64(c.RolloutLen)
 	logits := int64(c.RolloutSequences) * int64(tc.VocabSize) * 4
@@ -189,8 +230,8 @@ func NewPlan(c PlanConfig) (Plan, error) {
 			{Name: "LoRA adapters (f32)", Bytes: adapterShard, Phase: Always},
 			{Name: "Adam moments m, v (f32)", Bytes: 2 * adapterShard, Phase: Always},
 			{Name: "LoRA gradients (f32)", Bytes: adapterShard, Phase: Training},
-			{Name: fmt.Sprintf("activations (%d seq × %d tokens)", seqsPerGPU, c.SeqLen), Bytes: activations, Phase: Training, Estimate: true},
 		}
+		ps = append(ps, activationParts...)
 		if gathered > 0 {
 			ps = append(ps, Part{Name: "all-gathered weights of 2 layers in flight", Bytes: gathered, Phase: Training, Estimate: true})
 		}

@@ -163,3 +163,53 @@ func TestPlan64GPUs(t *testing.T) {
 		t.Error("all GPUs of a host as rollout GPUs was accepted")
 	}
 }
+
+// TestPlanStepLayouts: the activation estimate follows the GRPO step's
+// layout. For issue 9's workload (16 sequences of a 427-token prompt and 256
+// completion tokens per micro-batch, groups of 8, LoRA r=64) the
+// layer-by-layer layout keeps the 28 residual streams of 2·427 + 16·256
+// tokens (exact: the trainer reported 880,459,776 bytes on an H200 for its
+// 511-token prompt bucket) and one layer's or the LM head's working set, and
+// its peak lies near the 9.82 GiB PJRT measured there; the shared layout
+// holds every layer's activations and the full layout every row's prompt
+// too. Bad layouts and missing prompt lengths are refused.
+func TestPlanStepLayouts(t *testing.T) {
+	one, _ := DefaultLayout(1)
+	c := planConfig(t, one)
+	c.LoRA = lora.NewConfig(64, 128, "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+	c.TrainSequences, c.SeqLen, c.RolloutSequences, c.RolloutLen = 16, 683, 64, 683
+	c.PromptLen, c.GroupSize = 427, 8
+	peak := map[string]int64{}
+	for _, layout := range []string{"full", "shared", "recompute"} {
+		c.StepLayout = layout
+		p, err := NewPlan(c)
+		if err != nil {
+			t.Fatalf("%s: %v", layout, err)
+		}
+		peak[layout] = p.GPUs[0].Peak
+		if layout == "recompute" {
+			tc := c.Model.Text
+			want := int64(tc.NumLayers) * int64(2*427+16*256) * int64(tc.HiddenSize) * 4
+			if got := part(t, p.GPUs[0], "residual streams"); got != want {
+				t.Errorf("recompute: residual streams %d bytes, want %d", got, want)
+			}
+		}
+	}
+	const gib = 1 << 30
+	if r := float64(peak["recompute"]) / gib; r < 8.5 || r > 11 {
+		t.Errorf("recompute peak %.2f GiB, want near the 9.82 GiB measured (8.5–11)", r)
+	}
+	if !(peak["recompute"] < peak["shared"] && peak["shared"] < peak["full"]) {
+		t.Errorf("peaks recompute %d, shared %d, full %d: want increasing", peak["recompute"], peak["shared"], peak["full"])
+	}
+	for _, bad := range []struct {
+		layout       string
+		prompt, size int
+		want         string
+	}{{"sideways", 427, 8, "want full, shared or recompute"}, {"recompute", 0, 8, "needs a prompt length"}, {"shared", 427, 0, "group size"}} {
+		c.StepLayout, c.PromptLen, c.GroupSize = bad.layout, bad.prompt, bad.size
+		if _, err := NewPlan(c); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("layout %q, prompt %d, group %d: %v, want an error with %q", bad.layout, bad.prompt, bad.size, err, bad.want)
+		}
+	}
+}

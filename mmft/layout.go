@@ -83,10 +83,11 @@ func splitSetup(s *grpo.Setup, m *Model, cfg grpo.Config, l distributed.Layout, 
 const PlanPromptLen = 512
 
 // TrainPlan is the per-GPU memory of a training run of cfg on a model of
-// configuration mc in layout l, with weights of dtype wdt, against GPUs of
-// capacity bytes (0: not checked): what mmft train prints, and what it and
-// a session's Train check (Plan.Check) before the trainer allocates.
-func TrainPlan(cfg grpo.Config, mc qwen2vl.Config, l distributed.Layout, wdt dtypes.DType, capacity int64) (distributed.Plan, error) {
+// configuration mc in layout l with GRPO step layout step, with weights of
+// dtype wdt, against GPUs of capacity bytes (0: not checked): what mmft
+// train prints, and what it and a session's Train check (Plan.Check) before
+// the trainer allocates.
+func TrainPlan(cfg grpo.Config, mc qwen2vl.Config, l distributed.Layout, step StepLayout, wdt dtypes.DType, capacity int64) (distributed.Plan, error) {
 	ga := max(cfg.GradientAccumulationSteps, 1)
 	return distributed.NewPlan(distributed.PlanConfig{
 		Model: mc, Layout: l, LoRA: cfg.LoRAConfig(), WeightDType: wdt,
@@ -95,6 +96,7 @@ func TrainPlan(cfg grpo.Config, mc qwen2vl.Config, l distributed.Layout, wdt dty
 		RolloutSequences: cfg.BatchSize * cfg.NumGenerations,
 		RolloutLen:       PlanPromptLen + cfg.Objective.MaxCompletionLength,
 		Capacity:         capacity,
+		StepLayout:       string(step), PromptLen: PlanPromptLen, GroupSize: cfg.NumGenerations,
 	})
 }
 
@@ -106,7 +108,7 @@ func checkTrainPlan(be *compute.Backend, cfg grpo.Config, m *Model, l distribute
 	if be.Device == compute.CPU || len(info.Devices) == 0 {
 		return nil
 	}
-	p, err := TrainPlan(cfg, m.Model.Config, l, m.Model.DType, info.Devices[0].MemoryBytes)
+	p, err := TrainPlan(cfg, m.Model.Config, l, AutoStepLayout(be.Device, cfg.LoRADropout), m.Model.DType, info.Devices[0].MemoryBytes)
 	if err != nil {
 		return err
 	}

@@ -181,7 +181,7 @@ func TestTrainPlanOfASplitLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := TrainPlan(EmbeddedTrainConfig(), mc, l, dtypes.BFloat16, 0)
+	p, err := TrainPlan(EmbeddedTrainConfig(), mc, l, StepRecompute, dtypes.BFloat16, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

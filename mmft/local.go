@@ -571,7 +571,8 @@ func (l *local) train(ctx context.Context, a trainArgs, onEvent func(TrainEvent)
 		if err := checkTrainPlan(be, cfg, l.model, lay); err != nil {
 			return TrainSummary{}, err
 		}
-		job := &TrainJob{Config: cfg, Model: l.model, Data: d, Rewards: set, Steps: a.Steps, Layout: &lay, MaxStaleness: l.lay.MaxStaleness}
+		job := &TrainJob{Config: cfg, Model: l.model, Data: d, Rewards: set, Steps: a.Steps, Layout: &lay, MaxStaleness: l.lay.MaxStaleness,
+			StepLayout: AutoStepLayout(be.Device, cfg.LoRADropout)}
 		// The callbacks forward to the current Train call's onEvent.
 		job.OnRollout = func(done, total int) {
 			if l.onEvent != nil {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/distributed"
 	"github.com/mmft-go/mmft/engine"
 	"github.com/mmft-go/mmft/grpo"
@@ -97,6 +98,20 @@ const (
 // executes operations one at a time (compute.Options.CPUSequentialOps): with
 // GoMLX's parallel scheduling this layout hung in 3 of 5 runs.
 const CPUStepLayout = StepShared
+
+// AutoStepLayout is the step layout `--step-layout auto` picks for a
+// device (compute.CPU or compute.GPU): on the CPU CPUStepLayout; on a GPU StepRecompute (the least
+// memory; the benchmarked layout), or StepShared when lora_dropout > 0
+// (recomputation redraws no dropout mask).
+func AutoStepLayout(dev string, loraDropout float64) StepLayout {
+	switch {
+	case dev == compute.CPU:
+		return CPUStepLayout
+	case loraDropout > 0:
+		return StepShared
+	}
+	return StepRecompute
+}
 
 // ParseStepLayout reads a step layout name ("" is StepFull).
 func ParseStepLayout(s string) (StepLayout, error) {

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 
 	"github.com/mmft-go/mmft/compute"
 	"github.com/mmft-go/mmft/distributed"
 	"github.com/mmft-go/mmft/grpo"
+	"github.com/mmft-go/mmft/mmft"
 	"github.com/mmft-go/mmft/qwen2vl"
 )
 
@@ -34,6 +36,7 @@ those of mmft train. It exits 1 when a GPU's peak exceeds --gpu-memory.`)
 	promptLen := fs.Int("prompt-len", 1024, "tokens per prompt (text and image tokens)")
 	dtype := fs.String("dtype", "bfloat16", "base weights dtype: bfloat16 or float32")
 	asJSON := fs.Bool("json", false, "print JSON")
+	stepLayout := fs.String("step-layout", "auto", "the GRPO step's layout, as mmft train takes it: full, shared, recompute or auto (a GPU's: recompute, or shared when lora_dropout > 0)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -80,6 +83,13 @@ those of mmft train. It exits 1 when a GPU's peak exceeds --gpu-memory.`)
 	if err != nil {
 		return err
 	}
+	step := mmft.AutoStepLayout(compute.GPU, cfg.LoRADropout)
+	if !strings.EqualFold(strings.TrimSpace(*stepLayout), "auto") {
+		if step, err = mmft.ParseStepLayout(*stepLayout); err != nil {
+			fmt.Fprintf(c.stderr, "mmft plan: --step-layout %q: want full, shared, recompute or auto\n", *stepLayout)
+			return errUsage
+		}
+	}
 	ga := max(cfg.GradientAccumulationSteps, 1)
 	p, err := distributed.NewPlan(distributed.PlanConfig{
 		Model: mc, Layout: l, LoRA: cfg.LoRAConfig(), WeightDType: wdt,
@@ -88,6 +98,7 @@ those of mmft train. It exits 1 when a GPU's peak exceeds --gpu-memory.`)
 		RolloutSequences: cfg.BatchSize * cfg.NumGenerations,
 		RolloutLen:       *promptLen + cfg.Objective.MaxCompletionLength,
 		Capacity:         capacity,
+		StepLayout:       string(step), PromptLen: *promptLen, GroupSize: cfg.NumGenerations,
 	})
 	if err != nil {
 		return err

@@ -120,15 +120,8 @@ fit (--gpu-memory, or the device's own) is refused.`)
 	if err != nil {
 		return err
 	}
-	if autoLayout && be.Device == compute.CPU {
-		stepLay = mmft.CPUStepLayout
-	}
-	if autoLayout && be.Device != compute.CPU {
-		// Recomputation redraws no dropout mask, so it needs lora_dropout 0.
-		stepLay = mmft.StepShared
-		if cfg.LoRADropout == 0 {
-			stepLay = mmft.StepRecompute
-		}
+	if autoLayout {
+		stepLay = mmft.AutoStepLayout(be.Device, cfg.LoRADropout)
 	}
 	defer be.Backend.Finalize()
 	layout, err := lay.Layout(be.Backend.NumDevices())
@@ -156,7 +149,7 @@ fit (--gpu-memory, or the device's own) is refused.`)
 		if *dtype == "float32" || *dtype == "f32" || ((*dtype == "" || *dtype == "auto") && be.Device == compute.CPU) {
 			wdt = dtypes.Float32
 		}
-		if err := printTrainPlan(c, be, cfg, layout, wdt, int64(*gpuMem*(1<<30))); err != nil {
+		if err := printTrainPlan(c, be, cfg, layout, stepLay, wdt, int64(*gpuMem*(1<<30))); err != nil {
 			return err
 		}
 	}
@@ -261,9 +254,9 @@ func namesModel(args []string) bool {
 // printTrainPlan prints the per-GPU memory of the run's layout (each part:
 // weights, adapters, gradients, optimizer moments, activation estimates)
 // and refuses the run when a GPU cannot fit it, before any weight is
-// loaded. wdt is the weights' dtype; capacity is each GPU's memory (0: the
-// first device's, when known).
-func printTrainPlan(c *cli, be *compute.Backend, cfg grpo.Config, l distributed.Layout, wdt dtypes.DType, capacity int64) error {
+// loaded. step is the GRPO step's layout, wdt the weights' dtype; capacity
+// is each GPU's memory (0: the first device's, when known).
+func printTrainPlan(c *cli, be *compute.Backend, cfg grpo.Config, l distributed.Layout, step mmft.StepLayout, wdt dtypes.DType, capacity int64) error {
 	var mc qwen2vl.Config
 	var err error
 	if embedded.IsName(cfg.ModelName) {
@@ -277,7 +270,7 @@ func printTrainPlan(c *cli, be *compute.Backend, cfg grpo.Config, l distributed.
 	if info := be.Info(); capacity == 0 && len(info.Devices) > 0 {
 		capacity = info.Devices[0].MemoryBytes
 	}
-	p, err := mmft.TrainPlan(cfg, mc, l, wdt, capacity)
+	p, err := mmft.TrainPlan(cfg, mc, l, step, wdt, capacity)
 	if err != nil {
 		return err
 	}

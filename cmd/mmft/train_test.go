@@ -123,7 +123,7 @@ func TestTrainPlanOfTheEmbeddedModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := printTrainPlan(c, be, mmft.EmbeddedTrainConfig(), distributed.Layout{GPUs: 1, Rollout: []int{0}, Train: []int{0}}, dtypes.BFloat16, 0); err != nil {
+	if err := printTrainPlan(c, be, mmft.EmbeddedTrainConfig(), distributed.Layout{GPUs: 1, Rollout: []int{0}, Train: []int{0}}, mmft.StepRecompute, dtypes.BFloat16, 0); err != nil {
 		t.Fatal(err)
 	}
 	if s := errb.String(); !strings.Contains(s, "memory plan") || !strings.Contains(s, "GPU") {
