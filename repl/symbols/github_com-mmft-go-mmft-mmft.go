@@ -13,6 +13,7 @@ func init() {
 	Symbols["github.com/mmft-go/mmft/mmft/mmft"] = map[string]reflect.Value{
 		// function, constant and variable definitions
 		"AdapterDir":          reflect.ValueOf(constant.MakeFromLiteral("\"adapter\"", token.STRING, 0)),
+		"AutoStepLayout":      reflect.ValueOf(mmft.AutoStepLayout),
 		"CPUStepLayout":       reflect.ValueOf(mmft.CPUStepLayout),
 		"ChartsHTML":          reflect.ValueOf(mmft.ChartsHTML),
 		"CompareHTML":         reflect.ValueOf(mmft.CompareHTML),
