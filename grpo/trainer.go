@@ -235,11 +235,11 @@ func (t *Trainer) loadAdapter(ad *lora.Adapter) error {
 	l := &qwen2vl.LoRA{Modules: map[string]qwen2vl.LoRAModule{}}
 	for _, name := range ad.Names() {
 		mod := ad.Modules[name]
-		a, err := t.run.Upload(slices.Clone(mod.A), mod.R, mod.In)
+		a, err := t.run.Upload(mod.A, mod.R, mod.In) // Upload copies
 		if err != nil {
 			return fmt.Errorf("grpo: adapter %s: %w", name, err)
 		}
-		b, err := t.run.Upload(slices.Clone(mod.B), mod.Out, mod.R)
+		b, err := t.run.Upload(mod.B, mod.Out, mod.R)
 		if err != nil {
 			return fmt.Errorf("grpo: adapter %s: %w", name, err)
 		}

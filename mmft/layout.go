@@ -101,14 +101,14 @@ func TrainPlan(cfg grpo.Config, mc qwen2vl.Config, l distributed.Layout, step St
 }
 
 // checkTrainPlan refuses a session's training run whose plan does not fit
-// the GPUs (on a GPU backend; the CPU's memory is not planned), with the
-// plan's table in the error.
-func checkTrainPlan(be *compute.Backend, cfg grpo.Config, m *Model, l distributed.Layout) error {
+// the GPUs (on a GPU backend; the CPU's memory is not planned) with step
+// layout step, with the plan's table in the error.
+func checkTrainPlan(be *compute.Backend, cfg grpo.Config, m *Model, l distributed.Layout, step StepLayout) error {
 	info := be.Info()
 	if be.Device == compute.CPU || len(info.Devices) == 0 {
 		return nil
 	}
-	p, err := TrainPlan(cfg, m.Model.Config, l, AutoStepLayout(be.Device, cfg.LoRADropout), m.Model.DType, info.Devices[0].MemoryBytes)
+	p, err := TrainPlan(cfg, m.Model.Config, l, step, m.Model.DType, info.Devices[0].MemoryBytes)
 	if err != nil {
 		return err
 	}

@@ -568,11 +568,12 @@ func (l *local) train(ctx context.Context, a trainArgs, onEvent func(TrainEvent)
 		if err != nil {
 			return TrainSummary{}, err
 		}
-		if err := checkTrainPlan(be, cfg, l.model, lay); err != nil {
+		step := AutoStepLayout(be.Device, cfg.LoRADropout)
+		if err := checkTrainPlan(be, cfg, l.model, lay, step); err != nil {
 			return TrainSummary{}, err
 		}
 		job := &TrainJob{Config: cfg, Model: l.model, Data: d, Rewards: set, Steps: a.Steps, Layout: &lay, MaxStaleness: l.lay.MaxStaleness,
-			StepLayout: AutoStepLayout(be.Device, cfg.LoRADropout)}
+			StepLayout: step}
 		// The callbacks forward to the current Train call's onEvent.
 		job.OnRollout = func(done, total int) {
 			if l.onEvent != nil {

@@ -99,10 +99,10 @@ const (
 // GoMLX's parallel scheduling this layout hung in 3 of 5 runs.
 const CPUStepLayout = StepShared
 
-// AutoStepLayout is the step layout `--step-layout auto` picks for a
-// device (compute.CPU or compute.GPU): on the CPU CPUStepLayout; on a GPU StepRecompute (the least
-// memory; the benchmarked layout), or StepShared when lora_dropout > 0
-// (recomputation redraws no dropout mask).
+// AutoStepLayout is the step layout `--step-layout auto` picks for a device
+// (compute.CPU or compute.GPU): on the CPU CPUStepLayout; on a GPU
+// StepRecompute (the least memory; the benchmarked layout), or StepShared
+// when lora_dropout > 0 (recomputation redraws no dropout mask).
 func AutoStepLayout(dev string, loraDropout float64) StepLayout {
 	switch {
 	case dev == compute.CPU:

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 
@@ -83,12 +82,13 @@ those of mmft train. It exits 1 when a GPU's peak exceeds --gpu-memory.`)
 	if err != nil {
 		return err
 	}
-	step := mmft.AutoStepLayout(compute.GPU, cfg.LoRADropout)
-	if !strings.EqualFold(strings.TrimSpace(*stepLayout), "auto") {
-		if step, err = mmft.ParseStepLayout(*stepLayout); err != nil {
-			fmt.Fprintf(c.stderr, "mmft plan: --step-layout %q: want full, shared, recompute or auto\n", *stepLayout)
-			return errUsage
-		}
+	step, auto, ok := parseStepLayoutFlag(*stepLayout)
+	if !ok {
+		fmt.Fprintf(c.stderr, "mmft plan: --step-layout %q: want full, shared, recompute or auto\n", *stepLayout)
+		return errUsage
+	}
+	if auto {
+		step = mmft.AutoStepLayout(compute.GPU, cfg.LoRADropout) // a plan is for GPUs
 	}
 	ga := max(cfg.GradientAccumulationSteps, 1)
 	p, err := distributed.NewPlan(distributed.PlanConfig{

@@ -75,15 +75,10 @@ fit (--gpu-memory, or the device's own) is refused.`)
 		fmt.Fprintf(c.stderr, "mmft train: --logits %q: want float32 or bf16\n", *logits)
 		return errUsage
 	}
-	autoLayout := strings.EqualFold(strings.TrimSpace(*stepLayout), "auto")
-	stepLay := mmft.StepFull
-	if !autoLayout {
-		l, err := mmft.ParseStepLayout(*stepLayout)
-		if err != nil {
-			fmt.Fprintf(c.stderr, "mmft train: --step-layout %q: want full, shared, recompute or auto\n", *stepLayout)
-			return errUsage
-		}
-		stepLay = l
+	stepLay, autoLayout, ok := parseStepLayoutFlag(*stepLayout)
+	if !ok {
+		fmt.Fprintf(c.stderr, "mmft train: --step-layout %q: want full, shared, recompute or auto\n", *stepLayout)
+		return errUsage
 	}
 	if *steps < 0 {
 		fmt.Fprintf(c.stderr, "mmft train: --steps %d: give a positive number of steps, or 0 for --epochs passes\n", *steps)
@@ -249,6 +244,17 @@ func namesModel(args []string) bool {
 		}
 	}
 	return false
+}
+
+// parseStepLayoutFlag reads a --step-layout value: a layout, or auto (the
+// device's layout, mmft.AutoStepLayout, chosen once the device is known);
+// ok is false for anything else.
+func parseStepLayoutFlag(v string) (l mmft.StepLayout, auto, ok bool) {
+	if strings.EqualFold(strings.TrimSpace(v), "auto") {
+		return "", true, true
+	}
+	l, err := mmft.ParseStepLayout(v)
+	return l, false, err == nil
 }
 
 // printTrainPlan prints the per-GPU memory of the run's layout (each part:
