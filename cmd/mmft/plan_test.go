@@ -42,4 +42,29 @@ func TestPlanCommand(t *testing.T) {
 	if code, _, stderr := runCLI(t, "", "plan", "--model", model, "--gpus", "-1"); code != 2 || !strings.Contains(stderr, "--gpus -1") {
 		t.Errorf("negative GPUs: exit %d, %q", code, stderr)
 	}
+	if code, _, stderr := runCLI(t, "", "plan", "--model", model, "--gpus", "1", "--step-layout", "sideways"); code != 2 || !strings.Contains(stderr, `--step-layout "sideways": want full, shared, recompute or auto`) {
+		t.Errorf("bad step layout: exit %d, %q", code, stderr)
+	}
+	// The layer-by-layer layout plans the residual streams, not every
+	// layer's activations: far less than the full layout.
+	peak := map[string]float64{}
+	for _, layout := range []string{"full", "recompute"} {
+		code, stdout, stderr := runCLI(t, "", "plan", "--model", model, "--gpus", "1", "--step-layout", layout, "--json")
+		var p struct {
+			GPUs []struct {
+				Peak  float64 `json:"peak_bytes"`
+				Parts []struct{ Name string }
+			} `json:"gpus"`
+		}
+		if code != 0 || json.Unmarshal([]byte(stdout), &p) != nil || len(p.GPUs) != 1 {
+			t.Fatalf("--step-layout %s: exit %d, %q, %q", layout, code, stdout, stderr)
+		}
+		peak[layout] = p.GPUs[0].Peak
+		if layout == "recompute" && !strings.Contains(stdout, "residual streams between layers") {
+			t.Errorf("--step-layout recompute: no residual streams part in %s", stdout)
+		}
+	}
+	if peak["recompute"] >= peak["full"]/2 {
+		t.Errorf("planned peaks: recompute %.3g bytes, full %.3g: want recompute far below", peak["recompute"], peak["full"])
+	}
 }
