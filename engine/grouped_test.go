@@ -23,7 +23,9 @@ import (
 // them with respect to every adapter A and B agree to 1e-5 relative, with
 // prompts of different lengths (left padding, one with two images),
 // completions of different lengths (right padding) and extra padding on
-// both sides.
+// both sides; and so does the layout GroupedTo gives, its prompt part cut to
+// the prompts' columns and left-padded to a multiple of 8 (as the trainer
+// lays it out on the GPU).
 func TestGroupedLogProbsMatchFull(t *testing.T) {
 	cfg := smallConfig(2, 2)
 	src := randomBF16Source{specs: map[string][]int{}, seed: 7, std: 0.3}
@@ -90,6 +92,13 @@ func TestGroupedLogProbsMatchFull(t *testing.T) {
 		t.Fatalf("grouped layout: prompt %d×%d, tail %d×%d; want %d×%d and %d×%d",
 			gt.Prompt.B, gt.Prompt.L, gt.Tail.B, gt.Tail.L, len(prompts), tb.Text.L-tb.T-1, len(comps), tb.T)
 	}
+	aligned, err := tb.Text.GroupedTo(group, tb.T, func(k int) int { return (k + 3 + 7) / 8 * 8 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (tb.Text.L - tb.T - 1 - 2 + 3 + 7) / 8 * 8; aligned.Prompt.L != want || aligned.Tail.L != tb.T {
+		t.Fatalf("GroupedTo: prompt part of %d columns, tail %d; want %d (the shared padding cut, then padded) and %d", aligned.Prompt.L, aligned.Tail.L, want, tb.T)
+	}
 	e, err := New(m, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +115,7 @@ func TestGroupedLogProbsMatchFull(t *testing.T) {
 	prog := execution.NewProgram("groupedtest", func(v any, in []*Node) []*Node {
 		w, rest := bind.Weights(in)
 		var lp *Node
-		if v.(bool) {
+		if v.(int) > 0 {
 			gi, r := qwen2vl.ReadGroupedInputs(rest)
 			lp, rest = w.GroupedTokenLogProbs(gi, r[0], 100), r
 		} else {
@@ -121,21 +130,18 @@ func TestGroupedLogProbsMatchFull(t *testing.T) {
 		return append([]*Node{Mul(lp, ConvertDType(rest[1], lp.DType())), loss}, Gradient(loss, params...)...)
 	})
 	run := execution.New(m.Backend, execution.Placement{})
-	eval := func(grouped bool) [][]float32 {
+	eval := func(layout int) [][]float32 {
 		var args []any
 		for _, x := range bind.Tensors() {
 			args = append(args, x)
 		}
-		text := tb.Text.Tensors(feats)
-		if grouped {
-			text = gt.Tensors(feats)
-		}
+		text := [][]*tensors.Tensor{tb.Text.Tensors(feats), gt.Tensors(feats), aligned.Tensors(feats)}[layout]
 		for _, x := range text {
 			args = append(args, x)
 		}
 		args = append(args, tensors.FromFlatDataAndDimensions(tb.Targets, len(comps), tb.T),
 			tensors.FromFlatDataAndDimensions(weights, len(comps), tb.T))
-		outs, err := run.Run(prog, grouped, args...)
+		outs, err := run.Run(prog, layout, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,23 +155,25 @@ func TestGroupedLogProbsMatchFull(t *testing.T) {
 		}
 		return vals
 	}
-	full, grouped := eval(false), eval(true)
+	full := eval(0)
 	names := []string{"weighted log-probs", "loss"}
 	for _, n := range ad.Names() {
 		names = append(names, n+".A", n+".B")
 	}
-	for k := range full {
-		num, den := 0.0, 0.0
-		for i := range full[k] {
-			d := float64(full[k][i] - grouped[k][i])
-			num, den = num+d*d, den+float64(full[k][i])*float64(full[k][i])
-		}
-		rel := math.Sqrt(num / den)
-		if den == 0 || rel > 1e-5 || math.IsNaN(rel) {
-			t.Errorf("%s: grouped vs full relative difference %.3g (norm %.3g)", names[k], rel, math.Sqrt(den))
-		}
-		if k < 3 {
-			t.Logf("%s: relative difference %.3g", names[k], rel)
+	for layout, grouped := range [][][]float32{eval(1), eval(2)} {
+		for k := range full {
+			num, den := 0.0, 0.0
+			for i := range full[k] {
+				d := float64(full[k][i] - grouped[k][i])
+				num, den = num+d*d, den+float64(full[k][i])*float64(full[k][i])
+			}
+			rel := math.Sqrt(num / den)
+			if den == 0 || rel > 1e-5 || math.IsNaN(rel) {
+				t.Errorf("%s: %s vs full relative difference %.3g (norm %.3g)", names[k], []string{"Grouped", "GroupedTo"}[layout], rel, math.Sqrt(den))
+			}
+			if k < 3 {
+				t.Logf("%s: %s: relative difference %.3g", []string{"Grouped", "GroupedTo"}[layout], names[k], rel)
+			}
 		}
 	}
 }

@@ -35,6 +35,30 @@ func TestBucketLadder(t *testing.T) {
 	}
 }
 
+func TestBucketFineLadder(t *testing.T) {
+	for _, c := range []struct{ n, least, multiple, want int }{
+		{1, 64, 64, 64}, {64, 64, 64, 64}, {65, 64, 1, 80}, {81, 64, 1, 96}, {113, 64, 1, 128}, {129, 64, 1, 160},
+		{426, 64, 64, 448}, {449, 64, 64, 512}, {513, 64, 64, 640}, {700, 64, 64, 768}, {3, 1, 1, 3}, {5, 4, 1, 5},
+	} {
+		if got := BucketFine(c.n, c.least, c.multiple); got != c.want {
+			t.Errorf("BucketFine(%d, %d, %d) = %d, want %d", c.n, c.least, c.multiple, got, c.want)
+		}
+	}
+	// Sizes up to 10,000: never less than the size, at most a quarter more
+	// (beyond the rounding), and about twice Bucket's number of buckets.
+	seen := map[int]bool{}
+	for n := 1; n <= 10000; n++ {
+		b := BucketFine(n, 64, 64)
+		if b < n || (n > 64 && float64(b) > 1.25*float64(n)+64) || b%64 != 0 {
+			t.Fatalf("BucketFine(%d, 64, 64) = %d", n, b)
+		}
+		seen[b] = true
+	}
+	if len(seen) > 30 {
+		t.Errorf("sizes 1…10000 use %d buckets, want ≤ 30", len(seen))
+	}
+}
+
 func TestRunnerKeysAndDonation(t *testing.T) {
 	be, err := simplego.New("parallelism=4")
 	if err != nil {

@@ -623,7 +623,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 		}
 		textArgs := tb.Text.Tensors(tb.Features)
 		if t.s.SharedPrompt || t.s.Recompute {
-			gt, err := tb.Text.Grouped(g, tb.C)
+			gt, err := tb.Text.GroupedTo(g, tb.C, promptBucket)
 			if err != nil {
 				return nil, fmt.Errorf("grpo: %w", err)
 			}
@@ -715,6 +715,10 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 				}
 			}
 		}
+		// The micro-batches' metrics are read once all the programs of the
+		// update are queued: reading one waits for the device, which would
+		// then idle until the host queued the next micro-batch.
+		var pending [][]*tensors.Tensor
 		for _, mb := range mbs {
 			mb.v.layout = b.Layout()
 			mb.v.accumulateOnly = true
@@ -723,9 +727,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 				if err != nil {
 					return nil, err
 				}
-				for i, name := range names {
-					sum[name] += float64(tensors.ToScalar[float32](metrics[i])) / float64(ga)
-				}
+				pending = append(pending, metrics)
 				keptBytes = max(keptBytes, kept)
 				continue
 			}
@@ -750,9 +752,7 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 				t.rng = outs[len(outs)-1]
 			}
 			acc = outs[:nParams]
-			for i, name := range names {
-				sum[name] += float64(tensors.ToScalar[float32](outs[nParams+i])) / float64(ga)
-			}
+			pending = append(pending, outs[nParams:nParams+lossMetrics])
 		}
 		all := make([]any, 0, 4*nParams+3)
 		for _, x := range t.paramTensors() {
@@ -772,6 +772,11 @@ func (t *Trainer) update(r *rollout, adv AdvantageResult) (Metrics, error) {
 		t.setParams(outs[:nParams])
 		t.opt = outs[nParams : 3*nParams+2]
 		t.acc = outs[3*nParams+4:]
+		for _, metrics := range pending {
+			for i, name := range names {
+				sum[name] += float64(tensors.ToScalar[float32](metrics[i])) / float64(ga)
+			}
+		}
 		sum["grad_norm"] += float64(tensors.ToScalar[float32](outs[3*nParams+2]))
 		if !tensors.ToScalar[bool](outs[3*nParams+3]) {
 			sum["skipped_updates"]++

@@ -38,6 +38,19 @@ const NumGroupedInputs = 2*NumTextInputs - 1
 // n consecutive rows. It checks that the rows of each group have identical
 // prompts (ids, image indices, positions and padding).
 func (t *TextBatch) Grouped(n, completion int) (*GroupedText, error) {
+	return t.GroupedTo(n, completion, nil)
+}
+
+// GroupedTo is Grouped with the prompt part's length chosen by promptLen:
+// the columns before the first prompt token of any row (left padding every
+// row shares) are dropped, and the k prompt columns left are left-padded to
+// promptLen(k) (values below k count as k). Padding columns hold no token
+// (not valid, id 0, position 0), so the log-probs are Grouped's. A length
+// that is a multiple of 8 keeps the token matrix of a grouped layer
+// (Gr·P + B·T rows) aligned for the GPU's matrix products; without it XLA
+// pads the activations of every product that contracts over tokens. nil
+// promptLen keeps Grouped's length L−T−1.
+func (t *TextBatch) GroupedTo(n, completion int, promptLen func(k int) int) (*GroupedText, error) {
 	p := t.L - completion - 1 // prompt tokens computed once per group
 	switch {
 	case n < 1 || t.B%n != 0:
@@ -46,7 +59,22 @@ func (t *TextBatch) Grouped(n, completion int) (*GroupedText, error) {
 		return nil, fmt.Errorf("qwen2vl: completion length %d of sequences of %d: the shared-prompt layout needs at least 2 prompt positions and 1 completion token", completion, t.L)
 	}
 	gr := t.B / n
-	prompt := &TextBatch{B: gr, L: p, hidden: t.hidden}
+	// The prompt part: columns from…p−1 of the full layout, after pad
+	// padding columns.
+	from, pad := 0, 0
+	if promptLen != nil {
+		from = p - 1 // at least one column
+		for r := range t.B {
+			for j := range from {
+				if t.Valid[r*t.L+j] {
+					from = j
+					break
+				}
+			}
+		}
+		pad = max(promptLen(p-from), p-from) - (p - from)
+	}
+	prompt := &TextBatch{B: gr, L: pad + p - from, hidden: t.hidden}
 	tail := &TextBatch{B: t.B, L: completion, hidden: t.hidden}
 	for r := range t.B {
 		lead := (r / n) * n // the group's first row
@@ -61,18 +89,21 @@ func (t *TextBatch) Grouped(n, completion int) (*GroupedText, error) {
 			}
 		}
 	}
-	cut := func(dst *TextBatch, rows []int, from int) {
+	// cut copies columns from..from+dst.L−lead of rows into dst, after lead
+	// padding columns.
+	cut := func(dst *TextBatch, rows []int, from, lead int) {
+		w := dst.L - lead
 		for _, r := range rows {
-			lo, hi := r*t.L+from, r*t.L+from+dst.L
-			dst.IDs = append(dst.IDs, t.IDs[lo:hi]...)
-			dst.ImageIndex = append(dst.ImageIndex, t.ImageIndex[lo:hi]...)
-			dst.IsImage = append(dst.IsImage, t.IsImage[lo:hi]...)
-			dst.Valid = append(dst.Valid, t.Valid[lo:hi]...)
+			lo, hi := r*t.L+from, r*t.L+from+w
+			dst.IDs = append(append(dst.IDs, make([]int32, lead)...), t.IDs[lo:hi]...)
+			dst.ImageIndex = append(append(dst.ImageIndex, make([]int32, lead)...), t.ImageIndex[lo:hi]...)
+			dst.IsImage = append(append(dst.IsImage, make([]bool, lead)...), t.IsImage[lo:hi]...)
+			dst.Valid = append(append(dst.Valid, make([]bool, lead)...), t.Valid[lo:hi]...)
 		}
 		for ax := range 3 {
 			for _, r := range rows {
 				lo := (ax*t.B+r)*t.L + from
-				dst.Positions = append(dst.Positions, t.Positions[lo:lo+dst.L]...)
+				dst.Positions = append(append(dst.Positions, make([]int32, lead)...), t.Positions[lo:lo+w]...)
 			}
 		}
 		for _, img := range dst.IsImage {
@@ -88,8 +119,8 @@ func (t *TextBatch) Grouped(n, completion int) (*GroupedText, error) {
 	for r := range all {
 		all[r] = r
 	}
-	cut(prompt, leads, 0)
-	cut(tail, all, p)
+	cut(prompt, leads, from, pad)
+	cut(tail, all, p, 0)
 	return &GroupedText{Prompt: prompt, Tail: tail, N: n}, nil
 }
 
