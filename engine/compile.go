@@ -71,6 +71,9 @@ func (g *generation) precompile() error {
 						zeros(dtypes.Float32, f, p, d), zeros(dtypes.Bool, f, p))
 				})
 			}
+			if once([3]int{-2, rows, 0}) {
+				jobs = append(jobs, func() error { return e.run.CompileZeros(shapes.Make(dtypes.Float32, rows, hidden)) })
+			}
 			if merged := f * p / win; once([3]int{-1, rows, merged}) {
 				jobs = append(jobs, func() error {
 					return e.run.Compile(e.progs.place, nil, execution.DonatedShape(zeros(dtypes.Float32, rows, hidden)), zeros(dtypes.Float32, merged, hidden), zeros(dtypes.Int32, merged))

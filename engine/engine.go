@@ -86,6 +86,8 @@ type Engine struct {
 	mu      sync.Mutex
 	adapter *qwen2vl.LoRA
 	gen     sync.Mutex // one Generate at a time
+	// pixels lends the vision calls' pixel buffers, reused from call to call.
+	pixels qwen2vl.PlanScratch
 }
 
 // New returns an engine over m.

@@ -370,11 +370,15 @@ func (e *Engine) deviceImageFeatures(pixels []float32, grids []qwen2vl.Grid, row
 // imageFeatures is deviceImageFeatures over each image's patches.
 func (e *Engine) imageFeatures(images [][]float32, grids []qwen2vl.Grid, rows func(n int) int) (*tensors.Tensor, int, error) {
 	cfg := e.m.Config
-	plan, err := qwen2vl.PlanImages(cfg.Vision, images, grids, e.patchBucket, frameBucket, rows)
+	plan, err := qwen2vl.PlanImagesWith(&e.pixels, cfg.Vision, images, grids, e.patchBucket, frameBucket, rows)
 	if err != nil {
 		return nil, 0, fmt.Errorf("engine: %w", err)
 	}
-	feats := tensors.FromShape(shapes.Make(dtypes.Float32, plan.Rows, cfg.Text.HiddenSize))
+	defer plan.Release(&e.pixels) // Upload copies: the buffers are free once the calls' inputs are up
+	feats, err := e.run.Zeros(shapes.Make(dtypes.Float32, plan.Rows, cfg.Text.HiddenSize))
+	if err != nil {
+		return nil, 0, fmt.Errorf("engine: image features: %w", err)
+	}
 	pd, d := cfg.Vision.PatchDim(), cfg.Vision.HeadDim()
 	for _, c := range plan.Calls {
 		// The plan's slices go to the device without a host tensor's copy.

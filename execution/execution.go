@@ -157,6 +157,8 @@ type Runner struct {
 	// cache copies per call and took the rollout from 9,201 to 11,161 new
 	// tokens/s; bench/results/2026-12-02-h200-session5.md).
 	noAlias bool
+	// zeros is the program behind Zeros.
+	zeros *Program
 }
 
 // execKey identifies one compiled graph: a program, its variant and a hash
@@ -179,7 +181,54 @@ type shapeExec struct {
 // when the first program runs (see Run).
 func New(backend backends.Backend, place Placement) *Runner {
 	return &Runner{backend: backend, place: place, execs: map[execKey]*shapeExec{}, noAlias: os.Getenv("MMFT_XLA_ALIAS") == "off",
-		meshes: map[meshKey]*meshExec{}, stats: Stats{ByProgram: map[string]int{}, Runs: map[string]RunTime{}}, graphs: map[string]*graph.Graph{}}
+		meshes: map[meshKey]*meshExec{}, stats: Stats{ByProgram: map[string]int{}, Runs: map[string]RunTime{}}, graphs: map[string]*graph.Graph{},
+		zeros: NewProgram("execution.zeros", func(variant any, in []*graph.Node) []*graph.Node {
+			z := variant.(zeroShape)
+			return []*graph.Node{graph.Zeros(in[0].Graph(), shapes.Make(z.dt, z.dims[:z.rank]...))}
+		})}
+}
+
+// CompileZeros compiles the program Zeros runs for shape ahead of its first
+// use (as Compile does for a program).
+func (r *Runner) CompileZeros(shape shapes.Shape) error {
+	z, err := zeroVariant(shape)
+	if err != nil {
+		return err
+	}
+	return r.Compile(r.zeros, z, tensors.FromScalar(int32(0)))
+}
+
+// zeroVariant is the Zeros program's variant for shape.
+func zeroVariant(shape shapes.Shape) (zeroShape, error) {
+	z := zeroShape{dt: shape.DType, rank: shape.Rank()}
+	if z.rank > len(z.dims) {
+		return z, fmt.Errorf("execution: zeros %s: at most %d axes", shape, len(z.dims))
+	}
+	copy(z.dims[:], shape.Dimensions)
+	return z, nil
+}
+
+// zeroShape is Zeros' program variant: a shape as a comparable value.
+type zeroShape struct {
+	dt   dtypes.DType
+	rank int
+	dims [8]int
+}
+
+// Zeros returns a tensor of zeros of the given shape made on the runner's
+// device (a program per shape; its one input, a scalar, anchors the graph):
+// no host buffer is allocated, zeroed and copied, as with tensors.FromShape
+// (a few milliseconds per tens of megabytes, on the host's critical path).
+func (r *Runner) Zeros(shape shapes.Shape) (*tensors.Tensor, error) {
+	z, err := zeroVariant(shape)
+	if err != nil {
+		return nil, err
+	}
+	outs, err := r.Run(r.zeros, z, tensors.FromScalar(int32(0)))
+	if err != nil {
+		return nil, fmt.Errorf("execution: zeros %s: %w", shape, err)
+	}
+	return outs[0], nil
 }
 
 // Backend returns the runner's backend.

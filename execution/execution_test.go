@@ -258,3 +258,42 @@ func TestUpload(t *testing.T) {
 		t.Errorf("a scalar: %v, want an error naming its type", err)
 	}
 }
+
+// TestZeros: Zeros makes zeros of any dtype and shape on the device, one
+// program per shape, and refuses a shape of more axes than it keys.
+func TestZeros(t *testing.T) {
+	be, err := simplego.New("parallelism=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(be, Placement{})
+	for _, s := range []shapes.Shape{shapes.Make(dtypes.Float32, 2, 3), shapes.Make(dtypes.Int32, 4), shapes.Make(dtypes.Float32, 2, 3)} {
+		z, err := r.Zeros(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !z.Shape().Equal(s) {
+			t.Fatalf("Zeros(%s) has shape %s", s, z.Shape())
+		}
+		switch s.DType {
+		case dtypes.Float32:
+			for _, v := range tensors.MustCopyFlatData[float32](z) {
+				if v != 0 {
+					t.Fatalf("Zeros(%s) holds %v", s, v)
+				}
+			}
+		case dtypes.Int32:
+			for _, v := range tensors.MustCopyFlatData[int32](z) {
+				if v != 0 {
+					t.Fatalf("Zeros(%s) holds %v", s, v)
+				}
+			}
+		}
+	}
+	if got := r.Stats().ByProgram["execution.zeros"]; got != 2 {
+		t.Errorf("two shapes compiled %d zeros programs, want 2", got)
+	}
+	if _, err := r.Zeros(shapes.Make(dtypes.Float32, 1, 1, 1, 1, 1, 1, 1, 1, 1)); err == nil || !strings.Contains(err.Error(), "at most 8 axes") {
+		t.Errorf("9 axes: %v, want an error", err)
+	}
+}

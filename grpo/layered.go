@@ -232,8 +232,13 @@ func (t *Trainer) layeredGrads(v stepVariant, text []*tensors.Tensor, batch []*t
 	}
 	free(streams[layers])
 	metrics := houts[:lossMetrics]
-	// The last layer's prompt output feeds nothing: its gradient is zero.
-	d := []*tensors.Tensor{tensors.FromShape(streams[layers-1][0].Shape()), houts[lossMetrics]}
+	// The last layer's prompt output feeds nothing: its gradient is zero
+	// (made on the device: a host tensor would be zeroed and copied there).
+	zero, err := t.run.Zeros(streams[layers-1][0].Shape())
+	if err != nil {
+		return nil, 0, fmt.Errorf("grpo: layer-by-layer gradients: %w", err)
+	}
+	d := []*tensors.Tensor{zero, houts[lossMetrics]}
 	for i := layers - 1; i >= 0; i-- {
 		key, w, accIdx := t.layerInputs(i)
 		args := append(append(w, textArgs...), streams[i][0], streams[i][1], execution.Donate(d[0]), execution.Donate(d[1]))

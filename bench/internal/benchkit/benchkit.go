@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"sync"
 	"time"
@@ -229,24 +230,50 @@ func HostTimeSince(before, after execution.Stats) HostTime {
 }
 
 // WarmCPUProfile starts a Go CPU profile into the file named by
-// MMFT_BENCH_CPUPROFILE when rep is 1 (the first warm run), so that what the
-// host does between device calls can be read with `go tool pprof`. It returns
-// the function that stops it (nil when not profiling), to call after the last
-// run.
+// MMFT_BENCH_CPUPROFILE, and a Go execution trace into the file named by
+// MMFT_BENCH_TRACE, when rep is 1 (the first warm run), so that what the
+// host does between device calls can be read with `go tool pprof` and `go
+// tool trace` (the trace shows where the host waits, and the collector's
+// work, which a CPU profile does not). It returns the function that stops
+// them (nil when neither is on), to call after the last run.
 func WarmCPUProfile(rep int) (stop func(), err error) {
-	path := os.Getenv("MMFT_BENCH_CPUPROFILE")
-	if path == "" || rep != 1 {
+	if rep != 1 {
 		return nil, nil
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("MMFT_BENCH_CPUPROFILE: %w", err)
+	var stops []func()
+	stop = func() {
+		for _, s := range stops {
+			s()
+		}
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("MMFT_BENCH_CPUPROFILE: %w", err)
+	if path := os.Getenv("MMFT_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, fmt.Errorf("MMFT_BENCH_CPUPROFILE: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("MMFT_BENCH_CPUPROFILE: %w", err)
+		}
+		stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	if path := os.Getenv("MMFT_BENCH_TRACE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("MMFT_BENCH_TRACE: %w", err)
+		}
+		if err := trace.Start(f); err != nil {
+			f.Close()
+			stop()
+			return nil, fmt.Errorf("MMFT_BENCH_TRACE: %w", err)
+		}
+		stops = append(stops, func() { trace.Stop(); f.Close() })
+	}
+	if len(stops) == 0 {
+		return nil, nil
+	}
+	return stop, nil
 }
 
 // DeviceMemory returns the first device's allocator statistics on an XLA
