@@ -210,11 +210,41 @@ func PlanImages(cfg VisionConfig, images [][]float32, grids []Grid, patches, fra
 // are on the device. A trainer step plans tens of megabytes of pixels, and
 // a fresh allocation of that size is zeroed page by page (on an H200 host
 // about 50 ms of a GRPO step of 8 images of 504×504, before the GPU had
-// any work). Safe for concurrent use; the zero value is ready.
+// any work); it also keeps the rotary tables of the image sizes it has
+// seen. Safe for concurrent use; the zero value is ready.
 type PlanScratch struct {
 	mu   sync.Mutex
 	free [][]float32
+	// rope holds the rotary tables of the grids planned so far (cos, sin
+	// by height and width): a few megabytes of sines and cosines per image
+	// otherwise computed again on every plan.
+	rope map[[2]int][2][]float32
 }
+
+// ropeTables returns visionRopeTables(cfg, h, w), kept for reuse. The
+// tables are read only.
+func (s *PlanScratch) ropeTables(cfg VisionConfig, h, w int) (cos, sin []float32) {
+	if s == nil {
+		return visionRopeTables(cfg, h, w)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.rope[[2]int{h, w}]; ok {
+		return t[0], t[1]
+	}
+	cos, sin = visionRopeTables(cfg, h, w)
+	if s.rope == nil {
+		s.rope = map[[2]int][2][]float32{}
+	}
+	if len(s.rope) >= maxRopeTables {
+		clear(s.rope) // bounded: a dataset of many image sizes keeps the recent ones
+	}
+	s.rope[[2]int{h, w}] = [2][]float32{cos, sin}
+	return cos, sin
+}
+
+// maxRopeTables bounds the rotary tables a PlanScratch keeps.
+const maxRopeTables = 64
 
 // take returns a buffer of n values with unspecified contents.
 func (s *PlanScratch) take(n int) []float32 {
@@ -309,7 +339,7 @@ func PlanImagesWith(scratch *PlanScratch, cfg VisionConfig, images [][]float32, 
 				p := fr.g.H * fr.g.W
 				copy(c.Pixels[f*pb*pd:], fr.px)
 				clear(c.Pixels[f*pb*pd+p*pd : (f+1)*pb*pd]) // padded patches
-				cos, sin := visionRopeTables(cfg, fr.g.H, fr.g.W)
+				cos, sin := scratch.ropeTables(cfg, fr.g.H, fr.g.W)
 				copy(c.Cos[f*pb*d:], cos)
 				copy(c.Sin[f*pb*d:], sin)
 				for k := range p {
