@@ -97,4 +97,3 @@ func (b *TrainBatch) MeanLength() float64 {
 // product contracts over tokens: about 0.25 ms per layer gradient of a
 // 64 × 683-token step on an H200).
 func promptBucket(k int) int { return execution.BucketFine(k, 8, 8) }
-
