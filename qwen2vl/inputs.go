@@ -2,6 +2,7 @@ package qwen2vl
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -211,13 +212,15 @@ func PlanImages(cfg VisionConfig, images [][]float32, grids []Grid, patches, fra
 // a fresh allocation of that size is zeroed page by page (on an H200 host
 // about 50 ms of a GRPO step of 8 images of 504×504, before the GPU had
 // any work); it also keeps the rotary tables of the image sizes it has
-// seen. Safe for concurrent use; the zero value is ready.
+// seen, so one scratch serves one vision configuration. It keeps at most
+// maxFreeBuffers buffers (the largest). Safe for concurrent use; the zero
+// value is ready.
 type PlanScratch struct {
 	mu   sync.Mutex
 	free [][]float32
 	// rope holds the rotary tables of the grids planned so far (cos, sin
-	// by height and width): a few megabytes of sines and cosines per image
-	// otherwise computed again on every plan.
+	// by height and width): about a megabyte of sines and cosines per
+	// 504×504 image otherwise computed again on every plan.
 	rope map[[2]int][2][]float32
 }
 
@@ -243,8 +246,12 @@ func (s *PlanScratch) ropeTables(cfg VisionConfig, h, w int) (cos, sin []float32
 	return cos, sin
 }
 
-// maxRopeTables bounds the rotary tables a PlanScratch keeps.
-const maxRopeTables = 64
+// maxRopeTables bounds the rotary tables a PlanScratch keeps, and
+// maxFreeBuffers the pixel buffers.
+const (
+	maxRopeTables  = 64
+	maxFreeBuffers = 8
+)
 
 // take returns a buffer of n values with unspecified contents.
 func (s *PlanScratch) take(n int) []float32 {
@@ -279,6 +286,13 @@ func (p *VisionPlan) Release(s *PlanScratch) {
 	for i := range p.Calls {
 		s.free = append(s.free, p.Calls[i].Pixels)
 		p.Calls[i].Pixels = nil
+	}
+	if len(s.free) > maxFreeBuffers {
+		// Keep the largest: a smaller plan fits in them, a larger one would
+		// allocate anyway.
+		slices.SortFunc(s.free, func(a, b []float32) int { return cap(b) - cap(a) })
+		clear(s.free[maxFreeBuffers:])
+		s.free = s.free[:maxFreeBuffers]
 	}
 }
 

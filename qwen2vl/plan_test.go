@@ -62,6 +62,18 @@ func TestPlanScratchReuse(t *testing.T) {
 			t.Fatalf("round %d: Release left the plan's pixels in place", round)
 		}
 	}
+	// Many plans of many calls: the scratch keeps a bounded number of buffers.
+	for range 3 {
+		grids := slices.Repeat([]Grid{{T: 1, H: 4, W: 4}}, 3*(maxFreeBuffers+1))
+		plan, err := PlanImagesWith(&s, cfg, images(grids), grids, patches, frames, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan.Release(&s)
+		if len(s.free) > maxFreeBuffers {
+			t.Fatalf("scratch keeps %d buffers, want ≤ %d", len(s.free), maxFreeBuffers)
+		}
+	}
 	if len(s.free) == 0 || len(s.rope) == 0 {
 		t.Errorf("scratch kept %d buffers and %d rotary tables, want some of each", len(s.free), len(s.rope))
 	}
